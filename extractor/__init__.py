@@ -1,0 +1,42 @@
+"""Take a transformer encoder out of a composite checkpoint and export verified dynamic ONNX.
+
+The steps are plain functions that return data and never print; `extract` runs
+them all. `python -m extractor` is the command-line front end.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .architecture import ResolvedConfig, resolve_config  # noqa: E402
+from .checkpoint import Checkpoint, find_state_dict, load_checkpoint, strip_prefix  # noqa: E402
+from .errors import ExtractorError  # noqa: E402
+from .export import ExportSettings, export_onnx  # noqa: E402
+from .model import KeyReport, build_model  # noqa: E402
+from .parity import ParityReport, compare_onnx, parity_cases, reference_outputs  # noqa: E402
+from .pipeline import ExtractionReport, extract  # noqa: E402
+from .prefixes import PrefixInfo, choose_prefix, encoder_prefixes, prefix_summary  # noqa: E402
+
+__all__ = [
+    "Checkpoint",
+    "ExportSettings",
+    "ExtractionReport",
+    "ExtractorError",
+    "KeyReport",
+    "ParityReport",
+    "PrefixInfo",
+    "ResolvedConfig",
+    "build_model",
+    "choose_prefix",
+    "compare_onnx",
+    "encoder_prefixes",
+    "export_onnx",
+    "extract",
+    "find_state_dict",
+    "load_checkpoint",
+    "parity_cases",
+    "prefix_summary",
+    "reference_outputs",
+    "resolve_config",
+    "strip_prefix",
+]

@@ -1,0 +1,263 @@
+"""Export a fresh encoder to ONNX with dynamic batch and sequence axes.
+
+Graph inputs are named after the model's own forward parameters and passed by
+keyword, so they cannot be swapped. Dummy sizes are chosen to collide with no
+config dimension, and recorded in `metadata_props` with the exporter and opset,
+so a later check can recognise a frozen dummy value when it sees one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import logging
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+from transformers import PreTrainedModel
+
+TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+EXPORTERS = ("dynamo", "torchscript")
+METADATA_PREFIX = "subgraft."
+# Weights past this size go to external data (protobuf cannot hold 2 GiB).
+EXTERNAL_DATA_BYTES = 1 << 30
+_BATCH_CANDIDATES = (3, 5, 7, 11, 13)
+_SEQUENCE_CANDIDATES = (17, 19, 23, 29, 31, 37, 41, 43, 47)
+
+
+@dataclass
+class ExportSettings:
+    """How a model was exported; also written into the ONNX `metadata_props`."""
+
+    exporter: str
+    opset: int
+    dummy_batch: int
+    dummy_sequence: int
+    input_names: list[str]
+    output_names: list[str]
+    external_data: bool
+    attn_implementation: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def metadata(self) -> dict[str, str]:
+        return {
+            METADATA_PREFIX + "exporter": self.exporter,
+            METADATA_PREFIX + "opset": str(self.opset),
+            METADATA_PREFIX + "dummy_batch": str(self.dummy_batch),
+            METADATA_PREFIX + "dummy_sequence": str(self.dummy_sequence),
+            METADATA_PREFIX + "input_names": ",".join(self.input_names),
+            METADATA_PREFIX + "dynamic_axes": "batch,sequence",
+        }
+
+
+class EncoderWrapper(torch.nn.Module):
+    """Positional forward over named inputs, returning a flat tuple of outputs."""
+
+    def __init__(self, model: PreTrainedModel, input_names: list[str], hidden_states: bool):
+        super().__init__()
+        self.model = model
+        self.input_names = input_names
+        self.hidden_states = hidden_states
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(
+            **dict(zip(self.input_names, inputs, strict=True)),
+            output_hidden_states=self.hidden_states,
+            return_dict=True,
+        )
+        result = [out.last_hidden_state]
+        if getattr(out, "pooler_output", None) is not None:
+            result.append(out.pooler_output)
+        if self.hidden_states:
+            result.extend(out.hidden_states)
+        return tuple(result)
+
+
+def input_names_for(model: PreTrainedModel) -> list[str]:
+    """The text inputs the model's forward takes, in its own order."""
+    params = list(inspect.signature(model.forward).parameters)
+    names = [p for p in params if p in TEXT_INPUTS]
+    if "token_type_ids" in names and getattr(model.config, "type_vocab_size", 2) <= 1:
+        names.remove("token_type_ids")  # RoBERTa-style: one type, the model fills zeros itself
+    return names
+
+
+def output_names_for(model: PreTrainedModel, hidden_states: bool) -> list[str]:
+    names = ["last_hidden_state"]
+    if getattr(model, "pooler", None) is not None:
+        names.append("pooler_output")
+    if hidden_states:
+        layers = (
+            model.config.num_hidden_layers
+            if hasattr(model.config, "num_hidden_layers")
+            else model.config.n_layers
+        )
+        names += [f"hidden_states.{i}" for i in range(layers + 1)]
+    return names
+
+
+def choose_dummy_sizes(config: Any) -> tuple[int, int]:
+    """Batch and sequence that are distinct, > 1 and equal to no config dimension."""
+    taken = {v for v in config.to_dict().values() if isinstance(v, int) and not isinstance(v, bool)}
+    hidden = getattr(config, "hidden_size", None) or getattr(config, "dim", None)
+    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_heads", None)
+    if hidden and heads:
+        taken.add(hidden // heads)
+    longest = (getattr(config, "max_position_embeddings", 512) or 512) - 2
+    batch = next(b for b in _BATCH_CANDIDATES if b not in taken)
+    sequence = next((s for s in _SEQUENCE_CANDIDATES if s not in taken and s <= longest), None)
+    if sequence is None:
+        raise ValueError(f"no free dummy sequence length below {longest}")
+    return batch, sequence
+
+
+def dummy_inputs(
+    config: Any, input_names: list[str], batch: int, sequence: int, seed: int = 0
+) -> dict[str, torch.Tensor]:
+    """Random token ids (never the pad id) and a mask whose last row is padded."""
+    generator = torch.Generator().manual_seed(seed)
+    low = 3 if getattr(config, "pad_token_id", 0) in (0, 1, 2) else 0
+    ids = torch.randint(low, config.vocab_size, (batch, sequence), generator=generator)
+    mask = torch.ones(batch, sequence, dtype=torch.long)
+    mask[-1, sequence // 2 :] = 0  # trace the padded-mask path, not the all-ones shortcut
+    tensors = {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "token_type_ids": torch.zeros(batch, sequence, dtype=torch.long),
+    }
+    return {name: tensors[name] for name in input_names}
+
+
+def export_onnx(
+    model: PreTrainedModel,
+    path: str | Path,
+    exporter: str = "dynamo",
+    opset: int | None = None,
+    hidden_states: bool = False,
+    external_data: bool | None = None,
+) -> ExportSettings:
+    """Export `model` to `path` with dynamic `batch` and `sequence` axes.
+
+    Args:
+        exporter: "dynamo" (torch.export-based, the default) or "torchscript".
+        opset: ONNX opset; None keeps the exporter's default.
+        hidden_states: also output every layer's hidden states (`hidden_states.N`).
+        external_data: force weights into `<path>.data`; None decides by size.
+    """
+    if exporter not in EXPORTERS:
+        raise ValueError(f"unknown exporter {exporter!r}; choose one of {EXPORTERS}")
+    path = Path(path)
+    input_names = input_names_for(model)
+    output_names = output_names_for(model, hidden_states)
+    batch, sequence = choose_dummy_sizes(model.config)
+    inputs = dummy_inputs(model.config, input_names, batch, sequence)
+    if external_data is None:
+        size = sum(p.numel() * p.element_size() for p in model.parameters())
+        external_data = size > EXTERNAL_DATA_BYTES
+    wrapper = EncoderWrapper(model, input_names, hidden_states).eval()
+    settings = ExportSettings(
+        exporter,
+        opset or 0,
+        batch,
+        sequence,
+        input_names,
+        output_names,
+        external_data,
+        getattr(model.config, "_attn_implementation", None),
+    )
+    with _quiet(settings.warnings), torch.no_grad():
+        if exporter == "dynamo":
+            _export_dynamo(wrapper, tuple(inputs.values()), path, settings, opset)
+        else:
+            _export_torchscript(wrapper, tuple(inputs.values()), path, settings, opset)
+    return settings
+
+
+def _export_dynamo(
+    wrapper: torch.nn.Module, args: tuple, path: Path, settings: ExportSettings, opset: int | None
+) -> None:
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    # The wrapper takes *inputs, which torch.export sees as one argument: hence the nesting.
+    program = torch.onnx.export(
+        wrapper,
+        args,
+        None,
+        input_names=settings.input_names,
+        output_names=settings.output_names,
+        dynamic_shapes=(tuple({0: batch, 1: sequence} for _ in args),),
+        opset_version=opset,
+        dynamo=True,
+        verbose=False,
+        optimize=True,
+    )
+    settings.opset = program.model.opset_imports[""]
+    program.model.metadata_props.update(settings.metadata())
+    program.save(path, external_data=settings.external_data)
+
+
+def _export_torchscript(
+    wrapper: torch.nn.Module, args: tuple, path: Path, settings: ExportSettings, opset: int | None
+) -> None:
+    axes = {0: "batch", 1: "sequence"}
+    torch.onnx.export(
+        wrapper,
+        args,
+        str(path),
+        input_names=settings.input_names,
+        output_names=settings.output_names,
+        opset_version=opset or 17,
+        dynamo=False,
+        dynamic_axes={
+            **{n: axes for n in settings.input_names},
+            **{n: axes for n in settings.output_names if n != "pooler_output"},
+            **({"pooler_output": {0: "batch"}} if "pooler_output" in settings.output_names else {}),
+        },
+        do_constant_folding=True,
+    )
+    proto = onnx.load(str(path))
+    settings.opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    for key, value in settings.metadata().items():
+        proto.metadata_props.add(key=key, value=value)
+    onnx.save(
+        proto, str(path), save_as_external_data=settings.external_data, location=path.name + ".data"
+    )
+
+
+@contextlib.contextmanager
+def _quiet(collected: list[str]):
+    """Keep the exporters' progress lines and warnings off the console, but keep warnings."""
+    loggers = [
+        logging.getLogger(n)
+        for n in (
+            "torch.onnx",
+            "torch.export",
+            "torch._export",
+            "onnxscript",
+            "torch.fx.experimental",
+        )
+    ]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with (
+            warnings.catch_warnings(record=True) as caught,
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
+            warnings.simplefilter("always")
+            yield
+        seen = dict.fromkeys(
+            f"{w.category.__name__}: {str(w.message).splitlines()[0]}" for w in caught
+        )
+        collected.extend(list(seen)[:20])
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)

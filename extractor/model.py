@@ -1,0 +1,137 @@
+"""Build a fresh encoder with `AutoModel.from_config` and load the stripped weights.
+
+Every missing key, unexpected key and shape mismatch is collected and reported
+at once. Differences known to be benign across transformers versions (buffers
+that 4.x saved and 5.x rebuilds) are tolerated and listed, never hidden.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import AutoModel, PretrainedConfig, PreTrainedModel
+
+from .checkpoint import StateDict
+from .errors import WeightMismatchError
+
+# Buffers transformers 4.x wrote into state dicts; 3.x and 5.x rebuild them, so they are ignored.
+BENIGN_EXTRA_KEYS = {
+    "embeddings.position_ids": "position-id buffer saved by transformers 4.x; rebuilt by the model",
+    "embeddings.token_type_ids": "token-type buffer saved by transformers 4.x; rebuilt by the model",
+}
+
+
+@dataclass
+class KeyReport:
+    """How the stripped weights matched the fresh model."""
+
+    loaded: int = 0
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    shape_mismatches: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(
+        default_factory=list
+    )
+    tolerated: list[tuple[str, str]] = field(default_factory=list)  # (key or group, reason)
+    converted_dtype: str | None = None  # e.g. "float16 -> float32"
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.shape_mismatches)
+
+    def rows(self) -> list[tuple[str, str, str]]:
+        """(status, key, detail) rows for one table, problems first."""
+        rows = [("missing", k, "in the model, not in the checkpoint") for k in self.missing]
+        rows += [("unexpected", k, "in the checkpoint, not in the model") for k in self.unexpected]
+        rows += [
+            ("shape", k, f"checkpoint {list(got)} vs model {list(want)}")
+            for k, got, want in self.shape_mismatches
+        ]
+        rows += [("tolerated", k, reason) for k, reason in self.tolerated]
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "loaded": self.loaded,
+            "missing": self.missing,
+            "unexpected": self.unexpected,
+            "shape_mismatches": [
+                {"key": k, "checkpoint": list(g), "model": list(w)}
+                for k, g, w in self.shape_mismatches
+            ],
+            "tolerated": [{"key": k, "reason": r} for k, r in self.tolerated],
+            "converted_dtype": self.converted_dtype,
+        }
+
+
+def build_model(
+    config: PretrainedConfig, state_dict: StateDict, attn_implementation: str | None = None
+) -> tuple[PreTrainedModel, KeyReport]:
+    """A fresh model from `config` holding exactly the given weights, in eval mode.
+
+    The weights are assigned, not copied, so memory-mapped checkpoint tensors stay
+    shared. Floating-point weights are converted to float32 for a CPU export.
+
+    Raises:
+        WeightMismatchError: with every missing, unexpected and mis-shaped key.
+    """
+    report = KeyReport()
+    kwargs: dict[str, Any] = {}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    with torch.device("meta"):
+        expected = AutoModel.from_config(config, **kwargs).state_dict()
+    if _has_pooler(expected) and not _has_pooler(state_dict):
+        # Many task models build the encoder without its pooler (add_pooling_layer=False).
+        kwargs["add_pooling_layer"] = False
+        expected = {k: v for k, v in expected.items() if not k.startswith("pooler.")}
+        report.tolerated.append(("pooler.*", "not in the checkpoint; model built without pooler"))
+
+    weights = {}
+    for key, tensor in state_dict.items():
+        if key in expected:
+            weights[key] = tensor
+        elif key in BENIGN_EXTRA_KEYS:
+            report.tolerated.append((key, BENIGN_EXTRA_KEYS[key]))
+        else:
+            report.unexpected.append(key)
+    report.missing = [k for k in expected if k not in state_dict]
+    report.shape_mismatches = [
+        (k, tuple(t.shape), tuple(expected[k].shape))
+        for k, t in weights.items()
+        if t.shape != expected[k].shape
+    ]
+    if not report.ok:
+        raise WeightMismatchError(_mismatch_message(report), report)
+
+    weights, report.converted_dtype = _as_float32(weights)
+    model = AutoModel.from_config(config, **kwargs)
+    model.load_state_dict(weights, strict=True, assign=True)
+    report.loaded = len(weights)
+    return model.eval(), report
+
+
+def _has_pooler(state_dict: dict[str, Any]) -> bool:
+    return any(k.startswith("pooler.") for k in state_dict)
+
+
+def _as_float32(weights: StateDict) -> tuple[StateDict, str | None]:
+    dtypes = {t.dtype for t in weights.values() if t.is_floating_point()}
+    if dtypes <= {torch.float32}:
+        return weights, None
+    converted = {k: t.float() if t.is_floating_point() else t for k, t in weights.items()}
+    names = ", ".join(sorted(str(d).removeprefix("torch.") for d in dtypes))
+    return converted, f"{names} -> float32"
+
+
+def _mismatch_message(report: KeyReport) -> str:
+    parts = []
+    for label, items in (
+        ("missing", report.missing),
+        ("unexpected", report.unexpected),
+        ("mis-shaped", [k for k, _, _ in report.shape_mismatches]),
+    ):
+        if items:
+            parts.append(f"{len(items)} {label} (e.g. {items[0]})")
+    return "weights do not fit the model: " + ", ".join(parts)

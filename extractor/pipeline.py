@@ -1,0 +1,180 @@
+"""The whole job: checkpoint -> stripped weights -> fresh model -> verified dynamic ONNX.
+
+Each step is a plain function in its own module; this one chains them, stages
+every output in a temporary directory, and moves it into place only when the
+export passed its parity check.
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .architecture import TOKENIZER_FILES, ResolvedConfig, resolve_config
+from .checkpoint import Checkpoint, load_checkpoint, strip_prefix
+from .export import EncoderWrapper, ExportSettings, export_onnx
+from .model import KeyReport, build_model
+from .output import REPORT_NAME, TOOL, check_output, commit, default_output, staging_dir, write_json
+from .parity import (
+    DEFAULT_ATOL,
+    DEFAULT_RTOL,
+    ParityReport,
+    compare_onnx,
+    parity_cases,
+    reference_outputs,
+)
+from .prefixes import choose_prefix, guess_model_type
+
+ONNX_NAME = "model.onnx"
+Step = Callable[[str], None]
+
+
+@dataclass
+class ExtractionReport:
+    """Everything one run did and measured; `report.json` is its `to_dict()`."""
+
+    source: dict[str, Any]
+    prefix: str
+    config: ResolvedConfig
+    keys: KeyReport
+    export: ExportSettings
+    parity: ParityReport
+    output: Path | None = None  # None when nothing was written (verification failed)
+    files: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.parity.ok
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tool": TOOL,
+            "version": __version__,
+            "ok": self.ok,
+            "source": self.source,
+            "prefix": self.prefix,
+            "config": self.config.to_dict(),
+            "keys": self.keys.to_dict(),
+            "export": self.export.to_dict(),
+            "parity": self.parity.to_dict(),
+            "output": str(self.output) if self.output else None,
+            "files": self.files,
+            "seconds": self.seconds,
+        }
+
+
+def extract(
+    checkpoint: str | Path,
+    prefix: str | None = None,
+    output: str | Path | None = None,
+    *,
+    config_file: str | Path | None = None,
+    model: str | Path | None = None,
+    trust: bool = False,
+    exporter: str = "dynamo",
+    opset: int | None = None,
+    hidden_states: bool = False,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    force: bool = False,
+    step: Step | None = None,
+) -> ExtractionReport:
+    """Run the whole job and return its report; outputs exist only if `report.ok`.
+
+    Args:
+        step: called with a short label as each long step starts (for progress).
+
+    Raises:
+        ExtractorError: bad input; nothing has been written.
+    """
+    step = step or (lambda _label: None)
+    timer = _Timer()
+    path = Path(checkpoint)
+    step("loading checkpoint")
+    ckpt = load_checkpoint(path, trust=trust)
+    chosen = choose_prefix(ckpt.state_dict, prefix)
+    weights = strip_prefix(ckpt.state_dict, chosen)
+    out_dir = Path(output) if output is not None else default_output(path, chosen)
+    inputs = [path] + ([Path(config_file)] if config_file else [])
+    check_output(out_dir, inputs, force)
+    timer.lap("load")
+
+    step("resolving architecture")
+    resolved = resolve_config(weights, ckpt, config_file, model)
+    step("building the fresh model")
+    encoder, keys = build_model(resolved.config, weights)
+    source = _source(ckpt, chosen, weights)
+    del weights
+    timer.lap("build")
+
+    with staging_dir(out_dir) as staging:
+        step("saving the Hugging Face model")
+        encoder.save_pretrained(staging)
+        _copy_tokenizer(resolved, staging)
+        timer.lap("save")
+        step("exporting to ONNX")
+        settings = export_onnx(encoder, staging / ONNX_NAME, exporter, opset, hidden_states)
+        timer.lap("export")
+
+        step("verifying PyTorch against onnxruntime")
+        wrapper = EncoderWrapper(encoder, settings.input_names, hidden_states).eval()
+        cases = parity_cases(encoder.config, settings.dummy_batch, settings.dummy_sequence)
+        references = reference_outputs(
+            wrapper, encoder.config, settings.input_names, settings.output_names, cases
+        )
+        # The model and the mapped checkpoint are done with: free them before onnxruntime loads.
+        del wrapper, encoder, ckpt
+        gc.collect()
+        parity = compare_onnx(staging / ONNX_NAME, references, atol, rtol)
+        timer.lap("verify")
+
+        report = ExtractionReport(
+            source, chosen, resolved, keys, settings, parity, seconds=timer.seconds
+        )
+        if report.ok:
+            report.output = out_dir
+            report.files = sorted([p.name for p in staging.iterdir()] + [REPORT_NAME])
+            write_json(staging / REPORT_NAME, report.to_dict())
+            commit(staging, out_dir)
+    return report
+
+
+def _source(ckpt: Checkpoint, prefix: str, weights: dict) -> dict[str, Any]:
+    return {
+        "path": str(ckpt.path),
+        "format": ckpt.format,
+        "state_dict_location": ckpt.location,
+        "tensors": len(ckpt.state_dict),
+        "encoder_tensors": len(weights),
+        "encoder_parameters": sum(t.numel() for t in weights.values()),
+        "looks_like": guess_model_type(ckpt.state_dict, prefix),
+        "trusted": ckpt.trusted,
+        "mmap": ckpt.mmap,
+    }
+
+
+def _copy_tokenizer(resolved: ResolvedConfig, staging: Path) -> None:
+    if resolved.tokenizer_dir is None:
+        return
+    for name in TOKENIZER_FILES:
+        source = resolved.tokenizer_dir / name
+        if source.is_file():
+            shutil.copyfile(source, staging / name)
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._last, 3)
+        self._last = now

@@ -1,0 +1,122 @@
+"""Render the extractor's results for people (rich) or scripts (JSON); nothing else prints."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+
+from .architecture import attention_heads
+from .model import KeyReport
+from .parity import ParityReport
+from .pipeline import ExtractionReport
+from .prefixes import PrefixInfo
+
+
+def render_prefixes(console: Console, rows: list[PrefixInfo], location: str) -> None:
+    """The prefix tree of `--list`: counts per prefix, encoders marked with their type."""
+    tree = Tree(f"[bold]state dict[/] at {location}")
+    nodes: dict[str, Tree] = {}
+    for row in rows:
+        parent = _parent(row.prefix, nodes)
+        label = (
+            f"[cyan]{row.prefix}[/]  {row.tensors} tensors, {row.parameters:,} params, "
+            f"{'/'.join(row.dtypes)}"
+        )
+        if row.architecture:
+            label += f"  [bold green]<- {row.architecture} encoder[/]"
+        nodes[row.prefix] = (nodes[parent] if parent else tree).add(label)
+    console.print(tree)
+
+
+def _parent(prefix: str, nodes: dict[str, Tree]) -> str | None:
+    parts = prefix.rstrip(".").split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        candidate = ".".join(parts[:cut]) + "."
+        if candidate in nodes:
+            return candidate
+    return None
+
+
+def render_keys(console: Console, keys: KeyReport) -> None:
+    """One table of every missing, unexpected, mis-shaped and tolerated key."""
+    rows = keys.rows()
+    if not rows:
+        return
+    table = Table(title="weights vs fresh model", title_justify="left")
+    table.add_column("status")
+    table.add_column("key")
+    table.add_column("detail")
+    styles = {"tolerated": "yellow"}
+    for status, key, detail in rows:
+        table.add_row(f"[{styles.get(status, 'red')}]{status}[/]", key, detail)
+    console.print(table)
+
+
+def render_parity(console: Console, parity: ParityReport) -> None:
+    table = Table(
+        title=f"parity PyTorch vs onnxruntime (atol {parity.atol:g}, rtol {parity.rtol:g})",
+        title_justify="left",
+    )
+    for column in ("case", "shape", "output", "max abs", "max rel", "result"):
+        table.add_column(column, justify="right" if column.startswith("max") else "left")
+    for r in parity.results:
+        result = "[green]ok[/]" if r.ok else f"[red]FAIL[/] {r.error or ''}"
+        table.add_row(
+            r.case, f"{r.batch}x{r.sequence}", r.output, _num(r.max_abs), _num(r.max_rel), result
+        )
+    console.print(table)
+
+
+def _num(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2e}"
+
+
+def render_extraction(console: Console, report: ExtractionReport) -> None:
+    """Provenance, key table, parity table, then a one-line verdict."""
+    config = report.config
+    console.print(
+        f"state dict: {report.source['state_dict_location']} "
+        f"({report.source['format']}); prefix [cyan]{report.prefix!r}[/], "
+        f"{report.source['encoder_tensors']} tensors, "
+        f"{report.source['encoder_parameters']:,} parameters"
+    )
+    console.print(f"config: {config.config.model_type} from {config.source}")
+    for reason in config.rejected:
+        console.print(f"  [dim]rejected: {reason}[/]")
+    if config.heads_guessed:
+        console.print(
+            f"[bold yellow]WARNING: the number of attention heads "
+            f"({attention_heads(config.config)}) was GUESSED from the hidden size. Shapes "
+            "cannot tell it; a wrong guess gives "
+            "wrong outputs. Pass --config or --model to be sure.[/]"
+        )
+    render_keys(console, report.keys)
+    export = report.export
+    console.print(
+        f"export: {export.exporter} exporter, opset {export.opset}, dummy "
+        f"batch={export.dummy_batch} sequence={export.dummy_sequence}, inputs "
+        f"{', '.join(export.input_names)}"
+    )
+    render_parity(console, report.parity)
+    seconds = sum(report.seconds.values())
+    if report.ok:
+        console.print(
+            f"[bold green]ok[/] wrote {report.output} ({', '.join(report.files)}) "
+            f"in {seconds:.1f} s"
+        )
+    else:
+        failed = report.parity.failures
+        console.print(
+            f"[bold red]verification failed[/]: {len(failed)} of "
+            f"{len(report.parity.results)} comparisons (first: {failed[0].case} "
+            f"{failed[0].batch}x{failed[0].sequence} {failed[0].output}); "
+            "nothing written"
+        )
+
+
+def to_json(data: object) -> str:
+    return json.dumps(data, indent=2, default=str)
