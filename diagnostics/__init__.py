@@ -1,0 +1,37 @@
+"""Find shapes frozen from the export dummy in an ONNX encoder, prove them, point at the source.
+
+`check(path_or_model) -> Report` returns data and never prints; `python -m
+diagnostics check MODEL.onnx` is the command-line front end.
+"""
+
+from __future__ import annotations
+
+from .checker import check
+from .errors import DiagnosticsError
+from .findings import (
+    Finding,
+    FrozenValue,
+    InvarianceRun,
+    Probe,
+    ProbeRun,
+    Report,
+    Skip,
+    Source,
+    SymbolInfo,
+    TensorInfo,
+)
+
+__all__ = [
+    "DiagnosticsError",
+    "Finding",
+    "FrozenValue",
+    "InvarianceRun",
+    "Probe",
+    "ProbeRun",
+    "Report",
+    "Skip",
+    "Source",
+    "SymbolInfo",
+    "TensorInfo",
+    "check",
+]

@@ -233,6 +233,8 @@ def _local_dirs(name: str, base_dir: Path | None) -> list[Path]:
 
 def _hub_aliases(name: str) -> list[str]:
     bare = name.split("/", 1)[1] if name.startswith(_HUB_ORGS) else name
+    if "/" in bare:  # an organisation of its own: no aliases
+        return [name]
     return list(dict.fromkeys([name, bare, *(org + bare for org in _HUB_ORGS)]))
 
 

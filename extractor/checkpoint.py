@@ -167,9 +167,10 @@ def _unpickling_error(path: Path, exc: Exception, trust: bool) -> CheckpointErro
     message = str(exc)
     found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
     if trust or found is None:
+        reason = re.search(r"WeightsUnpickler error: (.*)", message)
         return CheckpointError(
-            f"{path} cannot be unpickled (truncated, corrupt or not a checkpoint): "
-            f"{_first_line(exc)}"
+            f"{path} cannot be read as a PyTorch checkpoint (truncated, corrupt or not a "
+            f"checkpoint): {reason.group(1)[:200] if reason else _first_line(exc)}"
         )
     name = found.group(1)
     if name.startswith("torch."):

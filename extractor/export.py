@@ -11,7 +11,11 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
+import json
 import logging
+import os
+import subprocess
+import sys
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -181,6 +185,38 @@ def export_onnx(
     return settings
 
 
+def export_saved_model(
+    model_dir: str | Path,
+    path: str | Path,
+    exporter: str = "dynamo",
+    opset: int | None = None,
+    hidden_states: bool = False,
+) -> ExportSettings:
+    """Export a saved Hugging Face model directory in a fresh Python process.
+
+    The exporters keep module-level caches that pin every weight of the last model
+    exported (onnxscript's rewrite rules hold the last graph they matched); a child
+    process takes them with it when it exits, so a large model's memory really goes.
+    """
+    request = {"model_dir": str(model_dir), "path": str(path), "exporter": exporter,
+               "opset": opset, "hidden_states": hidden_states}
+    done = subprocess.run(
+        [sys.executable, "-m", "extractor.export", json.dumps(request)],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"export subprocess failed:\n{done.stderr[-4000:]}")
+    return ExportSettings(**json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _export_in_child(request: dict[str, Any]) -> None:
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(request.pop("model_dir"), local_files_only=True).eval()
+    settings = export_onnx(model, **request)
+    print(json.dumps(settings.to_dict()))
+
+
 def _export_dynamo(
     wrapper: torch.nn.Module, args: tuple, path: Path, settings: ExportSettings, opset: int | None
 ) -> None:
@@ -261,3 +297,7 @@ def _quiet(collected: list[str]):
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
+
+
+if __name__ == "__main__":  # the child of export_saved_model
+    _export_in_child(json.loads(sys.argv[1]))

@@ -8,6 +8,7 @@ export passed its parity check.
 from __future__ import annotations
 
 import gc
+import itertools
 import shutil
 import time
 from collections.abc import Callable
@@ -15,16 +16,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+from transformers import PreTrainedModel
+
 from . import __version__
 from .architecture import TOKENIZER_FILES, ResolvedConfig, resolve_config
 from .checkpoint import Checkpoint, load_checkpoint, strip_prefix
-from .export import EncoderWrapper, ExportSettings, export_onnx
+from .export import (
+    EncoderWrapper,
+    ExportSettings,
+    choose_dummy_sizes,
+    export_onnx,
+    export_saved_model,
+    input_names_for,
+    output_names_for,
+)
 from .model import KeyReport, build_model
 from .output import REPORT_NAME, TOOL, check_output, commit, default_output, staging_dir, write_json
 from .parity import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
     ParityReport,
+    Reference,
     compare_onnx,
     parity_cases,
     reference_outputs,
@@ -32,6 +45,7 @@ from .parity import (
 from .prefixes import choose_prefix, guess_model_type
 
 ONNX_NAME = "model.onnx"
+ISOLATE_EXPORT_BYTES = 256 << 20
 Step = Callable[[str], None]
 
 
@@ -84,11 +98,14 @@ def extract(
     atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL,
     force: bool = False,
+    isolate_export: bool | None = None,
     step: Step | None = None,
 ) -> ExtractionReport:
     """Run the whole job and return its report; outputs exist only if `report.ok`.
 
     Args:
+        isolate_export: export in a fresh process from the saved model (default: when
+            the weights exceed 256 MiB), so the exporter's caches cannot pin the weights.
         step: called with a short label as each long step starts (for progress).
 
     Raises:
@@ -119,19 +136,26 @@ def extract(
         encoder.save_pretrained(staging)
         _copy_tokenizer(resolved, staging)
         timer.lap("save")
+
+        step("running PyTorch at the parity shapes")
+        references = _references(encoder, hidden_states)
+        isolate = isolate_export if isolate_export is not None else (
+            _weight_bytes(encoder) > ISOLATE_EXPORT_BYTES)
         step("exporting to ONNX")
-        settings = export_onnx(encoder, staging / ONNX_NAME, exporter, opset, hidden_states)
+        if isolate:
+            # Free the model first; the child exports the saved model and takes the
+            # exporters' caches (which pin every weight) with it when it exits.
+            _release_weights(encoder)
+            settings = export_saved_model(staging, staging / ONNX_NAME, exporter, opset,
+                                          hidden_states)
+        else:
+            settings = export_onnx(encoder, staging / ONNX_NAME, exporter, opset, hidden_states)
+            _release_weights(encoder)
+        del encoder, ckpt
+        gc.collect()
         timer.lap("export")
 
         step("verifying PyTorch against onnxruntime")
-        wrapper = EncoderWrapper(encoder, settings.input_names, hidden_states).eval()
-        cases = parity_cases(encoder.config, settings.dummy_batch, settings.dummy_sequence)
-        references = reference_outputs(
-            wrapper, encoder.config, settings.input_names, settings.output_names, cases
-        )
-        # The model and the mapped checkpoint are done with: free them before onnxruntime loads.
-        del wrapper, encoder, ckpt
-        gc.collect()
         parity = compare_onnx(staging / ONNX_NAME, references, atol, rtol)
         timer.lap("verify")
 
@@ -158,6 +182,25 @@ def _source(ckpt: Checkpoint, prefix: str, weights: dict) -> dict[str, Any]:
         "trusted": ckpt.trusted,
         "mmap": ckpt.mmap,
     }
+
+
+def _references(encoder: PreTrainedModel, hidden_states: bool) -> list[Reference]:
+    """PyTorch outputs at the parity shapes, for the names and dummy the export will use."""
+    input_names = input_names_for(encoder)
+    wrapper = EncoderWrapper(encoder, input_names, hidden_states).eval()
+    cases = parity_cases(encoder.config, *choose_dummy_sizes(encoder.config))
+    return reference_outputs(wrapper, encoder.config, input_names,
+                             output_names_for(encoder, hidden_states), cases)
+
+
+def _weight_bytes(model: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in model.parameters())
+
+
+def _release_weights(model: torch.nn.Module) -> None:
+    """Empty every tensor so its memory goes even where a cache still holds the module."""
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        tensor.data = torch.empty(0, dtype=tensor.dtype)
 
 
 def _copy_tokenizer(resolved: ResolvedConfig, staging: Path) -> None:

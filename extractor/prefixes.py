@@ -57,8 +57,9 @@ def guess_model_type(state_dict: StateDict, prefix: str) -> str | None:
     type_vocab_key = prefix + "embeddings.token_type_embeddings.weight"
     positions_key = prefix + "embeddings.position_embeddings.weight"
     if type_vocab_key in state_dict and positions_key in state_dict:
-        # RoBERTa-style models keep padding_idx + 1 extra position rows and one type.
-        if state_dict[type_vocab_key].shape[0] == 1 and state_dict[positions_key].shape[0] % 2:
+        # RoBERTa-style models have one token type and padding_idx + 1 extra position rows.
+        extra = state_dict[positions_key].shape[0] - 2
+        if state_dict[type_vocab_key].shape[0] == 1 and extra > 0 and extra & (extra - 1) == 0:
             return "xlm-roberta" if vocab >= 250_000 else "roberta"
     return "bert"
 

@@ -64,11 +64,17 @@ def render_parity(console: Console, parity: ParityReport) -> None:
     for column in ("case", "shape", "output", "max abs", "max rel", "result"):
         table.add_column(column, justify="right" if column.startswith("max") else "left")
     for r in parity.results:
-        result = "[green]ok[/]" if r.ok else f"[red]FAIL[/] {r.error or ''}"
+        result = "[green]ok[/]" if r.ok else ("[red]ERROR[/]" if r.error else "[red]FAIL[/]")
         table.add_row(
             r.case, f"{r.batch}x{r.sequence}", r.output, _num(r.max_abs), _num(r.max_rel), result
         )
     console.print(table)
+    # Runtime errors name the failing node: print them whole, one per shape.
+    errors = {(r.case, r.batch, r.sequence): r.error for r in parity.results if r.error}
+    for (case, batch, sequence), error in errors.items():
+        console.print(
+            f"[red]{case} {batch}x{sequence}:[/] {error}", soft_wrap=True, highlight=False
+        )
 
 
 def _num(value: float) -> str:

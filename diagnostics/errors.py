@@ -1,0 +1,23 @@
+"""User-facing errors of the diagnostics.
+
+Every `DiagnosticsError` is bad input or usage: `main` prints its message as one
+line and exits 2. Any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class DiagnosticsError(Exception):
+    """Bad input or usage; the message is one line for the user."""
+
+
+class ModelFileError(DiagnosticsError):
+    """The file is missing, unreadable, not ONNX, truncated or malformed."""
+
+
+class UnknownDomainError(DiagnosticsError):
+    """A node uses an operator domain that neither ONNX nor the model defines."""
+
+
+class ShapeSpecError(DiagnosticsError):
+    """A `--dummy` or `--probe` shape list could not be parsed."""

@@ -1,0 +1,389 @@
+"""Find shapes frozen at export: literals where the data carries a symbolic dim.
+
+Rules are pattern -> check, one per op family, run while the symbols propagate:
+a rule that flags a node also gives the output the node *should* have had, so one
+frozen Reshape is one finding, not a cascade. Expand, Tile, ConstantOfShape, Range
+and folded constants are caught where their literal meets a symbol (a `Conflict`
+carrying the literal's origin). A rule that cannot judge returns a `Skip` with the
+reason; it never guesses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from math import prod
+
+import onnx
+
+from .findings import Finding, FrozenValue, Skip
+from .symbols import ONE, UNKNOWN, Conflict, Dim, Expr, Interpreter, Origin, Shape, reshape_output
+
+
+@dataclass(frozen=True)
+class Verdict:
+    finding: Finding
+    output: Shape  # what the node's output should be, for the propagation downstream
+
+
+@dataclass(frozen=True)
+class Context:
+    dummy: dict[str, int]  # symbol -> its export dummy size
+
+
+Rule = Callable[[Interpreter, onnx.NodeProto, Context], "Verdict | Skip | None"]
+
+
+def find_frozen(
+    interpreter: Interpreter, graph: onnx.GraphProto, dummy: dict[str, int]
+) -> tuple[list[Finding], list[Skip]]:
+    """Run every node through the interpreter and the rules; returns findings and skips."""
+    context = Context(dummy)
+    findings: list[Finding] = []
+    skips: list[Skip] = []
+    for node in graph.node:
+        rule = RULES.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        verdict = rule(interpreter, node, context) if rule else None
+        interpreter.run(node)
+        if isinstance(verdict, Skip):
+            skips.append(verdict)
+        elif isinstance(verdict, Verdict):
+            findings.append(verdict.finding)
+            interpreter.shapes[node.output[0]] = verdict.output
+    findings.extend(_from_conflicts(interpreter.conflicts, context))
+    return findings, skips
+
+
+def explain(value: int, symbol: Expr | None, dummy: dict[str, int]) -> str:
+    """Why a literal looks frozen: "2 = export batch", "16 = export batch x sequence"."""
+    if symbol is None:
+        return f"{value} where a dynamic size belongs"
+    if value == 1 and len(symbol.symbols) == 1:
+        return f"1 = a dummy {symbol} of 1, specialised"
+    names = " x ".join(symbol.symbols)
+    sizes = [dummy.get(name) for name in symbol.symbols]
+    if None not in sizes and all(p == 1 for _, p in symbol.powers):
+        expected = symbol.coef * prod(sizes)
+        if expected == value:
+            return f"{value} = export {names}"
+    return f"{value} where {symbol} is dynamic"
+
+
+# -- Reshape -----------------------------------------------------------------------------------
+
+
+def reshape_rule(it: Interpreter, node: onnx.NodeProto, context: Context) -> Verdict | Skip | None:
+    """A literal in the target where the data's dims, grouped by product, carry a symbol."""
+    data, target = it.shape(node.input[0]), it.value(node.input[1])
+    if target is None:
+        return None  # a computed target: symbolic where it needs to be
+    literal = [i for i, t in enumerate(target) if t.literal is not None and t.literal > 1]
+    if not literal:
+        return None
+    if data is None:
+        return Skip(node.name, node.op_type, "the data shape is unknown")
+    if not any(d.symbolic for d in data):
+        return None
+    if any(d.expr is None for d in data):
+        return Skip(node.name, node.op_type, "the data shape is not fully known")
+    if any(t.expr is None for t in target):
+        return Skip(node.name, node.op_type, "the target is only partly known")
+    allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
+    resolved = _resolve_zeros(data, target, allowzero)
+    if _clean(data, resolved):
+        return None
+    fixed = _fix(data, resolved, context)
+    if fixed is None:
+        numel_ok = _numel_fits(data, resolved)
+        if numel_ok:
+            return None  # mixes a symbol with literals, but consistently: not ours to judge
+        frozen = tuple(
+            FrozenValue(i, target[i].literal, None, explain(target[i].literal, None, context.dummy))
+            for i in literal
+        )
+        reason = "the target cannot fit the symbolic data at any other size"
+        return Verdict(_finding(node, frozen, reason), None)
+    frozen = tuple(
+        FrozenValue(i, t.literal, str(f.expr), explain(t.literal, f.expr, context.dummy))
+        for i, (t, f) in enumerate(zip(resolved, fixed, strict=True))
+        if f.expr != t.expr and t.literal is not None
+    )
+    shown = "[" + ", ".join(str(t) for t in target) + "]"
+    reason = f"target {shown} holds export sizes where the data {_text(data)} is dynamic"
+    return Verdict(_finding(node, frozen, reason), reshape_output(data, fixed, node))
+
+
+def _finding(node: onnx.NodeProto, frozen: tuple[FrozenValue, ...], reason: str) -> Finding:
+    return Finding(
+        "frozen-shape", node.name, node.op_type, frozen, reason, input_index=1, tensor=node.input[1]
+    )
+
+
+def _text(shape: list[Dim]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def _resolve_zeros(data: list[Dim], target: list[Dim], allowzero: bool) -> list[Dim]:
+    if allowzero:
+        return list(target)
+    return [data[i] if t.literal == 0 and i < len(data) else t for i, t in enumerate(target)]
+
+
+def _with_hole(data: list[Dim], target: list[Dim]) -> list[Expr] | None:
+    """The target's exprs with -1 filled in; None when it cannot be filled."""
+    holes = [i for i, t in enumerate(target) if t.literal == -1]
+    exprs = [t.expr for t in target]
+    if not holes:
+        return exprs
+    if len(holes) > 1:
+        return None
+    numel = prod((d.expr for d in data), start=ONE)
+    known = prod((e for i, e in enumerate(exprs) if i != holes[0]), start=ONE)
+    inferred = numel / known
+    if not inferred.valid:
+        return None
+    exprs[holes[0]] = inferred
+    return exprs
+
+
+def _numel_fits(data: list[Dim], target: list[Dim]) -> bool:
+    exprs = _with_hole(data, target)
+    if exprs is None:
+        return False
+    return prod(exprs, start=ONE) == prod((d.expr for d in data), start=ONE)
+
+
+def _clean(data: list[Dim], target: list[Dim]) -> bool:
+    """Dims grouped by equal products; no group mixes a data symbol with a target literal > 1."""
+    exprs = _with_hole(data, target)
+    if exprs is None:
+        return False
+    groups = _groups([d.expr for d in data], exprs)
+    if groups is None:
+        return False
+    for left, right in groups:
+        symbolic = any(e.powers for e in left)
+        if symbolic and any(e.literal is not None and e.literal > 1 for e in right):
+            return False
+    return True
+
+
+def _groups(left: list[Expr], right: list[Expr]) -> list[tuple[list[Expr], list[Expr]]] | None:
+    """Split both dim lists into runs of equal product; None when the products never meet."""
+    groups = []
+    i = j = 0
+    while i < len(left) or j < len(right):
+        group_left: list[Expr] = []
+        group_right: list[Expr] = []
+        a = b = ONE
+        if i < len(left):
+            a = left[i]
+            group_left.append(left[i])
+            i += 1
+        if j < len(right):
+            b = right[j]
+            group_right.append(right[j])
+            j += 1
+        while a != b:
+            if i < len(left) and (j >= len(right) or _size(a) < _size(b)):
+                a = a * left[i]
+                group_left.append(left[i])
+                i += 1
+            elif j < len(right):
+                b = b * right[j]
+                group_right.append(right[j])
+                j += 1
+            else:
+                return None
+        groups.append((group_left, group_right))
+    return groups
+
+
+def _size(expr: Expr) -> float:
+    """An order for growing groups: symbols count as large."""
+    return float(expr.coef) * (1 << 20) ** sum(p for _, p in expr.powers)
+
+
+def _fix(data: list[Dim], target: list[Dim], context: Context) -> list[Dim] | None:
+    """The target with literals put back as the data's symbols, if that makes it clean."""
+    fixed = list(target)
+    for i, t in enumerate(target):
+        if t.literal is None or t.literal <= 0 or i >= len(data):
+            continue
+        if data[i].symbolic and data[i].expr != t.expr:
+            fixed[i] = Dim(data[i].expr)
+    if fixed != list(target) and _clean(data, fixed):
+        return fixed
+    # One literal standing for a product of symbols (batch*sequence flattened).
+    for i, t in enumerate(target):
+        for candidate in _products(data):
+            if t.literal is not None and _dummy_size(candidate, context) == t.literal:
+                trial = list(target)
+                trial[i] = Dim(candidate)
+                if _clean(data, trial):
+                    return trial
+    return None
+
+
+def _products(data: list[Dim]) -> list[Expr]:
+    out = []
+    for start in range(len(data)):
+        acc = ONE
+        for d in data[start:]:
+            if not d.symbolic:
+                break
+            acc = acc * d.expr
+            out.append(acc)
+    return out
+
+
+def _dummy_size(expr: Expr, context: Context) -> int | None:
+    sizes = [context.dummy.get(name) for name in expr.symbols]
+    if None in sizes:
+        return None
+    return int(expr.coef * prod(s**p for s, (_, p) in zip(sizes, expr.powers, strict=True)))
+
+
+# -- Slice and Resize --------------------------------------------------------------------------
+
+
+def slice_rule(it: Interpreter, node: onnx.NodeProto, context: Context) -> Verdict | Skip | None:
+    """A literal end equal to the export size of the dynamic axis it cuts: a no-op frozen."""
+    if node.attribute or len(node.input) < 3:
+        return None
+    data = it.shape(node.input[0])
+    starts, ends = it.literal_values(node.input[1]), it.literal_values(node.input[2])
+    axes = it.literal_values(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+    if data is None or starts is None or ends is None:
+        return None
+    axes = axes if axes is not None else list(range(len(starts)))
+    frozen, output = [], list(data)
+    for position, (axis, start, end) in enumerate(zip(axes, starts, ends, strict=False)):
+        dim = data[axis % len(data)]
+        if not dim.symbolic or start != 0 or end <= 1:
+            continue
+        if _dummy_size(dim.expr, context) == end:
+            frozen.append(
+                FrozenValue(position, end, str(dim.expr), explain(end, dim.expr, context.dummy))
+            )
+    if not frozen:
+        return None
+    for position, axis in enumerate(axes):
+        if any(f.position == position for f in frozen):
+            output[axis % len(data)] = data[axis % len(data)]
+        else:
+            output[axis % len(data)] = UNKNOWN
+    reason = "a literal end cuts a dynamic axis at its export size"
+    return Verdict(
+        Finding(
+            "frozen-shape",
+            node.name,
+            node.op_type,
+            tuple(frozen),
+            reason,
+            input_index=2,
+            tensor=node.input[2],
+        ),
+        output,
+    )
+
+
+def resize_rule(it: Interpreter, node: onnx.NodeProto, context: Context) -> Verdict | Skip | None:
+    """Literal `sizes` on axes whose input size is symbolic."""
+    if len(node.input) < 4 or not node.input[3]:
+        return None
+    data, sizes = it.shape(node.input[0]), it.value(node.input[3])
+    if data is None or sizes is None or len(sizes) != len(data):
+        return None
+    frozen = [
+        FrozenValue(i, s.literal, str(d.expr), explain(s.literal, d.expr, context.dummy))
+        for i, (d, s) in enumerate(zip(data, sizes, strict=True))
+        if d.symbolic and s.literal is not None
+    ]
+    if not frozen:
+        return None
+    output = [d if d.symbolic else s for d, s in zip(data, sizes, strict=True)]
+    reason = "literal sizes on dynamic axes"
+    return Verdict(
+        Finding(
+            "frozen-shape",
+            node.name,
+            node.op_type,
+            tuple(frozen),
+            reason,
+            input_index=3,
+            tensor=node.input[3],
+        ),
+        output,
+    )
+
+
+RULES: dict[str, Rule] = {"Reshape": reshape_rule, "Slice": slice_rule, "Resize": resize_rule}
+
+
+# -- conflicts: Expand, Tile, ConstantOfShape, Range, folded constants ---------------------------
+
+
+def _from_conflicts(conflicts: list[Conflict], context: Context) -> list[Finding]:
+    grouped: dict[tuple, list[tuple[Conflict, Origin | None]]] = {}
+    for conflict in conflicts:
+        for origin in conflict.literal.origins or (None,):
+            key = (
+                (origin.node, origin.input_index, origin.tensor, origin.folded)
+                if origin
+                else (conflict.node,)
+            )
+            grouped.setdefault(key, []).append((conflict, origin))
+    findings = []
+    for pairs in grouped.values():
+        group = [c for c, _ in pairs]
+        origin = pairs[0][1]
+        meets = tuple(dict.fromkeys(c.node for c in group))
+        values: dict[int, FrozenValue] = {}
+        for c, o in pairs:
+            position = o.position if o else -1
+            value = c.literal.literal
+            values.setdefault(
+                position,
+                FrozenValue(
+                    position,
+                    value,
+                    str(c.symbol.expr),
+                    explain(value, c.symbol.expr, context.dummy),
+                ),
+            )
+        frozen = tuple(sorted(values.values(), key=lambda f: f.position))
+        if origin is None:
+            first = group[0]
+            reason = f"a literal size meets the dynamic {frozen[0].symbol} here"
+            findings.append(
+                Finding("shape-conflict", first.node, first.op_type, frozen, reason, meets=meets)
+            )
+            continue
+        if origin.folded:
+            kind = "folded-constant"
+            part = "dim" if origin.part == "dim" else "value"
+            what = "a dim" if part == "dim" else "values"
+            reason = (
+                f"constant {origin.tensor!r} has {what} of the export size, "
+                f"broadcast against a dynamic dim at {meets[0]}"
+            )
+        else:
+            kind, part = "frozen-shape", "value"
+            reason = (
+                f"a literal shape input makes a fixed size that meets a dynamic dim at {meets[0]}"
+            )
+        findings.append(
+            Finding(
+                kind,
+                origin.node,
+                origin.op_type,
+                frozen,
+                reason,
+                input_index=origin.input_index,
+                tensor=origin.tensor,
+                part=part,
+                meets=meets,
+            )
+        )
+    return findings

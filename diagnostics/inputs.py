@@ -1,0 +1,191 @@
+"""Read the graph's signature: which input dims are symbols, and what the export dummy was.
+
+Text encoder inputs are the rank-2 integer inputs (`input_ids`, `attention_mask`,
+...): axis 0 is `batch`, axis 1 is `sequence`. A static size there is a finding.
+For the frozen-shape analysis such a static dim is treated as the symbol it
+should have been, so every node that froze it is found too. Dummy sizes come from
+the extractor's metadata, else the static input dims, else `--dummy`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import onnx
+
+from .findings import Finding, FrozenValue, SymbolInfo, TensorInfo
+from .symbols import Dim, Expr, lit
+
+ROLES = ("batch", "sequence")
+DEFAULT_DUMMY = {"batch": 2, "sequence": 8}
+METADATA = "subgraft."
+_INTEGER = {onnx.TensorProto.INT64, onnx.TensorProto.INT32}
+
+
+@dataclass(frozen=True)
+class Signature:
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    symbols: tuple[SymbolInfo, ...]
+    seeds: dict[str, list[Dim]]  # input name -> dims to start the propagation with
+    dummy: dict[str, int]
+    dummy_source: str
+    exporter: str | None
+    findings: tuple[Finding, ...]  # static-input
+
+
+def read_signature(model: onnx.ModelProto, dummy: dict[str, int] | None = None) -> Signature:
+    """Args: dummy: sizes from `--dummy`, used when the model does not record its own."""
+    graph = model.graph
+    metadata = {p.key: p.value for p in model.metadata_props}
+    initializers = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    text = [i for i in inputs if _is_text(i)]
+    dummy_sizes, dummy_source = _dummy(metadata, text, dummy)
+    exporter = metadata.get(METADATA + "exporter") or _guess_exporter(model)
+
+    names: dict[str, str] = {}  # dim_param -> symbol
+    for tensor in text:
+        for axis, dim in enumerate(_dims(tensor)[:2]):
+            if isinstance(dim, str):
+                names.setdefault(dim, ROLES[axis])
+    symbols: dict[str, SymbolInfo] = {}
+    seeds: dict[str, list[Dim]] = {}
+    static: list[Finding] = []
+    text_names = {t.name for t in text}
+    # Text inputs first: they give the symbols their roles and dummy sizes.
+    for tensor in sorted(inputs, key=lambda t: t.name not in text_names):
+        dims = _dims(tensor)
+        seed = []
+        frozen = []
+        for axis, dim in enumerate(dims):
+            role = ROLES[axis] if tensor.name in text_names and axis < 2 else None
+            if isinstance(dim, int) and role is None:
+                seed.append(lit(dim))
+                continue
+            if isinstance(dim, int):
+                frozen.append(FrozenValue(axis, dim, role, _static_reason(dim, role, dummy_sizes)))
+                symbol = role
+            elif dim is None:
+                symbol = role or f"{tensor.name}.{axis}"
+            else:
+                symbol = names.get(dim, dim)
+            if symbol not in symbols:
+                symbols[symbol] = SymbolInfo(
+                    symbol, role, tensor.name, axis, dummy_sizes.get(role) if role else None
+                )
+            seed.append(Dim(Expr.of(symbol)))
+        seeds[tensor.name] = seed
+        if frozen:
+            static.append(
+                Finding(
+                    "static-input",
+                    tensor.name,
+                    "",
+                    tuple(frozen),
+                    _static_cause(metadata, frozen, text, tensor.name, exporter),
+                )
+            )
+    order = [t.name for t in inputs]
+    static.sort(key=lambda f: order.index(f.node))
+    return Signature(
+        tuple(_info(t) for t in inputs),
+        tuple(_info(t) for t in graph.output),
+        tuple(symbols.values()),
+        seeds,
+        dummy_sizes,
+        dummy_source,
+        exporter,
+        tuple(static),
+    )
+
+
+def _is_text(tensor: onnx.ValueInfoProto) -> bool:
+    kind = tensor.type.tensor_type
+    return kind.elem_type in _INTEGER and len(kind.shape.dim) == 2
+
+
+def _dims(tensor: onnx.ValueInfoProto) -> list[int | str | None]:
+    out: list[int | str | None] = []
+    for dim in tensor.type.tensor_type.shape.dim:
+        if dim.HasField("dim_value"):
+            out.append(dim.dim_value)
+        elif dim.dim_param:
+            out.append(dim.dim_param)
+        else:
+            out.append(None)
+    return out
+
+
+def _info(tensor: onnx.ValueInfoProto) -> TensorInfo:
+    elem = onnx.TensorProto.DataType.Name(tensor.type.tensor_type.elem_type).lower()
+    return TensorInfo(tensor.name, tuple(_dims(tensor)), elem)
+
+
+def _dummy(
+    metadata: dict[str, str], text: list[onnx.ValueInfoProto], given: dict[str, int] | None
+) -> tuple[dict[str, int], str]:
+    recorded = {
+        role: int(metadata[METADATA + "dummy_" + role])
+        for role in ROLES
+        if metadata.get(METADATA + "dummy_" + role, "").isdigit()
+    }
+    if len(recorded) == 2:
+        return recorded, "metadata"
+    static: dict[str, int] = {}
+    for tensor in text:
+        for axis, dim in enumerate(_dims(tensor)[:2]):
+            if isinstance(dim, int):
+                static.setdefault(ROLES[axis], dim)
+    if len(static) == 2:
+        return static, "static inputs"
+    if given:
+        return {**DEFAULT_DUMMY, **static, **given}, "--dummy"
+    return {**DEFAULT_DUMMY, **static}, "default"
+
+
+def _static_reason(value: int, role: str, dummy: dict[str, int]) -> str:
+    if value == 1:
+        return f"1 = a {role} of size 1, specialised"
+    if dummy.get(role) == value:
+        return f"{value} = export {role}"
+    return f"{value} where {role} should be dynamic"
+
+
+def _static_cause(
+    metadata: dict[str, str],
+    frozen: list[FrozenValue],
+    text: list[onnx.ValueInfoProto],
+    name: str,
+    exporter: str | None,
+) -> str:
+    roles = " and ".join(f.symbol or "?" for f in frozen)
+    dynamic_elsewhere = any(
+        isinstance(d, str) for t in text if t.name != name for d in _dims(t)[:2]
+    )
+    if dynamic_elsewhere:
+        cause = "other text inputs are dynamic: its dynamic_axes entry is missing or misspelled"
+    elif any(f.value == 1 for f in frozen):
+        cause = "a dummy of size 1 was specialised, or no dynamic axes/shapes were given"
+    elif METADATA + "dynamic_axes" in metadata:
+        cause = "dynamic axes were requested but not applied"
+    elif exporter == "dynamo":
+        cause = "torch.export specialised it (an int() taken from a size, or a guard on it)"
+    elif exporter == "torchscript":
+        cause = "dynamic_axes keys that match no input_names (the exporter only warns), or none"
+    else:
+        cause = (
+            "dynamic_axes keys that match no input_names (the TorchScript exporter only warns), "
+            "no dynamic axes at all, or torch.export specialising a size read by int()"
+        )
+    return f"static {roles} on a text input: {cause}"
+
+
+def _guess_exporter(model: onnx.ModelProto) -> str | None:
+    if model.producer_name == "pytorch":
+        for node in model.graph.node[:50]:
+            if any(p.key.startswith("pkg.torch.onnx") for p in node.metadata_props):
+                return "dynamo"
+        if any(n.name.startswith("/") for n in model.graph.node[:50]):
+            return "torchscript"
+    return None

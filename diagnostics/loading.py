@@ -1,0 +1,127 @@
+"""Load an ONNX graph without its weights, and refuse what is not a usable model.
+
+External data is never read for the static check (models over 2 GB stay cheap);
+only small integer tensors (shape constants) are read from it when present. A
+missing external data file is a note, not an error: the probe needs it, the
+static check does not.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import external_data_helper, numpy_helper
+
+from .errors import ModelFileError, UnknownDomainError
+
+# Domains onnxruntime implements; anything else must be defined by the model's functions.
+KNOWN_DOMAINS = {
+    "",
+    "ai.onnx",
+    "ai.onnx.ml",
+    "ai.onnx.training",
+    "ai.onnx.preview.training",
+    "com.microsoft",
+    "com.microsoft.nchwc",
+    "com.microsoft.experimental",
+}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: onnx.ModelProto
+    path: Path | None  # None when given a ModelProto
+    weights: str  # "inline", "external" or "missing"
+    missing: tuple[str, ...] = ()  # external data files that are not there
+
+    @property
+    def name(self) -> str:
+        return str(self.path) if self.path else (self.model.graph.name or "<in-memory model>")
+
+    def read_tensor(self, tensor: onnx.TensorProto) -> np.ndarray | None:
+        """A tensor's values, from external data if need be; None when they are not here."""
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            return numpy_helper.to_array(tensor)
+        if self.path is None or self.weights == "missing":
+            return None
+        copy = onnx.TensorProto()
+        copy.CopyFrom(tensor)
+        try:
+            external_data_helper.load_external_data_for_tensor(copy, str(self.path.parent))
+        except (OSError, ValueError):
+            return None
+        return numpy_helper.to_array(copy)
+
+
+def load_model(source: str | os.PathLike[str] | onnx.ModelProto) -> LoadedModel:
+    """Load and validate; raises `ModelFileError` or `UnknownDomainError` for bad input."""
+    if isinstance(source, onnx.ModelProto):
+        loaded = LoadedModel(source, None, _weights(source, None)[0])
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise ModelFileError(f"{path}: no such file")
+        if path.is_dir():
+            candidate = path / "model.onnx"
+            if not candidate.is_file():
+                raise ModelFileError(f"{path} is a directory without model.onnx")
+            path = candidate
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except DecodeError as exc:
+            raise ModelFileError(f"{path}: not an ONNX model or truncated ({exc})") from None
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise ModelFileError(f"{path}: cannot read it as ONNX ({exc})") from None
+        weights, missing = _weights(model, path.parent)
+        loaded = LoadedModel(model, path, weights, missing)
+    _validate(loaded)
+    return loaded
+
+
+def _weights(model: onnx.ModelProto, directory: Path | None) -> tuple[str, tuple[str, ...]]:
+    locations = set()
+    for tensor in model.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            info = {entry.key: entry.value for entry in tensor.external_data}
+            locations.add(info.get("location", ""))
+    if not locations:
+        return "inline", ()
+    if directory is None:
+        return "missing", tuple(sorted(locations))
+    missing = tuple(sorted(loc for loc in locations if not (directory / loc).is_file()))
+    return ("missing" if missing else "external"), missing
+
+
+def _validate(loaded: LoadedModel) -> None:
+    model, name = loaded.model, loaded.name
+    graph = model.graph
+    if model.ir_version <= 0 or not graph.node or not graph.output:
+        raise ModelFileError(f"{name}: not an ONNX model (no graph, or an empty one)")
+    declared = {o.domain for o in model.opset_import}
+    defined = {f.domain for f in model.functions}
+    for node in graph.node:
+        domain = node.domain
+        if domain in defined or (domain in KNOWN_DOMAINS and (domain in declared or not domain)):
+            continue
+        why = "no opset imported for it" if domain in KNOWN_DOMAINS else "unknown to onnxruntime"
+        raise UnknownDomainError(
+            f"{name}: node {node.name or node.op_type!r} ({node.op_type}) uses domain "
+            f"{domain!r}, {why}"
+        )
+    known = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    for node in graph.node:
+        for value in node.input:
+            if value not in known:
+                raise ModelFileError(
+                    f"{name}: node {node.name or node.op_type!r} reads {value!r}, which no "
+                    "earlier node produces (a truncated or unsorted graph)"
+                )
+        known.update(node.output)
+    for output in graph.output:
+        if output.name not in known:
+            raise ModelFileError(f"{name}: graph output {output.name!r} is never produced")

@@ -1,0 +1,173 @@
+"""Prove frozen shapes by running the model in onnxruntime at shapes the dummy never had.
+
+Every shape runs, whatever failed before; each onnxruntime error is turned into the
+node it names and linked to the static finding for that node. Batch invariance: a
+row run alone must give what it gives inside a batch, which catches frozen shapes
+that run without error but mix rows (the `[2, 8, -1, 32]` form).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import onnx
+
+from .errors import ShapeSpecError
+from .findings import Finding, InvarianceRun, Probe, ProbeRun
+from .loading import LoadedModel
+
+_NODE = re.compile(r"running (\w+) node\. Name:'([^']*)'")
+_INPUT = re.compile(r"invalid dimensions for input: (\S+)")
+_ATOL = 1e-4
+_RTOL = 1e-3
+_INVARIANCE_RUNS = 2
+
+
+def parse_shapes(text: str) -> list[tuple[int, int]]:
+    """ "1x8,2x16" -> [(1, 8), (2, 16)]."""
+    shapes = []
+    for part in text.replace(" ", "").split(","):
+        match = re.fullmatch(r"(\d+)[xX*](\d+)", part)
+        if not match or int(match[1]) < 1 or int(match[2]) < 1:
+            raise ShapeSpecError(f"bad probe shape {part!r}: write BATCHxSEQUENCE, e.g. 1x8,4x128")
+        shapes.append((int(match[1]), int(match[2])))
+    return shapes
+
+
+def default_shapes(dummy: dict[str, int]) -> list[tuple[int, int]]:
+    """The export dummy, batch 1, and other pairs including a long sequence."""
+    batch, sequence = dummy.get("batch", 2), dummy.get("sequence", 8)
+    wanted = [(batch, sequence), (1, sequence), (1, 5), (batch + 1, sequence + 3), (4, 4), (2, 128)]
+    return list(dict.fromkeys(wanted))
+
+
+def run_probe(
+    loaded: LoadedModel,
+    findings: Sequence[Finding],
+    shapes: Sequence[tuple[int, int]],
+    seed: int = 0,
+) -> Probe:
+    if loaded.weights == "missing":
+        files = ", ".join(loaded.missing) or "external data"
+        return Probe(skipped=f"weights not found ({files}): the probe needs them")
+    inputs = _text_inputs(loaded.model)
+    if isinstance(inputs, str):
+        return Probe(skipped=inputs)
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    source = str(loaded.path) if loaded.path else loaded.model.SerializeToString()
+    try:
+        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's own error types are not exported
+        return Probe(skipped=f"onnxruntime cannot load the model: {_first_line(exc)}")
+    vocab = _vocab(loaded.model, inputs)
+    runs, outputs = [], {}
+    for batch, sequence in shapes:
+        feed = _feed(inputs, batch, sequence, vocab, seed)
+        try:
+            outputs[(batch, sequence)] = (feed, session.run(None, feed))
+            runs.append(ProbeRun(batch, sequence, True))
+        except Exception as exc:  # keep going past failures: the matrix is the point
+            message = _first_line(exc)
+            node = _named_node(message)
+            runs.append(ProbeRun(batch, sequence, False, message, node, _link(node, findings)))
+    invariance = []
+    for (batch, sequence), (feed, result) in outputs.items():
+        if batch < 2 or len(invariance) >= _INVARIANCE_RUNS * 2:
+            continue
+        for row in (0, batch - 1):
+            invariance.append(_row_alone(session, feed, result, batch, sequence, row))
+    return Probe(tuple(runs), tuple(invariance))
+
+
+def _row_alone(session, feed, batched, batch: int, sequence: int, row: int) -> InvarianceRun:
+    single = {name: value[row : row + 1] for name, value in feed.items()}
+    try:
+        alone = session.run(None, single)
+    except Exception as exc:  # a row alone is batch 1: it may fail where the batch ran
+        return InvarianceRun(batch, sequence, row, False, None, _first_line(exc))
+    worst, ok = 0.0, True
+    for full, one in zip(batched, alone, strict=True):
+        if full.ndim == 0 or full.shape[0] != batch:
+            continue
+        if one.shape[1:] != full.shape[1:]:
+            return InvarianceRun(batch, sequence, row, False, None, "output shapes differ")
+        expected = full[row : row + 1].astype(np.float64)
+        diff = np.abs(one.astype(np.float64) - expected)
+        worst = max(worst, float(diff.max()) if diff.size else 0.0)
+        ok = ok and bool(np.all(diff <= _ATOL + _RTOL * np.abs(expected)))
+    return InvarianceRun(batch, sequence, row, ok, worst)
+
+
+def _text_inputs(model: onnx.ModelProto) -> list[tuple[str, int]] | str:
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = []
+    for tensor in model.graph.input:
+        if tensor.name in initializers:
+            continue
+        kind = tensor.type.tensor_type
+        if len(kind.shape.dim) != 2 or kind.elem_type not in (
+            onnx.TensorProto.INT64,
+            onnx.TensorProto.INT32,
+        ):
+            return f"input {tensor.name!r} is not a (batch, sequence) integer tensor"
+        inputs.append((tensor.name, kind.elem_type))
+    return inputs
+
+
+def _vocab(model: onnx.ModelProto, inputs: list[tuple[str, int]]) -> int:
+    tables = {t.name: t.dims for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Gather" and node.input[1] == inputs[0][0] and node.input[0] in tables:
+            return int(tables[node.input[0]][0])
+    return 100
+
+
+def _feed(inputs, batch: int, sequence: int, vocab: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed + 1000 * batch + sequence)
+    feed = {}
+    for name, elem in inputs:
+        dtype = np.int64 if elem == onnx.TensorProto.INT64 else np.int32
+        if "mask" in name:
+            value = np.ones((batch, sequence), dtype)
+        elif "type" in name:
+            value = np.zeros((batch, sequence), dtype)
+        elif "position" in name:
+            value = np.tile(np.arange(sequence, dtype=dtype), (batch, 1))
+        else:
+            value = rng.integers(min(3, vocab - 1), vocab, (batch, sequence)).astype(dtype)
+        feed[name] = value
+    return feed
+
+
+def _named_node(message: str) -> str | None:
+    match = _NODE.search(message) or _INPUT.search(message)
+    if match is None:
+        return None
+    return match[2] if match.re is _NODE else match[1]
+
+
+def _link(node: str | None, findings: Sequence[Finding]) -> int | None:
+    """The finding for the failing node: the node itself, where it met a symbol, or its module."""
+    if node is None:
+        return None
+    for index, finding in enumerate(findings):
+        if finding.node == node:
+            return index
+    for index, finding in enumerate(findings):
+        if node in finding.meets:
+            return index
+    scope = node.rsplit("/", 1)[0] if node.startswith("/") else None
+    for index, finding in enumerate(findings):
+        if scope and finding.node.startswith(scope + "/"):
+            return index
+    return None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return " ".join(text.split())[:1000]

@@ -1,0 +1,145 @@
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from extractor.checkpoint import find_state_dict, load_checkpoint, strip_prefix
+from extractor.errors import CheckpointError, UnsafeCheckpointError
+
+
+class NotAllowed:
+    """A class weights_only unpickling must refuse."""
+
+
+def _weights() -> dict[str, torch.Tensor]:
+    return {"bert.embeddings.word_embeddings.weight": torch.randn(10, 4),
+            "bert.encoder.layer.0.attention.self.query.weight": torch.randn(4, 4),
+            "head.weight": torch.randn(3, 4)}
+
+
+def test_zip_checkpoint_is_memory_mapped_and_keeps_plain_containers(tmp_path):
+    path = tmp_path / "model.bin"
+    torch.save({"model": _weights(), "config": {"bert_model_name": "x", "rels": {"A", "B"}},
+                "vocabs": {"entity": ["O", "PER"]}}, path)
+    ckpt = load_checkpoint(path)
+    assert ckpt.format == "torch-zip" and ckpt.mmap
+    assert ckpt.location == "checkpoint['model']"
+    assert set(ckpt.state_dict) == set(_weights())
+    assert ckpt.extra["config"]["rels"] == {"A", "B"}
+    assert ckpt.extra["vocabs"] == {"entity": ["O", "PER"]}
+
+
+def test_legacy_serialisation_loads_without_mmap(tmp_path):
+    path = tmp_path / "legacy.pt"
+    torch.save({"state_dict": _weights()}, path, _use_new_zipfile_serialization=False)
+    ckpt = load_checkpoint(path)
+    assert (ckpt.format, ckpt.mmap, ckpt.location) == ("torch-legacy", False,
+                                                       "checkpoint['state_dict']")
+
+
+def test_safetensors_file_and_directory(tmp_path):
+    save_file(_weights(), tmp_path / "model.safetensors")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    assert load_checkpoint(tmp_path / "model.safetensors").format == "safetensors"
+    ckpt = load_checkpoint(tmp_path)
+    assert ckpt.format == "directory:safetensors"
+    assert ckpt.extra["config.json"].endswith("config.json")
+    assert ckpt.state_dict["head.weight"].shape == (3, 4)
+
+
+def test_sharded_directory_merges_every_shard(tmp_path):
+    weights = _weights()
+    keys = sorted(weights)
+    save_file({k: weights[k] for k in keys[:2]}, tmp_path / "a.safetensors")
+    save_file({k: weights[k] for k in keys[2:]}, tmp_path / "b.safetensors")
+    index = {"weight_map": {k: ("a" if i < 2 else "b") + ".safetensors"
+                            for i, k in enumerate(keys)}}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    assert set(load_checkpoint(tmp_path).state_dict) == set(keys)
+
+
+@pytest.mark.parametrize("layout, location", [
+    (lambda w: w, "top level"),
+    (lambda w: {"model": w, "config": {}}, "checkpoint['model']"),
+    (lambda w: {"state_dict": w, "epoch": 3, "optimizer_states": [{"state": {0: {}}}]},
+     "checkpoint['state_dict']"),
+    (lambda w: {"module": w}, "checkpoint['module']"),
+    (lambda w: {"model_state_dict": w, "optimizer_state_dict": {"state": {}}},
+     "checkpoint['model_state_dict']"),
+    (lambda w: {"checkpoint": {"nested": {"weights": w}}},
+     "checkpoint['checkpoint']['nested']['weights']"),
+])
+def test_state_dict_is_found_in_every_usual_layout(layout, location):
+    state_dict, found = find_state_dict(layout(OrderedDict(_weights())))
+    assert found == location
+    assert set(state_dict) == set(_weights())
+
+
+def test_largest_state_dict_wins_over_a_small_one():
+    obj = {"ema": {"w": torch.zeros(1)}, "model": _weights()}
+    assert find_state_dict(obj)[1] == "checkpoint['model']"
+
+
+def test_unsafe_pickle_is_refused_and_trust_opts_in(tmp_path):
+    path = tmp_path / "unsafe.pt"
+    torch.save({"model": _weights(), "extra": NotAllowed()}, path)
+    with pytest.raises(UnsafeCheckpointError, match=r"NotAllowed.*--trust-checkpoint"):
+        load_checkpoint(path)
+    assert load_checkpoint(path, trust=True).trusted
+
+
+def test_pickled_module_gives_its_state_dict_when_trusted(tmp_path):
+    path = tmp_path / "whole.pt"
+    torch.save({"net": torch.nn.Linear(4, 3)}, path)
+    ckpt = load_checkpoint(path, trust=True)
+    assert ckpt.location == "checkpoint['net'].state_dict()"
+    assert set(ckpt.state_dict) == {"weight", "bias"}
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.bin", b"", "is empty"),
+    ("text.bin", b"hello, this is a text file\n", "cannot be read"),
+    ("noise.safetensors", b"\x00" * 64, "not a readable safetensors"),
+])
+def test_bad_files_give_one_clear_error(tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+
+
+def test_truncated_checkpoints_are_reported_as_corrupt(tmp_path):
+    for legacy in (False, True):
+        path = tmp_path / f"full-{legacy}.pt"
+        torch.save({"model": _weights()}, path, _use_new_zipfile_serialization=not legacy)
+        cut = tmp_path / f"cut-{legacy}.pt"
+        cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(cut)
+        assert not isinstance(info.value, UnsafeCheckpointError)
+        assert "corrupt" in str(info.value)
+
+
+def test_missing_path_and_directory_without_weights(tmp_path):
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_checkpoint(tmp_path / "nope.bin")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(CheckpointError, match="directory without weights"):
+        load_checkpoint(tmp_path)
+
+
+def test_checkpoint_without_tensors_is_refused(tmp_path):
+    path = tmp_path / "config_only.pt"
+    torch.save({"config": {"a": 1}}, path)
+    with pytest.raises(CheckpointError, match="no state dict"):
+        load_checkpoint(path)
+
+
+def test_strip_prefix_keeps_only_that_subtree():
+    stripped = strip_prefix(_weights(), "bert.")
+    assert sorted(stripped) == ["embeddings.word_embeddings.weight",
+                                "encoder.layer.0.attention.self.query.weight"]

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from extractor.__main__ import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
+
+
+@pytest.fixture()
+def workdir(tmp_path, fixture_checkpoint):
+    """A private copy of the fixture checkpoint and its encoder config directory."""
+    shutil.copy(fixture_checkpoint, tmp_path / "oneie.bin")
+    shutil.copytree(fixture_checkpoint.parent / "tiny-bert", tmp_path / "tiny-bert")
+    return tmp_path
+
+
+def _listing(path):
+    return sorted(p.relative_to(path).as_posix() for p in path.rglob("*"))
+
+
+def test_fixture_extracts_to_a_loadable_model_and_verified_onnx(workdir, capsys):
+    out = workdir / "out"
+    assert main([str(workdir / "oneie.bin"), "--prefix", "bert.", "-o", str(out)]) == EXIT_OK
+    text = capsys.readouterr().out
+    assert "config: bert from checkpoint['config']['bert_model_name']='tiny-bert'" in text
+    assert "ok wrote" in text
+    assert _listing(out) == ["config.json", "model.onnx", "model.safetensors", "report.json",
+                             "tokenizer_config.json", "vocab.txt"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["tool"] == "subgraft" and report["ok"] is True
+    assert report["source"]["state_dict_location"] == "checkpoint['model']"
+    assert report["config"]["heads_guessed"] is False
+    assert report["export"]["dummy_batch"] == 3 and report["export"]["dummy_sequence"] == 17
+    assert len(report["parity"]["results"]) == 10
+    assert all(r["max_abs"] < 1e-5 for r in report["parity"]["results"])
+    # The Hugging Face side is a real model directory with the encoder's weights.
+    model = AutoModel.from_pretrained(out)
+    source = torch.load(workdir / "oneie.bin", weights_only=True)["model"]
+    assert torch.equal(model.encoder.layer[1].output.dense.weight,
+                       source["bert.encoder.layer.1.output.dense.weight"])
+    assert AutoTokenizer.from_pretrained(out)("the president said")["input_ids"][0] == 2
+
+
+def test_without_prefix_the_single_encoder_is_chosen_and_json_is_printed(workdir, capsys):
+    out = workdir / "out"
+    assert main([str(workdir / "oneie.bin"), "-o", str(out), "--json"]) == EXIT_OK
+    report = json.loads(capsys.readouterr().out)
+    assert report["prefix"] == "bert." and report["ok"] is True
+    assert report["output"] == str(out)
+
+
+def test_list_shows_the_prefix_tree(workdir, capsys):
+    assert main([str(workdir / "oneie.bin"), "--list"]) == EXIT_OK
+    text = capsys.readouterr().out
+    assert "bert.  39 tensors, 87,680 params, float32  <- bert encoder" in text
+    assert "trigger_crf.  1 tensors, 121 params" in text
+    assert not (workdir / "oneie-bert-onnx").exists()
+
+
+def test_rerun_replaces_our_own_output(workdir):
+    out = workdir / "out"
+    assert main([str(workdir / "oneie.bin"), "-o", str(out)]) == EXIT_OK
+    (out / "stale.txt").write_text("from an earlier run")
+    assert main([str(workdir / "oneie.bin"), "-o", str(out)]) == EXIT_OK
+    assert not (out / "stale.txt").exists()
+    assert [p.name for p in workdir.iterdir() if p.name.startswith(".")] == []
+
+
+def test_verification_failure_exits_1_and_writes_nothing(workdir, capsys):
+    out = workdir / "out"
+    before = _listing(workdir)
+    code = main([str(workdir / "oneie.bin"), "-o", str(out), "--atol", "0", "--rtol", "0"])
+    assert code == EXIT_FAILED
+    assert "verification failed" in capsys.readouterr().out
+    assert _listing(workdir) == before and not out.exists()
+    assert [p.name for p in workdir.iterdir() if p.name.startswith(".")] == []
+
+
+class Opaque:
+    """Pickled by the unsafe-checkpoint case."""
+
+
+def _bad_inputs(workdir):
+    (workdir / "empty_dir").mkdir()
+    (workdir / "text.bin").write_text("not a checkpoint\n")
+    good = (workdir / "oneie.bin").read_bytes()
+    (workdir / "cut.bin").write_bytes(good[: len(good) // 3])
+    torch.save({"model": {"w": torch.zeros(1)}, "obj": Opaque()}, workdir / "unsafe.bin")
+    torch.save({"model": {"mlp.fc.weight": torch.zeros(4, 4)}}, workdir / "mlp.bin")
+    (workdir / "other.json").write_text(json.dumps({
+        "model_type": "bert", "vocab_size": 128, "hidden_size": 32, "num_hidden_layers": 2,
+        "num_attention_heads": 2, "intermediate_size": 37}))
+    (workdir / "taken").mkdir()
+    (workdir / "taken" / "notes.txt").write_text("the user's own files")
+    ckpt = str(workdir / "oneie.bin")
+    return {
+        "missing file": ([str(workdir / "nope.bin")], "no such file"),
+        "directory without weights": ([str(workdir / "empty_dir")], "directory without weights"),
+        "text file": ([str(workdir / "text.bin")], "cannot be read"),
+        "truncated": ([str(workdir / "cut.bin")], "corrupt"),
+        "unsafe pickle": ([str(workdir / "unsafe.bin")], "--trust-checkpoint"),
+        "unknown prefix": ([ckpt, "--prefix", "bret."], "closest: 'bert.'"),
+        "unresolvable architecture": ([str(workdir / "mlp.bin"), "--prefix", "mlp."],
+                                      "cannot infer the architecture"),
+        "shape mismatch": ([ckpt, "--config", str(workdir / "other.json")], "does not fit"),
+        "output not ours": ([ckpt, "-o", str(workdir / "taken")], "not written by subgraft"),
+        "output is the input": ([ckpt, "-o", str(workdir / "oneie.bin")], "overwrite the input"),
+        "bad flag": ([ckpt, "--opset", "eleven"], "invalid int value"),
+    }
+
+
+CASES = ["missing file", "directory without weights", "text file", "truncated", "unsafe pickle",
+         "unknown prefix", "unresolvable architecture", "shape mismatch", "output not ours",
+         "output is the input", "bad flag"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_gets_one_clear_line_exit_2_and_nothing_written(workdir, capsys, case):
+    argv, message = _bad_inputs(workdir)[case]
+    before = {p: p.stat().st_mtime_ns for p in workdir.rglob("*")}
+    assert main(argv) == EXIT_USAGE
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert message in captured.err
+    assert "Traceback" not in captured.err + captured.out
+    assert len(lines) == 1, captured.err
+    assert {p: p.stat().st_mtime_ns for p in workdir.rglob("*")} == before
+
+
+def test_force_replaces_a_directory_that_is_not_ours(workdir):
+    (workdir / "taken").mkdir()
+    (workdir / "taken" / "notes.txt").write_text("x")
+    argv = [str(workdir / "oneie.bin"), "-o", str(workdir / "taken"), "--force"]
+    assert main(argv) == EXIT_OK
+    assert (workdir / "taken" / "model.onnx").is_file()
+    assert not (workdir / "taken" / "notes.txt").exists()

@@ -1,0 +1,131 @@
+"""End to end on real pretrained weights (all-MiniLM-L6-v2), in every checkpoint layout.
+
+Each test builds a composite checkpoint from the real encoder plus task heads,
+runs the extractor, and compares the exported ONNX against the original model
+on real tokenised text, including shapes the export dummy never had.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from safetensors.torch import save_file
+from transformers import AutoModel, AutoTokenizer
+
+from extractor import extract
+
+SENTENCES = [
+    "The president visited the capital on Monday.",
+    "Two soldiers were killed in an attack near the border, police said.",
+    "She was born in 1970.",
+    "Officials met with the leaders of both countries to discuss the election results "
+    "and the war that followed them.",
+]
+LONG_TEXT = " ".join(["The company said its army of lawyers met the minister in the city."] * 12)
+
+
+@pytest.fixture(scope="module")
+def original(minilm_dir):
+    model = AutoModel.from_pretrained(minilm_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir)
+    return model, tokenizer
+
+
+def _heads() -> dict[str, torch.Tensor]:
+    torch.manual_seed(1)
+    return {"entity_label_ffn.layers.0.weight": torch.randn(150, 384),
+            "trigger_crf.transition": torch.randn(11, 11),
+            "global_feature_weights": torch.randn(13)}
+
+
+def _encoder_weights(model, prefix: str) -> dict[str, torch.Tensor]:
+    return {prefix + k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _assert_matches_original(output_dir, original_model, tokenizer):
+    """The exported ONNX against the original PyTorch model on real text."""
+    session = ort.InferenceSession(str(output_dir / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    assert names == ["input_ids", "attention_mask", "token_type_ids"]
+    batches = [SENTENCES, SENTENCES[:1], [LONG_TEXT, SENTENCES[2]]]
+    worst = 0.0
+    for texts in batches:
+        encoded = tokenizer(texts, padding=True, return_tensors="np")
+        got = session.run(["last_hidden_state"], {n: encoded[n].astype(np.int64) for n in names})
+        with torch.no_grad():
+            want = original_model(**{k: torch.from_numpy(v) for k, v in encoded.items()})
+        mask = encoded["attention_mask"][..., None]
+        diff = np.abs(got[0] - want.last_hidden_state.numpy()) * mask  # real tokens only
+        worst = max(worst, float(diff.max()))
+        # Mean-pooled sentence embeddings, as sentence-transformers computes them.
+        pooled_got = (got[0] * mask).sum(1) / mask.sum(1)
+        pooled_want = (want.last_hidden_state.numpy() * mask).sum(1) / mask.sum(1)
+        cosine = (pooled_got * pooled_want).sum(1) / (
+            np.linalg.norm(pooled_got, axis=1) * np.linalg.norm(pooled_want, axis=1))
+        assert cosine.min() > 0.99999
+    assert encoded["input_ids"].shape[1] >= 128  # the long batch really was long
+    assert worst < 1e-4, worst
+    return worst
+
+
+def test_oneie_layout_with_bert_model_name(tmp_path, original):
+    model, tokenizer = original
+    path = tmp_path / "oneie_model.bin"
+    torch.save({"model": {**_encoder_weights(model, "bert."), **_heads()},
+                "config": {"bert_model_name": "sentence-transformers/all-MiniLM-L6-v2",
+                           "multi_piece_strategy": "average",
+                           "symmetric_relations": {"PER-SOC"}},
+                "vocabs": {"entity_type": {"O": 0, "PER": 1}}, "valid": {"entity": 0.5}}, path)
+    report = extract(path, "bert.")
+    assert report.ok and report.output == tmp_path / "oneie_model-bert-onnx"
+    assert report.config.kind == "builtin" and report.config.config.num_attention_heads == 12
+    assert max(r.max_abs for r in report.parity.results) < 1e-4
+    _assert_matches_original(report.output, model, tokenizer)
+
+
+def test_lightning_layout_names_a_local_model_directory(tmp_path, original, minilm_dir):
+    model, tokenizer = original
+    path = tmp_path / "epoch=3.ckpt"
+    torch.save({"state_dict": {**_encoder_weights(model, "model.encoder."), **_heads()},
+                "hyper_parameters": {"model_name_or_path": str(minilm_dir), "lr": 3e-5},
+                "epoch": 3, "optimizer_states": [{"state": {}, "param_groups": []}]}, path)
+    report = extract(path, None, tmp_path / "out")
+    assert report.ok and report.prefix == "model.encoder."
+    assert report.source["state_dict_location"] == "checkpoint['state_dict']"
+    assert report.config.kind == "embedded"
+    assert (tmp_path / "out" / "tokenizer.json").is_file()
+    worst = _assert_matches_original(tmp_path / "out", model, tokenizer)
+    # The tokenizer copied into the output tokenises exactly like the original.
+    copied = AutoTokenizer.from_pretrained(tmp_path / "out")
+    assert copied(SENTENCES)["input_ids"] == tokenizer(SENTENCES)["input_ids"]
+    assert worst < 1e-4
+
+
+def test_dataparallel_layout_from_transformers_4_matches_by_shapes(tmp_path, original):
+    model, tokenizer = original
+    path = tmp_path / "dp.pth"
+    weights = _encoder_weights(model, "module.bert.")
+    weights["module.bert.embeddings.position_ids"] = torch.arange(512)[None]  # 4.x buffer
+    torch.save({**weights, "module.classifier.weight": torch.randn(3, 384)}, path,
+               _use_new_zipfile_serialization=False)
+    report = extract(path, "module.bert.", tmp_path / "out")
+    assert report.ok and report.source["format"] == "torch-legacy"
+    assert report.config.source.startswith("built-in table: sentence-transformers/all-MiniLM")
+    assert [k for k, _ in report.keys.tolerated] == ["embeddings.position_ids"]
+    _assert_matches_original(tmp_path / "out", model, tokenizer)
+
+
+def test_safetensors_layout_with_model_directory_and_torchscript_exporter(
+        tmp_path, original, minilm_dir):
+    model, tokenizer = original
+    path = tmp_path / "composite.safetensors"
+    save_file({**_encoder_weights(model, "encoder."), **_heads()}, path)
+    report = extract(path, "encoder.", tmp_path / "out", model=minilm_dir,
+                     exporter="torchscript")
+    assert report.ok and report.config.kind == "model"
+    assert report.export.exporter == "torchscript"
+    _assert_matches_original(tmp_path / "out", model, tokenizer)
+    assert AutoModel.from_pretrained(tmp_path / "out").config.num_attention_heads == 12
