@@ -20,12 +20,16 @@ from .findings import (
     SymbolInfo,
     TensorInfo,
 )
+from .netron_view import NetronView, open_in_netron
+from .repair import repair
+from .repair_results import RepairReport
 
 __all__ = [
     "DiagnosticsError",
     "Finding",
     "FrozenValue",
     "InvarianceRun",
+    "NetronView",
     "Probe",
     "ProbeRun",
     "Report",
@@ -34,4 +38,7 @@ __all__ = [
     "SymbolInfo",
     "TensorInfo",
     "check",
+    "repair",
+    "RepairReport",
+    "open_in_netron",
 ]

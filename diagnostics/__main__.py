@@ -1,6 +1,8 @@
 """python -m diagnostics check MODEL.onnx [--probe [SHAPES]] [--json] [--dummy batch=N,sequence=M]
+                           [--netron [--focus NODE] [--no-browser] [--port N]]
+python -m diagnostics show MODEL.onnx [--node NAME] [--no-browser] [--port N]
 
-Thin: parse, call the library, render, return an exit code. `repair` and `show` come later.
+Thin: parse, call the library, render, return an exit code.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_check(subparsers)
+    _add_show(subparsers)
+    _add_repair(subparsers)
     return parser
 
 
@@ -59,7 +63,56 @@ def _add_check(subparsers: argparse._SubParsersAction) -> None:
         metavar="batch=N,sequence=M",
         help="export dummy sizes, when the model does not record them (default batch=2,sequence=8)",
     )
+    _add_netron_flags(parser, focus="--focus")
     parser.set_defaults(handler=_check)
+
+
+def _add_netron_flags(parser: argparse.ArgumentParser, focus: str | None) -> None:
+    """--netron (unless `focus` is None: show always serves), --no-browser, --port, --focus."""
+    if focus:
+        parser.add_argument(
+            "--netron",
+            action="store_true",
+            help="then serve an annotated copy in Netron on 127.0.0.1 until Ctrl+C",
+        )
+        parser.add_argument(
+            focus,
+            dest="focus",
+            metavar="NODE",
+            help="with --netron: also serve this node's neighbourhood (default: the first finding)",
+        )
+    parser.add_argument(
+        "--no-browser", action="store_true", help="do not open a browser; only print the URL"
+    )
+    parser.add_argument(
+        "--port", type=_port, default=0, help="port for Netron (default 0: any free one)"
+    )
+
+
+def _add_show(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "show",
+        help="open the model in Netron, findings marked",
+        description=(
+            "Check the model (statically), then serve an annotated copy in Netron on 127.0.0.1 "
+            "and the neighbourhood of one node, until Ctrl+C. The model file is never modified."
+        ),
+    )
+    parser.add_argument("model", help="ONNX file, or a directory holding model.onnx")
+    parser.add_argument(
+        "--node",
+        "--focus",
+        dest="focus",
+        metavar="NAME",
+        help="serve this node's neighbourhood too (default: the first finding)",
+    )
+    parser.add_argument(
+        "--dummy",
+        metavar="batch=N,sequence=M",
+        help="export dummy sizes, when the model does not record them (default batch=2,sequence=8)",
+    )
+    _add_netron_flags(parser, focus=None)
+    parser.set_defaults(handler=_show, netron=True, json=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +150,82 @@ def _check(args: argparse.Namespace, out: Console) -> int:
         print(to_json(report))
     else:
         render_check(out, report)
+    if args.netron:
+        _serve_netron(args, report, Console(stderr=True) if args.json else out)
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _show(args: argparse.Namespace, out: Console) -> int:
+    from . import check
+
+    report = check(args.model, dummy=_parse_dummy(args.dummy) if args.dummy else None)
+    _serve_netron(args, report, out)
+    return EXIT_OK
+
+
+def _serve_netron(args: argparse.Namespace, report, out: Console, repairs=None) -> None:
+    """Serve until Ctrl+C, then stop the servers (the ports are closed on return)."""
+    from .netron_view import open_in_netron
+    from .report import render_netron
+
+    view = open_in_netron(
+        report, focus=args.focus, port=args.port, browse=not args.no_browser, repairs=repairs
+    )
+    render_netron(out, view, report)
+    view.wait()
+
+
+def _add_repair(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "repair",
+        help="rewrite frozen shapes so the graph runs at every shape, and prove it",
+        description=(
+            "Repair what check finds with the smallest rewrite that can be proved (0/-1 or "
+            "Shape->Gather->Concat in Reshape targets, sizes from Shape, aranges as Range, "
+            "static inputs made symbolic), refuse the rest with the reason, write -o "
+            "(never the input), then verify in onnxruntime against the original."
+        ),
+    )
+    parser.add_argument("model", help="ONNX file, or a directory holding model.onnx")
+    parser.add_argument("-o", "--output", help="where to write the repaired model")
+    parser.add_argument("--dry-run", action="store_true", help="show the plan; write nothing")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument(
+        "--dummy",
+        metavar="batch=N,sequence=M",
+        help="export dummy sizes, when the model does not record them (default batch=2,sequence=8)",
+    )
+    parser.add_argument(
+        "--shapes", metavar="SHAPES", help="more BATCHxSEQUENCE shapes to verify at, e.g. 1x300"
+    )
+    parser.set_defaults(handler=_repair)
+
+
+def _repair(args: argparse.Namespace, out: Console) -> int:
+    from .probe import parse_shapes
+    from .repair import OutputPathError, repair
+    from .report import render_repair, repair_to_json
+
+    if not args.output and not args.dry_run:
+        raise OutputPathError("repair needs -o OUTPUT (or --dry-run to only show the plan)")
+    report = repair(
+        args.model,
+        output=args.output,
+        dry_run=args.dry_run,
+        dummy=_parse_dummy(args.dummy) if args.dummy else None,
+        shapes=parse_shapes(args.shapes) if args.shapes else None,
+    )
+    if args.json:
+        print(repair_to_json(report))
+    else:
+        render_repair(out, report)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {text!r} (0 to 65535)")
+    return int(text)
 
 
 def _parse_dummy(text: str) -> dict[str, int]:

@@ -8,7 +8,10 @@ values (`input_index`, `tensor`), each frozen position with what it should be
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .netron_view import NetronView
 
 KINDS = ("static-input", "frozen-shape", "folded-constant", "shape-conflict")
 
@@ -141,6 +144,15 @@ class Report:
     @property
     def ok(self) -> bool:
         return not self.findings and (self.probe is None or self.probe.failures == 0)
+
+    def open_in_netron(self, model: Any = None, **options: Any) -> NetronView:
+        """Serve the annotated model in Netron; `.url`, `.focus_url`, `.stop()`.
+
+        Same arguments as `diagnostics.netron_view.open_in_netron` (browse, port, focus...).
+        """
+        from .netron_view import open_in_netron
+
+        return open_in_netron(self, model, **options)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -6,9 +6,12 @@ import json
 import re
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .findings import Probe, Report
+from .netron_view import NetronView, find_query
+from .repair_results import RepairReport, Verification
 
 _MAX_ROWS = 60
 
@@ -94,7 +97,9 @@ def short_error(error: str | None) -> str:
         return ""
     text = error.split("Status Message:", 1)[-1]
     text = re.sub(r"/onnxruntime_src/\S+ (\S+ )*?\S*\) ", "", text).strip()
-    return text[:140]
+    # The shapes are what the user needs ("Input shape:{1,34,384}, requested shape:{2,8,12,32}").
+    shapes = text.find("Input shape:")
+    return text[shapes:][:140] if shapes >= 0 else text[:140]
 
 
 def _render_probe(console: Console, report: Report) -> None:
@@ -129,3 +134,147 @@ def _render_probe(console: Console, report: Report) -> None:
             )
             rows.add_row(f"{run.batch}x{run.sequence}", str(run.row), result, diff)
         console.print(rows)
+
+
+def render_netron(console: Console, view: NetronView, report: Report) -> None:
+    """Where Netron serves, and the exact names to paste into its find box."""
+    console.print(
+        f"[bold]Netron[/]: {view.url}  (annotated copy; {report.model} is untouched)",
+        highlight=False,
+    )
+    if view.focus_url:
+        console.print(
+            f"[bold]neighbourhood[/] of {view.focus}: {view.focus_url}  "
+            f"({view.neighbourhood_nodes} nodes)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if not view.browsed:
+        console.print("[dim]no browser opened: open the URL yourself[/]", highlight=False)
+    if report.findings:
+        console.print(
+            "In Netron press Ctrl+F and paste a name (the quotes ask for that exact name); "
+            "the node's sidebar shows the finding under subgraft.*:",
+            highlight=False,
+        )
+        for index, finding in enumerate(report.findings[:_MAX_ROWS]):
+            console.print(
+                f"  #{index} {finding.kind:<15} {find_query(finding.node)}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        if len(report.findings) > _MAX_ROWS:
+            console.print(f"  ... {len(report.findings) - _MAX_ROWS} more in --json")
+    files = f"files: {view.annotated}"
+    if view.neighbourhood:
+        files += f", {view.neighbourhood}"
+    console.print(f"[dim]{files}[/]", highlight=False, soft_wrap=True)
+    console.print("Serving until Ctrl+C.", highlight=False)
+
+
+# -- repair ------------------------------------------------------------------------------------
+
+
+def repair_to_json(report: RepairReport) -> str:
+    return json.dumps(report.to_dict(), indent=2, default=str)
+
+
+def render_repair(console: Console, report: RepairReport) -> None:
+    """Verdict, before/after table of changes, refusals, verification, what failed."""
+    console.print(_repair_summary(report))
+    if report.changes:
+        table = Table(title="changes (before -> after)", title_justify="left")
+        for column in ("#", "node", "op", "before", "after", "how"):
+            table.add_column(column, overflow="fold")
+        for change in report.changes[:_MAX_ROWS]:
+            table.add_row(
+                str(change.finding),
+                escape(change.node),
+                change.op_type or "input",
+                escape(change.before),
+                escape(change.after),
+                escape(change.action),
+            )
+        if len(report.changes) > _MAX_ROWS:
+            table.caption = f"{len(report.changes) - _MAX_ROWS} more in --json"
+        console.print(table)
+    if report.refusals:
+        table = Table(title="refused (left as they were)", title_justify="left")
+        for column in ("#", "kind", "node", "op", "why"):
+            table.add_column(column, overflow="fold")
+        for refusal in report.refusals:
+            table.add_row(
+                str(refusal.finding),
+                refusal.kind,
+                escape(refusal.node),
+                refusal.op_type or "input",
+                escape(refusal.reason),
+            )
+        console.print(table)
+    if report.remaining:
+        nodes = ", ".join(f.node for f in report.remaining[:5])
+        console.print(f"[red]still frozen after repair[/]: {len(report.remaining)}: {nodes}")
+    verification = report.verification
+    if verification is not None:
+        _render_verification(console, verification)
+    for note in (*report.notes, *(verification.notes if verification else ())):
+        console.print(f"[dim]note: {note}[/]", highlight=False)
+
+
+def _repair_summary(report: RepairReport) -> str:
+    where = "dry run, nothing written" if report.dry_run else (report.output or "not written")
+    head = (
+        f"[bold]{report.model}[/] -> {where}: {len(report.findings)} finding(s), "
+        f"{len(report.changes)} change(s), {len(report.refusals)} refused"
+    )
+    if not report.findings:
+        return head + "\n[bold green]nothing to repair[/]"
+    if report.ok:
+        proof = "plan proved by re-check" if report.dry_run else "verified"
+        return head + f"\n[bold green]repaired and {proof}[/]"
+    reasons = []
+    if report.refusals:
+        reasons.append(f"{len(report.refusals)} finding(s) refused")
+    if report.remaining:
+        reasons.append(f"{len(report.remaining)} still frozen")
+    if report.verification is not None and not report.verification.ok:
+        reasons.append(f"{len(report.verification.failures)} check(s) failed")
+    return head + f"\n[bold red]not repaired[/]: {', '.join(reasons)}"
+
+
+def _render_verification(console: Console, verification: Verification) -> None:
+    if verification.skipped:
+        console.print(f"[yellow]not verified[/]: {verification.skipped}", highlight=False)
+        return
+    for c in verification.compared:
+        mark = "[green]same numbers[/]" if c.ok else "[red]CHANGED[/]"
+        console.print(
+            f"{mark} at {c.batch}x{c.sequence} ({c.output}): max abs {c.max_abs:.2e}, "
+            f"relative {c.max_rel:.2e}",
+            highlight=False,
+        )
+    before, after = verification.before, verification.after
+    if after is not None and not after.skipped:
+        table = Table(title="onnxruntime before -> after repair", title_justify="left")
+        for column in ("batch x sequence", "before", "after", "error after"):
+            table.add_column(column, overflow="fold")
+        was = {(r.batch, r.sequence): r for r in (before.runs if before else ())}
+        for run in after.runs:
+            old = was.get((run.batch, run.sequence))
+            table.add_row(
+                f"{run.batch}x{run.sequence}",
+                "-" if old is None else ("ok" if old.ok else f"FAIL {old.node or ''}".strip()),
+                "[green]ok[/]" if run.ok else "[red]FAIL[/]",
+                short_error(run.error),
+            )
+        console.print(table)
+        for run in after.invariance:
+            diff = "-" if run.max_abs is None else f"{run.max_abs:.2e}"
+            result = "[green]ok[/]" if run.ok else "[red]FAIL[/]"
+            console.print(
+                f"batch invariance {run.batch}x{run.sequence} row {run.row}: {result} ({diff})",
+                highlight=False,
+            )
+    for failure in verification.failures:
+        console.print(f"[red]failed[/]: {escape(failure)}", highlight=False)

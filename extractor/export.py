@@ -198,11 +198,18 @@ def export_saved_model(
     exported (onnxscript's rewrite rules hold the last graph they matched); a child
     process takes them with it when it exits, so a large model's memory really goes.
     """
-    request = {"model_dir": str(model_dir), "path": str(path), "exporter": exporter,
-               "opset": opset, "hidden_states": hidden_states}
+    request = {
+        "model_dir": str(model_dir),
+        "path": str(path),
+        "exporter": exporter,
+        "opset": opset,
+        "hidden_states": hidden_states,
+    }
     done = subprocess.run(
         [sys.executable, "-m", "extractor.export", json.dumps(request)],
-        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     if done.returncode != 0:
         raise RuntimeError(f"export subprocess failed:\n{done.stderr[-4000:]}")

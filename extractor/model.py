@@ -19,7 +19,7 @@ from .errors import WeightMismatchError
 # Buffers transformers 4.x wrote into state dicts; 3.x and 5.x rebuild them, so they are ignored.
 BENIGN_EXTRA_KEYS = {
     "embeddings.position_ids": "position-id buffer saved by transformers 4.x; rebuilt by the model",
-    "embeddings.token_type_ids": "token-type buffer saved by transformers 4.x; rebuilt by the model",
+    "embeddings.token_type_ids": "token-type buffer saved by transformers 4.x; rebuilt by model",
 }
 
 

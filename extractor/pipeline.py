@@ -19,6 +19,9 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel
 
+from diagnostics import Report as FrozenCheck
+from diagnostics import check
+
 from . import __version__
 from .architecture import TOKENIZER_FILES, ResolvedConfig, resolve_config
 from .checkpoint import Checkpoint, load_checkpoint, strip_prefix
@@ -59,13 +62,14 @@ class ExtractionReport:
     keys: KeyReport
     export: ExportSettings
     parity: ParityReport
+    frozen: FrozenCheck  # diagnostics' static check of the exported graph
     output: Path | None = None  # None when nothing was written (verification failed)
     files: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return self.parity.ok
+        return self.parity.ok and not self.frozen.findings
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -78,6 +82,7 @@ class ExtractionReport:
             "keys": self.keys.to_dict(),
             "export": self.export.to_dict(),
             "parity": self.parity.to_dict(),
+            "frozen_shapes": [f["node"] for f in self.frozen.to_dict()["findings"]],
             "output": str(self.output) if self.output else None,
             "files": self.files,
             "seconds": self.seconds,
@@ -139,28 +144,36 @@ def extract(
 
         step("running PyTorch at the parity shapes")
         references = _references(encoder, hidden_states)
-        isolate = isolate_export if isolate_export is not None else (
-            _weight_bytes(encoder) > ISOLATE_EXPORT_BYTES)
+        isolate = (
+            isolate_export
+            if isolate_export is not None
+            else (_weight_bytes(encoder) > ISOLATE_EXPORT_BYTES)
+        )
         step("exporting to ONNX")
+        del ckpt  # its tensors share the encoder's memory map; only the encoder is needed now
         if isolate:
             # Free the model first; the child exports the saved model and takes the
             # exporters' caches (which pin every weight) with it when it exits.
             _release_weights(encoder)
-            settings = export_saved_model(staging, staging / ONNX_NAME, exporter, opset,
-                                          hidden_states)
+            gc.collect()
+            settings = export_saved_model(
+                staging, staging / ONNX_NAME, exporter, opset, hidden_states
+            )
         else:
             settings = export_onnx(encoder, staging / ONNX_NAME, exporter, opset, hidden_states)
             _release_weights(encoder)
-        del encoder, ckpt
+        del encoder
         gc.collect()
         timer.lap("export")
 
         step("verifying PyTorch against onnxruntime")
         parity = compare_onnx(staging / ONNX_NAME, references, atol, rtol)
+        step("checking the graph for frozen shapes")
+        frozen = check(staging / ONNX_NAME)
         timer.lap("verify")
 
         report = ExtractionReport(
-            source, chosen, resolved, keys, settings, parity, seconds=timer.seconds
+            source, chosen, resolved, keys, settings, parity, frozen, seconds=timer.seconds
         )
         if report.ok:
             report.output = out_dir
@@ -189,8 +202,9 @@ def _references(encoder: PreTrainedModel, hidden_states: bool) -> list[Reference
     input_names = input_names_for(encoder)
     wrapper = EncoderWrapper(encoder, input_names, hidden_states).eval()
     cases = parity_cases(encoder.config, *choose_dummy_sizes(encoder.config))
-    return reference_outputs(wrapper, encoder.config, input_names,
-                             output_names_for(encoder, hidden_states), cases)
+    return reference_outputs(
+        wrapper, encoder.config, input_names, output_names_for(encoder, hidden_states), cases
+    )
 
 
 def _weight_bytes(model: torch.nn.Module) -> int:

@@ -108,6 +108,19 @@ def render_extraction(console: Console, report: ExtractionReport) -> None:
         f"{', '.join(export.input_names)}"
     )
     render_parity(console, report.parity)
+    findings = report.frozen.findings
+    if findings:
+        console.print(
+            f"[red]frozen shapes in the export[/] ({len(findings)}; see "
+            f"python -m diagnostics check): "
+            + ", ".join(f"{f.node} ({f.frozen_text})" for f in findings[:5]),
+            soft_wrap=True,
+        )
+    else:
+        console.print(
+            f"frozen-shape check: clean ({report.frozen.nodes} nodes, dummy "
+            f"{report.frozen.dummy} from {report.frozen.dummy_source})"
+        )
     seconds = sum(report.seconds.values())
     if report.ok:
         console.print(
@@ -116,12 +129,17 @@ def render_extraction(console: Console, report: ExtractionReport) -> None:
         )
     else:
         failed = report.parity.failures
-        console.print(
-            f"[bold red]verification failed[/]: {len(failed)} of "
-            f"{len(report.parity.results)} comparisons (first: {failed[0].case} "
-            f"{failed[0].batch}x{failed[0].sequence} {failed[0].output}); "
-            "nothing written"
+        problems = (
+            [f"{len(report.frozen.findings)} frozen shapes"] if report.frozen.findings else []
         )
+        if failed:
+            first = failed[0]
+            problems.insert(
+                0,
+                f"{len(failed)} of {len(report.parity.results)} comparisons "
+                f"(first: {first.case} {first.batch}x{first.sequence} {first.output})",
+            )
+        console.print(f"[bold red]verification failed[/]: {'; '.join(problems)}; nothing written")
 
 
 def to_json(data: object) -> str:

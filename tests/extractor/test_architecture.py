@@ -11,8 +11,14 @@ from extractor.architecture import attention_heads, builtin_config, config_probl
 from extractor.checkpoint import Checkpoint
 from extractor.errors import ArchitectureError
 
-TINY = dict(vocab_size=99, hidden_size=48, num_hidden_layers=2, num_attention_heads=3,
-            intermediate_size=37, max_position_embeddings=64)
+TINY = dict(
+    vocab_size=99,
+    hidden_size=48,
+    num_hidden_layers=2,
+    num_attention_heads=3,
+    intermediate_size=37,
+    max_position_embeddings=64,
+)
 
 
 def _meta_weights(config) -> dict[str, torch.Tensor]:
@@ -55,8 +61,9 @@ def test_model_directory_gives_config_and_tokenizer(minilm_dir):
 
 def test_hub_name_not_in_local_cache_says_so_and_downloads_nothing(tmp_path):
     weights = _meta_weights(AutoConfig.for_model("bert", **TINY))
-    with pytest.raises(ArchitectureError, match="nor in the local Hugging Face cache.*nothing is "
-                       "downloaded"):
+    with pytest.raises(
+        ArchitectureError, match="nor in the local Hugging Face cache.*nothing is downloaded"
+    ):
         resolve_config(weights, model="someone/never-cached-model")
 
 
@@ -103,14 +110,36 @@ def test_builtin_table_matches_by_shapes_without_a_name(minilm_dir):
     assert resolved.config.num_attention_heads == 12 and not resolved.heads_guessed
 
 
-@pytest.mark.parametrize("model_type, values, heads", [
-    ("bert", TINY, 3),  # hidden 48: head size 16 is the largest usual one that divides
-    ("roberta", {**TINY, "hidden_size": 128, "num_attention_heads": 4, "type_vocab_size": 1,
-                 "max_position_embeddings": 66}, 2),
-    ("electra", {**TINY, "hidden_size": 64, "num_attention_heads": 4, "embedding_size": 16}, 1),
-    ("distilbert", dict(vocab_size=99, dim=64, n_layers=2, n_heads=4, hidden_dim=37,
-                        max_position_embeddings=64), 1),
-])
+@pytest.mark.parametrize(
+    "model_type, values, heads",
+    [
+        ("bert", TINY, 3),  # hidden 48: head size 16 is the largest usual one that divides
+        (
+            "roberta",
+            {
+                **TINY,
+                "hidden_size": 128,
+                "num_attention_heads": 4,
+                "type_vocab_size": 1,
+                "max_position_embeddings": 66,
+            },
+            2,
+        ),
+        ("electra", {**TINY, "hidden_size": 64, "num_attention_heads": 4, "embedding_size": 16}, 1),
+        (
+            "distilbert",
+            dict(
+                vocab_size=99,
+                dim=64,
+                n_layers=2,
+                n_heads=4,
+                hidden_dim=37,
+                max_position_embeddings=64,
+            ),
+            1,
+        ),
+    ],
+)
 def test_inference_from_shapes_guesses_heads_loudly(model_type, values, heads):
     weights = _meta_weights(AutoConfig.for_model(model_type, **values))
     resolved = resolve_config(weights)

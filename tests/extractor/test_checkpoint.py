@@ -16,15 +16,23 @@ class NotAllowed:
 
 
 def _weights() -> dict[str, torch.Tensor]:
-    return {"bert.embeddings.word_embeddings.weight": torch.randn(10, 4),
-            "bert.encoder.layer.0.attention.self.query.weight": torch.randn(4, 4),
-            "head.weight": torch.randn(3, 4)}
+    return {
+        "bert.embeddings.word_embeddings.weight": torch.randn(10, 4),
+        "bert.encoder.layer.0.attention.self.query.weight": torch.randn(4, 4),
+        "head.weight": torch.randn(3, 4),
+    }
 
 
 def test_zip_checkpoint_is_memory_mapped_and_keeps_plain_containers(tmp_path):
     path = tmp_path / "model.bin"
-    torch.save({"model": _weights(), "config": {"bert_model_name": "x", "rels": {"A", "B"}},
-                "vocabs": {"entity": ["O", "PER"]}}, path)
+    torch.save(
+        {
+            "model": _weights(),
+            "config": {"bert_model_name": "x", "rels": {"A", "B"}},
+            "vocabs": {"entity": ["O", "PER"]},
+        },
+        path,
+    )
     ckpt = load_checkpoint(path)
     assert ckpt.format == "torch-zip" and ckpt.mmap
     assert ckpt.location == "checkpoint['model']"
@@ -37,8 +45,11 @@ def test_legacy_serialisation_loads_without_mmap(tmp_path):
     path = tmp_path / "legacy.pt"
     torch.save({"state_dict": _weights()}, path, _use_new_zipfile_serialization=False)
     ckpt = load_checkpoint(path)
-    assert (ckpt.format, ckpt.mmap, ckpt.location) == ("torch-legacy", False,
-                                                       "checkpoint['state_dict']")
+    assert (ckpt.format, ckpt.mmap, ckpt.location) == (
+        "torch-legacy",
+        False,
+        "checkpoint['state_dict']",
+    )
 
 
 def test_safetensors_file_and_directory(tmp_path):
@@ -56,23 +67,33 @@ def test_sharded_directory_merges_every_shard(tmp_path):
     keys = sorted(weights)
     save_file({k: weights[k] for k in keys[:2]}, tmp_path / "a.safetensors")
     save_file({k: weights[k] for k in keys[2:]}, tmp_path / "b.safetensors")
-    index = {"weight_map": {k: ("a" if i < 2 else "b") + ".safetensors"
-                            for i, k in enumerate(keys)}}
+    index = {
+        "weight_map": {k: ("a" if i < 2 else "b") + ".safetensors" for i, k in enumerate(keys)}
+    }
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
     assert set(load_checkpoint(tmp_path).state_dict) == set(keys)
 
 
-@pytest.mark.parametrize("layout, location", [
-    (lambda w: w, "top level"),
-    (lambda w: {"model": w, "config": {}}, "checkpoint['model']"),
-    (lambda w: {"state_dict": w, "epoch": 3, "optimizer_states": [{"state": {0: {}}}]},
-     "checkpoint['state_dict']"),
-    (lambda w: {"module": w}, "checkpoint['module']"),
-    (lambda w: {"model_state_dict": w, "optimizer_state_dict": {"state": {}}},
-     "checkpoint['model_state_dict']"),
-    (lambda w: {"checkpoint": {"nested": {"weights": w}}},
-     "checkpoint['checkpoint']['nested']['weights']"),
-])
+@pytest.mark.parametrize(
+    "layout, location",
+    [
+        (lambda w: w, "top level"),
+        (lambda w: {"model": w, "config": {}}, "checkpoint['model']"),
+        (
+            lambda w: {"state_dict": w, "epoch": 3, "optimizer_states": [{"state": {0: {}}}]},
+            "checkpoint['state_dict']",
+        ),
+        (lambda w: {"module": w}, "checkpoint['module']"),
+        (
+            lambda w: {"model_state_dict": w, "optimizer_state_dict": {"state": {}}},
+            "checkpoint['model_state_dict']",
+        ),
+        (
+            lambda w: {"checkpoint": {"nested": {"weights": w}}},
+            "checkpoint['checkpoint']['nested']['weights']",
+        ),
+    ],
+)
 def test_state_dict_is_found_in_every_usual_layout(layout, location):
     state_dict, found = find_state_dict(layout(OrderedDict(_weights())))
     assert found == location
@@ -100,11 +121,14 @@ def test_pickled_module_gives_its_state_dict_when_trusted(tmp_path):
     assert set(ckpt.state_dict) == {"weight", "bias"}
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("empty.bin", b"", "is empty"),
-    ("text.bin", b"hello, this is a text file\n", "cannot be read"),
-    ("noise.safetensors", b"\x00" * 64, "not a readable safetensors"),
-])
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("empty.bin", b"", "is empty"),
+        ("text.bin", b"hello, this is a text file\n", "cannot be read"),
+        ("noise.safetensors", b"\x00" * 64, "not a readable safetensors"),
+    ],
+)
 def test_bad_files_give_one_clear_error(tmp_path, name, content, message):
     path = tmp_path / name
     path.write_bytes(content)
@@ -141,5 +165,7 @@ def test_checkpoint_without_tensors_is_refused(tmp_path):
 
 def test_strip_prefix_keeps_only_that_subtree():
     stripped = strip_prefix(_weights(), "bert.")
-    assert sorted(stripped) == ["embeddings.word_embeddings.weight",
-                                "encoder.layer.0.attention.self.query.weight"]
+    assert sorted(stripped) == [
+        "embeddings.word_embeddings.weight",
+        "encoder.layer.0.attention.self.query.weight",
+    ]

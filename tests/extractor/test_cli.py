@@ -28,8 +28,14 @@ def test_fixture_extracts_to_a_loadable_model_and_verified_onnx(workdir, capsys)
     text = capsys.readouterr().out
     assert "config: bert from checkpoint['config']['bert_model_name']='tiny-bert'" in text
     assert "ok wrote" in text
-    assert _listing(out) == ["config.json", "model.onnx", "model.safetensors", "report.json",
-                             "tokenizer_config.json", "vocab.txt"]
+    assert _listing(out) == [
+        "config.json",
+        "model.onnx",
+        "model.safetensors",
+        "report.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+    ]
     report = json.loads((out / "report.json").read_text())
     assert report["tool"] == "subgraft" and report["ok"] is True
     assert report["source"]["state_dict_location"] == "checkpoint['model']"
@@ -37,11 +43,14 @@ def test_fixture_extracts_to_a_loadable_model_and_verified_onnx(workdir, capsys)
     assert report["export"]["dummy_batch"] == 3 and report["export"]["dummy_sequence"] == 17
     assert len(report["parity"]["results"]) == 10
     assert all(r["max_abs"] < 1e-5 for r in report["parity"]["results"])
+    assert report["frozen_shapes"] == []
     # The Hugging Face side is a real model directory with the encoder's weights.
     model = AutoModel.from_pretrained(out)
     source = torch.load(workdir / "oneie.bin", weights_only=True)["model"]
-    assert torch.equal(model.encoder.layer[1].output.dense.weight,
-                       source["bert.encoder.layer.1.output.dense.weight"])
+    assert torch.equal(
+        model.encoder.layer[1].output.dense.weight,
+        source["bert.encoder.layer.1.output.dense.weight"],
+    )
     assert AutoTokenizer.from_pretrained(out)("the president said")["input_ids"][0] == 2
 
 
@@ -91,9 +100,18 @@ def _bad_inputs(workdir):
     (workdir / "cut.bin").write_bytes(good[: len(good) // 3])
     torch.save({"model": {"w": torch.zeros(1)}, "obj": Opaque()}, workdir / "unsafe.bin")
     torch.save({"model": {"mlp.fc.weight": torch.zeros(4, 4)}}, workdir / "mlp.bin")
-    (workdir / "other.json").write_text(json.dumps({
-        "model_type": "bert", "vocab_size": 128, "hidden_size": 32, "num_hidden_layers": 2,
-        "num_attention_heads": 2, "intermediate_size": 37}))
+    (workdir / "other.json").write_text(
+        json.dumps(
+            {
+                "model_type": "bert",
+                "vocab_size": 128,
+                "hidden_size": 32,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "intermediate_size": 37,
+            }
+        )
+    )
     (workdir / "taken").mkdir()
     (workdir / "taken" / "notes.txt").write_text("the user's own files")
     ckpt = str(workdir / "oneie.bin")
@@ -104,8 +122,10 @@ def _bad_inputs(workdir):
         "truncated": ([str(workdir / "cut.bin")], "corrupt"),
         "unsafe pickle": ([str(workdir / "unsafe.bin")], "--trust-checkpoint"),
         "unknown prefix": ([ckpt, "--prefix", "bret."], "closest: 'bert.'"),
-        "unresolvable architecture": ([str(workdir / "mlp.bin"), "--prefix", "mlp."],
-                                      "cannot infer the architecture"),
+        "unresolvable architecture": (
+            [str(workdir / "mlp.bin"), "--prefix", "mlp."],
+            "cannot infer the architecture",
+        ),
         "shape mismatch": ([ckpt, "--config", str(workdir / "other.json")], "does not fit"),
         "output not ours": ([ckpt, "-o", str(workdir / "taken")], "not written by subgraft"),
         "output is the input": ([ckpt, "-o", str(workdir / "oneie.bin")], "overwrite the input"),
@@ -113,9 +133,19 @@ def _bad_inputs(workdir):
     }
 
 
-CASES = ["missing file", "directory without weights", "text file", "truncated", "unsafe pickle",
-         "unknown prefix", "unresolvable architecture", "shape mismatch", "output not ours",
-         "output is the input", "bad flag"]
+CASES = [
+    "missing file",
+    "directory without weights",
+    "text file",
+    "truncated",
+    "unsafe pickle",
+    "unknown prefix",
+    "unresolvable architecture",
+    "shape mismatch",
+    "output not ours",
+    "output is the input",
+    "bad flag",
+]
 
 
 @pytest.mark.parametrize("case", CASES)

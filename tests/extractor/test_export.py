@@ -14,15 +14,28 @@ from extractor.export import (
 )
 from extractor.parity import compare_onnx, parity_cases, reference_outputs
 
-TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=37, max_position_embeddings=256)
+TINY = dict(
+    vocab_size=99,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=37,
+    max_position_embeddings=256,
+)
 
 
 def _model(model_type: str = "bert", **values):
     torch.manual_seed(0)
     if model_type == "distilbert":
-        config = AutoConfig.for_model("distilbert", vocab_size=99, dim=32, n_layers=2, n_heads=2,
-                                      hidden_dim=37, max_position_embeddings=256)
+        config = AutoConfig.for_model(
+            "distilbert",
+            vocab_size=99,
+            dim=32,
+            n_layers=2,
+            n_heads=2,
+            hidden_dim=37,
+            max_position_embeddings=256,
+        )
     else:
         config = AutoConfig.for_model(model_type, **{**TINY, **values})
     return AutoModel.from_config(config).eval()
@@ -35,25 +48,35 @@ def _dims(value_info) -> list:
 def _verify(model, path, settings, atol=1e-4):
     wrapper = EncoderWrapper(model, settings.input_names, False)
     cases = parity_cases(model.config, settings.dummy_batch, settings.dummy_sequence)
-    refs = reference_outputs(wrapper, model.config, settings.input_names, settings.output_names,
-                             cases)
+    refs = reference_outputs(
+        wrapper, model.config, settings.input_names, settings.output_names, cases
+    )
     return compare_onnx(path, refs, atol=atol)
 
 
-@pytest.mark.parametrize("model_type, values, expected", [
-    ("bert", {}, ["input_ids", "attention_mask", "token_type_ids"]),
-    ("roberta", {"type_vocab_size": 1, "pad_token_id": 1}, ["input_ids", "attention_mask"]),
-    ("distilbert", {}, ["input_ids", "attention_mask"]),
-])
+@pytest.mark.parametrize(
+    "model_type, values, expected",
+    [
+        ("bert", {}, ["input_ids", "attention_mask", "token_type_ids"]),
+        ("roberta", {"type_vocab_size": 1, "pad_token_id": 1}, ["input_ids", "attention_mask"]),
+        ("distilbert", {}, ["input_ids", "attention_mask"]),
+    ],
+)
 def test_input_names_follow_the_forward_signature(model_type, values, expected):
     assert input_names_for(_model(model_type, **values)) == expected
 
 
 def test_dummy_sizes_collide_with_no_config_dimension():
     # hidden 3 heads 1: batch 3 is taken; sequence 17 is the intermediate size.
-    config = AutoConfig.for_model("bert", vocab_size=99, hidden_size=3, num_hidden_layers=5,
-                                  num_attention_heads=1, intermediate_size=17,
-                                  max_position_embeddings=64)
+    config = AutoConfig.for_model(
+        "bert",
+        vocab_size=99,
+        hidden_size=3,
+        num_hidden_layers=5,
+        num_attention_heads=1,
+        intermediate_size=17,
+        max_position_embeddings=64,
+    )
     batch, sequence = choose_dummy_sizes(config)
     assert (batch, sequence) == (7, 19)
     assert batch != sequence and min(batch, sequence) > 1
@@ -71,8 +94,7 @@ def test_export_is_dynamic_records_metadata_and_matches_pytorch(tmp_path, export
     path = tmp_path / "model.onnx"
     settings = export_onnx(model, path, exporter=exporter)
     proto = onnx.load(str(path))
-    assert [i.name for i in proto.graph.input] == ["input_ids", "attention_mask",
-                                                   "token_type_ids"]
+    assert [i.name for i in proto.graph.input] == ["input_ids", "attention_mask", "token_type_ids"]
     assert [o.name for o in proto.graph.output][0] == "last_hidden_state"
     assert all(_dims(i) == ["batch", "sequence"] for i in proto.graph.input)
     meta = {p.key: p.value for p in proto.metadata_props}
@@ -90,8 +112,9 @@ def test_external_data_is_written_beside_the_model(tmp_path):
     model = _model()
     settings = export_onnx(model, tmp_path / "model.onnx", external_data=True)
     proto = onnx.load(str(tmp_path / "model.onnx"), load_external_data=False)
-    external = {t.name for t in proto.graph.initializer
-                if t.data_location == onnx.TensorProto.EXTERNAL}
+    external = {
+        t.name for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
+    }
     assert any("word_embeddings" in name for name in external)
     assert (tmp_path / "model.onnx.data").stat().st_size > 30_000
     assert _verify(model, tmp_path / "model.onnx", settings).ok
@@ -100,12 +123,18 @@ def test_external_data_is_written_beside_the_model(tmp_path):
 def test_hidden_states_become_outputs(tmp_path):
     model = _model()
     settings = export_onnx(model, tmp_path / "model.onnx", hidden_states=True)
-    assert settings.output_names == ["last_hidden_state", "pooler_output", "hidden_states.0",
-                                     "hidden_states.1", "hidden_states.2"]
+    assert settings.output_names == [
+        "last_hidden_state",
+        "pooler_output",
+        "hidden_states.0",
+        "hidden_states.1",
+        "hidden_states.2",
+    ]
     wrapper = EncoderWrapper(model, settings.input_names, True)
     cases = parity_cases(model.config, settings.dummy_batch, settings.dummy_sequence)[:2]
-    refs = reference_outputs(wrapper, model.config, settings.input_names, settings.output_names,
-                             cases)
+    refs = reference_outputs(
+        wrapper, model.config, settings.input_names, settings.output_names, cases
+    )
     assert compare_onnx(tmp_path / "model.onnx", refs).ok
 
 
@@ -115,14 +144,22 @@ def test_parity_catches_inputs_swapped_by_positional_names(tmp_path):
     wrapper = EncoderWrapper(model, ["input_ids", "attention_mask", "token_type_ids"], False)
     args = tuple(dummy_inputs(model.config, wrapper.input_names, 3, 17).values())
     path = tmp_path / "swapped.onnx"
-    torch.onnx.export(wrapper, args, str(path), dynamo=False,
-                      input_names=["input_ids", "token_type_ids", "attention_mask"],
-                      output_names=["last_hidden_state", "pooler_output"],
-                      dynamic_axes={n: {0: "batch", 1: "sequence"} for n in
-                                    ("input_ids", "token_type_ids", "attention_mask")})
+    torch.onnx.export(
+        wrapper,
+        args,
+        str(path),
+        dynamo=False,
+        input_names=["input_ids", "token_type_ids", "attention_mask"],
+        output_names=["last_hidden_state", "pooler_output"],
+        dynamic_axes={
+            n: {0: "batch", 1: "sequence"}
+            for n in ("input_ids", "token_type_ids", "attention_mask")
+        },
+    )
     cases = parity_cases(model.config, 3, 17)
-    refs = reference_outputs(wrapper, model.config, wrapper.input_names,
-                             ["last_hidden_state", "pooler_output"], cases)
+    refs = reference_outputs(
+        wrapper, model.config, wrapper.input_names, ["last_hidden_state", "pooler_output"], cases
+    )
     parity = compare_onnx(path, refs)
     assert not parity.ok
     assert all(r.error is None for r in parity.results)  # it runs at every shape...
@@ -135,12 +172,19 @@ def test_parity_reports_each_shape_a_static_export_fails_at(tmp_path):
     wrapper = EncoderWrapper(model, ["input_ids", "attention_mask", "token_type_ids"], False)
     args = tuple(dummy_inputs(model.config, wrapper.input_names, 3, 17).values())
     path = tmp_path / "static.onnx"
-    torch.onnx.export(wrapper, args, str(path), dynamo=False, input_names=wrapper.input_names,
-                      output_names=["last_hidden_state", "pooler_output"],
-                      dynamic_axes={"ids": {0: "batch", 1: "sequence"}})
+    torch.onnx.export(
+        wrapper,
+        args,
+        str(path),
+        dynamo=False,
+        input_names=wrapper.input_names,
+        output_names=["last_hidden_state", "pooler_output"],
+        dynamic_axes={"ids": {0: "batch", 1: "sequence"}},
+    )
     cases = parity_cases(model.config, 3, 17)
-    refs = reference_outputs(wrapper, model.config, wrapper.input_names,
-                             ["last_hidden_state", "pooler_output"], cases)
+    refs = reference_outputs(
+        wrapper, model.config, wrapper.input_names, ["last_hidden_state", "pooler_output"], cases
+    )
     parity = compare_onnx(path, refs)
     assert len(parity.failures) == len(parity.results) == 2 * len(cases)
     assert all("invalid dimensions" in r.error for r in parity.failures)

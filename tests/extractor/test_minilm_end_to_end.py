@@ -35,9 +35,11 @@ def original(minilm_dir):
 
 def _heads() -> dict[str, torch.Tensor]:
     torch.manual_seed(1)
-    return {"entity_label_ffn.layers.0.weight": torch.randn(150, 384),
-            "trigger_crf.transition": torch.randn(11, 11),
-            "global_feature_weights": torch.randn(13)}
+    return {
+        "entity_label_ffn.layers.0.weight": torch.randn(150, 384),
+        "trigger_crf.transition": torch.randn(11, 11),
+        "global_feature_weights": torch.randn(13),
+    }
 
 
 def _encoder_weights(model, prefix: str) -> dict[str, torch.Tensor]:
@@ -46,8 +48,9 @@ def _encoder_weights(model, prefix: str) -> dict[str, torch.Tensor]:
 
 def _assert_matches_original(output_dir, original_model, tokenizer):
     """The exported ONNX against the original PyTorch model on real text."""
-    session = ort.InferenceSession(str(output_dir / "model.onnx"),
-                                   providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        str(output_dir / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
     names = [i.name for i in session.get_inputs()]
     assert names == ["input_ids", "attention_mask", "token_type_ids"]
     batches = [SENTENCES, SENTENCES[:1], [LONG_TEXT, SENTENCES[2]]]
@@ -64,7 +67,8 @@ def _assert_matches_original(output_dir, original_model, tokenizer):
         pooled_got = (got[0] * mask).sum(1) / mask.sum(1)
         pooled_want = (want.last_hidden_state.numpy() * mask).sum(1) / mask.sum(1)
         cosine = (pooled_got * pooled_want).sum(1) / (
-            np.linalg.norm(pooled_got, axis=1) * np.linalg.norm(pooled_want, axis=1))
+            np.linalg.norm(pooled_got, axis=1) * np.linalg.norm(pooled_want, axis=1)
+        )
         assert cosine.min() > 0.99999
     assert encoded["input_ids"].shape[1] >= 128  # the long batch really was long
     assert worst < 1e-4, worst
@@ -74,11 +78,19 @@ def _assert_matches_original(output_dir, original_model, tokenizer):
 def test_oneie_layout_with_bert_model_name(tmp_path, original):
     model, tokenizer = original
     path = tmp_path / "oneie_model.bin"
-    torch.save({"model": {**_encoder_weights(model, "bert."), **_heads()},
-                "config": {"bert_model_name": "sentence-transformers/all-MiniLM-L6-v2",
-                           "multi_piece_strategy": "average",
-                           "symmetric_relations": {"PER-SOC"}},
-                "vocabs": {"entity_type": {"O": 0, "PER": 1}}, "valid": {"entity": 0.5}}, path)
+    torch.save(
+        {
+            "model": {**_encoder_weights(model, "bert."), **_heads()},
+            "config": {
+                "bert_model_name": "sentence-transformers/all-MiniLM-L6-v2",
+                "multi_piece_strategy": "average",
+                "symmetric_relations": {"PER-SOC"},
+            },
+            "vocabs": {"entity_type": {"O": 0, "PER": 1}},
+            "valid": {"entity": 0.5},
+        },
+        path,
+    )
     report = extract(path, "bert.")
     assert report.ok and report.output == tmp_path / "oneie_model-bert-onnx"
     assert report.config.kind == "builtin" and report.config.config.num_attention_heads == 12
@@ -89,9 +101,15 @@ def test_oneie_layout_with_bert_model_name(tmp_path, original):
 def test_lightning_layout_names_a_local_model_directory(tmp_path, original, minilm_dir):
     model, tokenizer = original
     path = tmp_path / "epoch=3.ckpt"
-    torch.save({"state_dict": {**_encoder_weights(model, "model.encoder."), **_heads()},
-                "hyper_parameters": {"model_name_or_path": str(minilm_dir), "lr": 3e-5},
-                "epoch": 3, "optimizer_states": [{"state": {}, "param_groups": []}]}, path)
+    torch.save(
+        {
+            "state_dict": {**_encoder_weights(model, "model.encoder."), **_heads()},
+            "hyper_parameters": {"model_name_or_path": str(minilm_dir), "lr": 3e-5},
+            "epoch": 3,
+            "optimizer_states": [{"state": {}, "param_groups": []}],
+        },
+        path,
+    )
     report = extract(path, None, tmp_path / "out")
     assert report.ok and report.prefix == "model.encoder."
     assert report.source["state_dict_location"] == "checkpoint['state_dict']"
@@ -109,8 +127,11 @@ def test_dataparallel_layout_from_transformers_4_matches_by_shapes(tmp_path, ori
     path = tmp_path / "dp.pth"
     weights = _encoder_weights(model, "module.bert.")
     weights["module.bert.embeddings.position_ids"] = torch.arange(512)[None]  # 4.x buffer
-    torch.save({**weights, "module.classifier.weight": torch.randn(3, 384)}, path,
-               _use_new_zipfile_serialization=False)
+    torch.save(
+        {**weights, "module.classifier.weight": torch.randn(3, 384)},
+        path,
+        _use_new_zipfile_serialization=False,
+    )
     report = extract(path, "module.bert.", tmp_path / "out")
     assert report.ok and report.source["format"] == "torch-legacy"
     assert report.config.source.startswith("built-in table: sentence-transformers/all-MiniLM")
@@ -119,12 +140,12 @@ def test_dataparallel_layout_from_transformers_4_matches_by_shapes(tmp_path, ori
 
 
 def test_safetensors_layout_with_model_directory_and_torchscript_exporter(
-        tmp_path, original, minilm_dir):
+    tmp_path, original, minilm_dir
+):
     model, tokenizer = original
     path = tmp_path / "composite.safetensors"
     save_file({**_encoder_weights(model, "encoder."), **_heads()}, path)
-    report = extract(path, "encoder.", tmp_path / "out", model=minilm_dir,
-                     exporter="torchscript")
+    report = extract(path, "encoder.", tmp_path / "out", model=minilm_dir, exporter="torchscript")
     assert report.ok and report.config.kind == "model"
     assert report.export.exporter == "torchscript"
     _assert_matches_original(tmp_path / "out", model, tokenizer)

@@ -7,8 +7,14 @@ from transformers import AutoConfig, AutoModel
 from extractor.errors import WeightMismatchError
 from extractor.model import build_model
 
-TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=37, max_position_embeddings=64)
+TINY = dict(
+    vocab_size=99,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=37,
+    max_position_embeddings=64,
+)
 
 
 @pytest.fixture()
@@ -49,11 +55,14 @@ def test_every_mismatch_is_reported_at_once(source):
     keys = info.value.keys
     assert keys.missing == ["encoder.layer.1.output.dense.bias"]
     assert keys.unexpected == ["crf.transition"]
-    assert keys.shape_mismatches == [("encoder.layer.0.intermediate.dense.weight", (40, 32),
-                                      (37, 32))]
-    assert str(info.value) == ("weights do not fit the model: 1 missing (e.g. encoder.layer.1."
-                               "output.dense.bias), 1 unexpected (e.g. crf.transition), 1 "
-                               "mis-shaped (e.g. encoder.layer.0.intermediate.dense.weight)")
+    assert keys.shape_mismatches == [
+        ("encoder.layer.0.intermediate.dense.weight", (40, 32), (37, 32))
+    ]
+    assert str(info.value) == (
+        "weights do not fit the model: 1 missing (e.g. encoder.layer.1."
+        "output.dense.bias), 1 unexpected (e.g. crf.transition), 1 "
+        "mis-shaped (e.g. encoder.layer.0.intermediate.dense.weight)"
+    )
 
 
 def test_encoder_saved_without_pooler_is_built_without_one(source):

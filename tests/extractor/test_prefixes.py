@@ -7,14 +7,27 @@ from transformers import AutoConfig, AutoModel
 from extractor.errors import PrefixError
 from extractor.prefixes import choose_prefix, encoder_prefixes, guess_model_type, prefix_summary
 
-TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=37, max_position_embeddings=64)
+TINY = dict(
+    vocab_size=99,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=37,
+    max_position_embeddings=64,
+)
 
 
 def _encoder(model_type: str, prefix: str, **overrides) -> dict[str, torch.Tensor]:
     if model_type == "distilbert":
-        config = AutoConfig.for_model(model_type, vocab_size=99, dim=32, n_layers=2, n_heads=2,
-                                      hidden_dim=37, max_position_embeddings=64)
+        config = AutoConfig.for_model(
+            model_type,
+            vocab_size=99,
+            dim=32,
+            n_layers=2,
+            n_heads=2,
+            hidden_dim=37,
+            max_position_embeddings=64,
+        )
     else:
         config = AutoConfig.for_model(model_type, **{**TINY, **overrides})
     with torch.device("meta"):
@@ -22,15 +35,22 @@ def _encoder(model_type: str, prefix: str, **overrides) -> dict[str, torch.Tenso
     return {prefix + k: v for k, v in state.items()}
 
 
-@pytest.mark.parametrize("model_type, overrides, prefix, expected", [
-    ("bert", {}, "bert.", "bert"),
-    ("roberta", {"type_vocab_size": 1, "max_position_embeddings": 66}, "encoder.", "roberta"),
-    ("roberta", {}, "roberta.", "roberta"),  # named by its prefix
-    ("xlm-roberta", {"vocab_size": 250002, "type_vocab_size": 1, "max_position_embeddings": 66},
-     "model.enc.", "xlm-roberta"),
-    ("electra", {"embedding_size": 16}, "discriminator.", "electra"),
-    ("distilbert", {}, "distilbert.", "distilbert"),
-])
+@pytest.mark.parametrize(
+    "model_type, overrides, prefix, expected",
+    [
+        ("bert", {}, "bert.", "bert"),
+        ("roberta", {"type_vocab_size": 1, "max_position_embeddings": 66}, "encoder.", "roberta"),
+        ("roberta", {}, "roberta.", "roberta"),  # named by its prefix
+        (
+            "xlm-roberta",
+            {"vocab_size": 250002, "type_vocab_size": 1, "max_position_embeddings": 66},
+            "model.enc.",
+            "xlm-roberta",
+        ),
+        ("electra", {"embedding_size": 16}, "discriminator.", "electra"),
+        ("distilbert", {}, "distilbert.", "distilbert"),
+    ],
+)
 def test_architecture_is_recognised_from_keys_and_shapes(model_type, overrides, prefix, expected):
     state = _encoder(model_type, prefix, **overrides)
     assert guess_model_type(state, prefix) == expected
@@ -64,8 +84,11 @@ def test_no_encoder_at_all():
 
 
 def test_summary_counts_tensors_and_parameters_per_prefix():
-    state = {**_encoder("bert", "bert."), "global_feature_weights": torch.zeros(13),
-             "trigger_crf.transition": torch.zeros(11, 11)}
+    state = {
+        **_encoder("bert", "bert."),
+        "global_feature_weights": torch.zeros(13),
+        "trigger_crf.transition": torch.zeros(11, 11),
+    }
     rows = {row.prefix: row for row in prefix_summary(state)}
     assert rows["bert."].architecture == "bert"
     assert rows["bert."].tensors == sum(k.startswith("bert.") for k in state)

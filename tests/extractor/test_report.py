@@ -16,23 +16,46 @@ def _console() -> Console:
 
 
 def test_key_table_lists_every_problem_and_tolerated_key():
-    keys = KeyReport(missing=["pooler.dense.bias"], unexpected=["crf.transition"],
-                     shape_mismatches=[("encoder.layer.0.output.dense.weight", (8, 4), (4, 4))],
-                     tolerated=[("embeddings.position_ids", "saved by 4.x")])
+    keys = KeyReport(
+        missing=["pooler.dense.bias"],
+        unexpected=["crf.transition"],
+        shape_mismatches=[("encoder.layer.0.output.dense.weight", (8, 4), (4, 4))],
+        tolerated=[("embeddings.position_ids", "saved by 4.x")],
+    )
     console = _console()
     render_keys(console, keys)
     text = console.file.getvalue()
-    for expected in ("missing", "pooler.dense.bias", "unexpected", "crf.transition", "shape",
-                     "checkpoint [8, 4] vs model [4, 4]", "tolerated", "embeddings.position_ids"):
+    for expected in (
+        "missing",
+        "pooler.dense.bias",
+        "unexpected",
+        "crf.transition",
+        "shape",
+        "checkpoint [8, 4] vs model [4, 4]",
+        "tolerated",
+        "embeddings.position_ids",
+    ):
         assert expected in text
 
 
 def test_parity_table_names_the_failing_shape_and_output():
-    parity = ParityReport(1e-4, 1e-4, [
-        ParityResult("batch 1", 1, 9, "last_hidden_state", 2e-6, 1e-5, True),
-        ParityResult("long", 2, 160, "last_hidden_state", float("nan"), float("nan"), False,
-                     "Reshape node /encoder/layer.0/attention/self/Reshape failed"),
-    ])
+    parity = ParityReport(
+        1e-4,
+        1e-4,
+        [
+            ParityResult("batch 1", 1, 9, "last_hidden_state", 2e-6, 1e-5, True),
+            ParityResult(
+                "long",
+                2,
+                160,
+                "last_hidden_state",
+                float("nan"),
+                float("nan"),
+                False,
+                "Reshape node /encoder/layer.0/attention/self/Reshape failed",
+            ),
+        ],
+    )
     console = _console()
     render_parity(console, parity)
     text = console.file.getvalue()
@@ -42,9 +65,11 @@ def test_parity_table_names_the_failing_shape_and_output():
 
 
 def test_prefix_tree_nests_children_under_their_parent():
-    state = {"bert.embeddings.word_embeddings.weight": torch.zeros(10, 4),
-             "bert.encoder.layer.0.attention.self.query.weight": torch.zeros(4, 4),
-             "crf.transition": torch.zeros(3, 3)}
+    state = {
+        "bert.embeddings.word_embeddings.weight": torch.zeros(10, 4),
+        "bert.encoder.layer.0.attention.self.query.weight": torch.zeros(4, 4),
+        "crf.transition": torch.zeros(3, 3),
+    }
     console = _console()
     render_prefixes(console, prefix_summary(state), "checkpoint['model']")
     lines = console.file.getvalue().splitlines()

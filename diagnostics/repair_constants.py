@@ -1,0 +1,118 @@
+"""Repair constants folded at export with a dummy-sized axis or dummy sizes as values.
+
+Pattern: a `folded-constant` finding. Check, by `part`: for "dim" (an axis of the
+constant is the export size), the constant must be recognisably an arange along
+that one axis (every other axis 1, values start + step * i, at least two of them);
+for "value" (elements are export sizes), an integer vector or scalar. Rewrite: a
+`Range` over the runtime size reshaped to the constant's layout, or the vector
+rebuilt from `Shape -> Gather -> Concat`; every reader of the constant gets it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import helper
+
+from .findings import Finding
+from .repair_graph import Declined, GraphEdit, parse_expr
+from .repair_results import Change
+from .symbols import Expr
+
+
+def repair_constant(edit: GraphEdit, finding: Finding, index: int) -> Change:
+    tensor = finding.tensor
+    if tensor is None:
+        raise Declined("the finding names no constant")
+    if tensor in edit.replaced:
+        first = edit.replaced[tensor]
+        return Change(index, finding.node, finding.op_type, f"rebuilt with #{first}", tensor, "")
+    values = edit.constant(tensor)
+    if values is None:
+        raise Declined(f"the values of {tensor!r} are not readable")
+    anchor = edit.first_consumer(tensor)
+    count = sum(len(v) for v in edit.inserts.values())
+    if finding.part == "dim":
+        name, before, after = _arange(edit, finding, values, anchor)
+        action = "arange rebuilt as Range over the runtime size"
+    else:
+        name, before, after = _vector(edit, finding, values, anchor)
+        action = "size vector rebuilt from Shape -> Gather -> Concat"
+    added = tuple(n.name for v in edit.inserts.values() for n in v)[count:]
+    readers = edit.replace_everywhere(tensor, name)
+    edit.replaced[tensor] = index
+    for reader in readers:
+        edit.note(edit.node(reader), f"constant {tensor} {before} -> {after}")
+    return Change(index, finding.node, finding.op_type, action, before, after, added)
+
+
+def _arange(
+    edit: GraphEdit, finding: Finding, values: np.ndarray, anchor: str
+) -> tuple[str, str, str]:
+    shape = list(values.shape)
+    described = f"{values.dtype} {shape}"
+    axes = sorted({f.position for f in finding.frozen})
+    if len(axes) != 1:
+        raise Declined(f"constant {described} is frozen on {len(axes)} axes: not a one-axis arange")
+    axis = axes[0]
+    expr = parse_expr(finding.frozen[0].symbol)
+    if expr is None:
+        raise Declined(f"no symbol known for axis {axis} of constant {described}")
+    if any(size != 1 for i, size in enumerate(shape) if i != axis):
+        raise Declined(f"constant {described} varies along more than the frozen axis")
+    if values.dtype.kind not in "iuf":
+        raise Declined(f"constant {described} is not numeric, so not an arange")
+    flat = values.reshape(-1)
+    if flat.size < 2:
+        raise Declined(f"constant {described} has one element: not recognisably an arange")
+    start, step = flat[0], flat[1] - flat[0]
+    if step == 0 or not np.array_equal(flat, start + step * np.arange(flat.size)):
+        head = ", ".join(str(v) for v in flat[:6].tolist())
+        raise Declined(f"constant {described} is not an arange (values {head}, ...)")
+    if values.dtype.kind == "f":
+        raise Declined(f"constant {described} is a float arange: rounding is not proved")
+    size = edit.size(expr, anchor)
+    axes0 = edit.add_initializer("/subgraft/axes", np.array([0], np.int64))
+    limit = edit.add_node(anchor, "Squeeze", [size, axes0], f"{expr} as a scalar")
+    if step != 1:
+        factor = edit.add_initializer("/subgraft/step", np.array(int(step), np.int64))
+        limit = edit.add_node(anchor, "Mul", [limit, factor], "arange end")
+    first = edit.add_initializer("/subgraft/start", np.array(int(start), np.int64))
+    if start != 0:
+        limit = edit.add_node(anchor, "Add", [limit, first], "arange end")
+    delta = edit.add_initializer("/subgraft/delta", np.array(int(step), np.int64))
+    out = edit.add_node(anchor, "Range", [first, limit, delta], f"arange over {expr}")
+    layout = [-1 if i == axis else 1 for i in range(len(shape))]
+    if layout != [-1]:
+        target = edit.add_initializer("/subgraft/layout", np.array(layout, np.int64))
+        out = edit.add_node(anchor, "Reshape", [out, target], "the constant's layout")
+    if values.dtype != np.int64:
+        to = helper.np_dtype_to_tensor_dtype(values.dtype)
+        out = edit.add_node(anchor, "Cast", [out], "the constant's dtype", to=to)
+    dims = ", ".join(str(expr) if i == axis else "1" for i in range(len(shape)))
+    end = f"{start} + {step}*{expr}" if (start, step) != (0, 1) else str(expr)
+    before = f"{described} = arange({start}, {start + step * flat.size}, {step})"
+    return out, before, f"Range({start}, {end}, {step}) as [{dims}]"
+
+
+def _vector(
+    edit: GraphEdit, finding: Finding, values: np.ndarray, anchor: str
+) -> tuple[str, str, str]:
+    if values.ndim > 1 or values.dtype.kind not in "iu":
+        raise Declined(f"constant {values.dtype} {list(values.shape)} is not a size vector")
+    literal = [int(v) for v in values.reshape(-1)]
+    new: list[int | Expr] = list(literal)
+    for frozen in finding.frozen:
+        expr = parse_expr(frozen.symbol)
+        position = max(frozen.position, 0)
+        if expr is None or position >= len(new):
+            raise Declined(f"no symbol known for the literal {frozen.value}")
+        new[position] = expr
+    out = edit.vector(new, anchor, dtype=values.dtype)
+    if values.ndim == 0:
+        axes = edit.add_initializer("/subgraft/axes", np.array([0], np.int64))
+        out = edit.add_node(anchor, "Squeeze", [out, axes], "scalar size")
+    return out, _text(literal), _text(new)
+
+
+def _text(values: list) -> str:
+    return "[" + ", ".join(str(v) for v in values) + "]"

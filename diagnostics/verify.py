@@ -1,0 +1,88 @@
+"""Prove a repair: same numbers at the export dummy, and runs everywhere else.
+
+The original and repaired models run side by side at the export dummy shape (every
+output must agree within 1e-5 of the original's scale); then both are probed at
+shapes the dummy never had, including batch 1, a long sequence and (1, 34), with
+the batch-invariance check. Returns data; never prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .loading import LoadedModel
+from .probe import _feed, _first_line, _text_inputs, _vocab, default_shapes, run_probe
+from .repair_results import Comparison, Verification
+
+RTOL = 1e-5
+REPORTED_FAILURE = (1, 34)  # the shape of the classic bug report
+
+
+def verify_shapes(
+    dummy: dict[str, int], extra: Sequence[tuple[int, int]] = ()
+) -> list[tuple[int, int]]:
+    """The probe's default shapes, (1, 34), and any the caller names."""
+    return list(dict.fromkeys([*default_shapes(dummy), REPORTED_FAILURE, *extra]))
+
+
+def verify(
+    original: LoadedModel,
+    repaired: LoadedModel,
+    dummy: dict[str, int],
+    shapes: Sequence[tuple[int, int]],
+) -> Verification:
+    if original.weights == "missing":
+        return Verification(skipped="the original's weights are not here to compare against")
+    before = run_probe(original, (), shapes)
+    after = run_probe(repaired, (), shapes)
+    reference = (dummy.get("batch", 2), dummy.get("sequence", 8))
+    notes = []
+    ran = {(r.batch, r.sequence) for r in before.runs if r.ok}
+    if reference not in ran and ran:
+        fallback = next(s for s in shapes if s in ran)
+        notes.append(
+            f"the original fails at the dummy {reference[0]}x{reference[1]}: "
+            f"compared at {fallback[0]}x{fallback[1]}, where it runs"
+        )
+        reference = fallback
+    try:
+        compared = _compare(original, repaired, *reference)
+    except Exception as exc:  # onnxruntime's error types are not exported
+        return Verification(
+            (), before, after, notes=(*notes, f"compare failed: {_first_line(exc)}")
+        )
+    return Verification(compared, before, after, notes=tuple(notes))
+
+
+def _compare(
+    original: LoadedModel, repaired: LoadedModel, batch: int, sequence: int
+) -> tuple[Comparison, ...]:
+    inputs = _text_inputs(original.model)
+    if isinstance(inputs, str):
+        raise ValueError(inputs)
+    feed = _feed(inputs, batch, sequence, _vocab(original.model, inputs), seed=7)
+    want = _session(original).run(None, feed)
+    got = _session(repaired).run(None, feed)
+    names = [o.name for o in original.model.graph.output]
+    out = []
+    for name, a, b in zip(names, want, got, strict=True):
+        a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        if a64.shape != b64.shape:
+            out.append(Comparison(batch, sequence, name, float("inf"), float("inf"), False))
+            continue
+        diff = float(np.abs(a64 - b64).max()) if a64.size else 0.0
+        scale = float(np.abs(a64).max()) if a64.size else 0.0
+        rel = diff / scale if scale else diff
+        out.append(Comparison(batch, sequence, name, diff, rel, diff <= RTOL * max(scale, 1e-30)))
+    return tuple(out)
+
+
+def _session(loaded: LoadedModel):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    source = str(loaded.path) if loaded.path else loaded.model.SerializeToString()
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])

