@@ -168,3 +168,16 @@ def test_force_replaces_a_directory_that_is_not_ours(workdir):
     assert main(argv) == EXIT_OK
     assert (workdir / "taken" / "model.onnx").is_file()
     assert not (workdir / "taken" / "notes.txt").exists()
+
+
+def test_two_encoders_without_prefix_show_the_list_and_exit_2(workdir, capsys):
+    state = torch.load(workdir / "oneie.bin", weights_only=True)
+    extra = {"extra_" + k: v for k, v in state["model"].items() if k.startswith("bert.")}
+    state["model"].update(extra)
+    torch.save(state, workdir / "two.bin")
+    assert main([str(workdir / "two.bin")]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "bert.  39 tensors" in err and "extra_bert.  39 tensors" in err
+    assert err.strip().splitlines()[-1] == (
+        "error: several encoders found ('bert.', 'extra_bert.'); choose one with --prefix")
+    assert not list(workdir.glob("two-*"))
