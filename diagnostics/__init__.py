@@ -21,7 +21,7 @@ from .findings import (
     TensorInfo,
 )
 from .netron_view import NetronView, open_in_netron
-from .repair import repair
+from .repairer import repair
 from .repair_results import RepairReport
 
 __all__ = [

@@ -10,8 +10,13 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from .findings import Report
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _DEFAULT_PROBE = "default"
@@ -163,7 +168,12 @@ def _show(args: argparse.Namespace, out: Console) -> int:
     return EXIT_OK
 
 
-def _serve_netron(args: argparse.Namespace, report, out: Console, repairs=None) -> None:
+def _serve_netron(
+    args: argparse.Namespace,
+    report: Report,
+    out: Console,
+    repairs: Mapping[str, str] | None = None,
+) -> None:
     """Serve until Ctrl+C, then stop the servers (the ports are closed on return)."""
     from .netron_view import open_in_netron
     from .report import render_netron
@@ -198,12 +208,13 @@ def _add_repair(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--shapes", metavar="SHAPES", help="more BATCHxSEQUENCE shapes to verify at, e.g. 1x300"
     )
+    _add_netron_flags(parser, focus="--focus")
     parser.set_defaults(handler=_repair)
 
 
 def _repair(args: argparse.Namespace, out: Console) -> int:
     from .probe import parse_shapes
-    from .repair import OutputPathError, repair
+    from .repairer import OutputPathError, repair
     from .report import render_repair, repair_to_json
 
     if not args.output and not args.dry_run:
@@ -219,6 +230,14 @@ def _repair(args: argparse.Namespace, out: Console) -> int:
         print(repair_to_json(report))
     else:
         render_repair(out, report)
+    if args.netron:  # the original, each flagged node annotated with what repair did to it
+        from . import check
+
+        applied = {c.node: f"applied: {c.action}: {c.before} -> {c.after}" for c in report.changes}
+        refused = {r.node: f"refused: {r.reason}" for r in report.refusals}
+        original = check(args.model, dummy=_parse_dummy(args.dummy) if args.dummy else None)
+        console = Console(stderr=True) if args.json else out
+        _serve_netron(args, original, console, repairs={**refused, **applied})
     return EXIT_OK if report.ok else EXIT_FAILED
 
 

@@ -123,7 +123,8 @@ def open_in_netron(
         port: for the annotated copy; 0 picks a free one. The neighbourhood gets any free port.
         browse: open the system browser (nothing happens without a display or a browser).
         directory: where to write the two small served files (default: a new temp folder).
-        repairs: node -> the repair applied to it, shown instead of the suggested one.
+        repairs: node -> what repair did to it ("applied: ...", "refused: ..."), shown as
+            `subgraft.repair` instead of the suggested repair.
 
     Raises:
         ServeError: `port` is taken, or `focus` names no node or input of the graph.
@@ -225,9 +226,7 @@ def finding_props(
         props["code"] = finding.source.code
     if finding.meets:
         props["meets"] = ", ".join(finding.meets)
-    props["applied repair" if repair else "suggested repair"] = repair or suggest_repair(
-        finding, symbols
-    )
+    props["repair" if repair else "suggested repair"] = repair or suggest_repair(finding, symbols)
     return {f"{PREFIX}{key}": value for key, value in props.items()}
 
 
@@ -266,7 +265,7 @@ def _frozen(finding: Finding) -> str:
 
 def _doc(index: int, finding: Finding, props: Mapping[str, str]) -> str:
     lines = [f"subgraft finding #{index}: {finding.kind}", finding.reason]
-    for key in ("frozen", "source", "suggested repair", "applied repair"):
+    for key in ("frozen", "source", "suggested repair", "repair"):
         if f"{PREFIX}{key}" in props:
             lines.append(f"{key}: {props[PREFIX + key]}")
     return "\n".join(lines)

@@ -141,6 +141,7 @@ def render_netron(console: Console, view: NetronView, report: Report) -> None:
     console.print(
         f"[bold]Netron[/]: {view.url}  (annotated copy; {report.model} is untouched)",
         highlight=False,
+        soft_wrap=True,
     )
     if view.focus_url:
         console.print(

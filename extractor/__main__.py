@@ -70,6 +70,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--force", action="store_true", help="replace an output directory not written by this tool"
     )
+    parser.add_argument(
+        "--optimize",
+        action="store_true",
+        help="also write model.optimized.onnx with onnxruntime's transformer fusions "
+        "(attention, skip-layer-norm, bias-GELU, embed-layer-norm), parity-checked",
+    )
+    parser.add_argument(
+        "--quantize",
+        choices=("int8",),
+        help="also write model.int8.onnx (dynamic int8), gated on cosine similarity to fp32 "
+        "on real text",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     return parser
 
@@ -147,6 +159,8 @@ def _extract(args: argparse.Namespace, out: Console, err: Console) -> int:
             atol=args.atol,
             rtol=args.rtol,
             force=args.force,
+            optimize=args.optimize,
+            quantize=args.quantize,
             step=step,
         )
     if args.json:

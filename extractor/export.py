@@ -191,6 +191,7 @@ def export_saved_model(
     exporter: str = "dynamo",
     opset: int | None = None,
     hidden_states: bool = False,
+    attn_implementation: str | None = None,
 ) -> ExportSettings:
     """Export a saved Hugging Face model directory in a fresh Python process.
 
@@ -204,6 +205,7 @@ def export_saved_model(
         "exporter": exporter,
         "opset": opset,
         "hidden_states": hidden_states,
+        "attn_implementation": attn_implementation,
     }
     done = subprocess.run(
         [sys.executable, "-m", "extractor.export", json.dumps(request)],
@@ -219,8 +221,10 @@ def export_saved_model(
 def _export_in_child(request: dict[str, Any]) -> None:
     from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(request.pop("model_dir"), local_files_only=True).eval()
-    settings = export_onnx(model, **request)
+    attention = request.pop("attn_implementation")
+    model = AutoModel.from_pretrained(request.pop("model_dir"), local_files_only=True,
+                                      **({"attn_implementation": attention} if attention else {}))
+    settings = export_onnx(model.eval(), **request)
     print(json.dumps(settings.to_dict()))
 
 

@@ -23,6 +23,7 @@ from diagnostics import Report as FrozenCheck
 from diagnostics import check
 
 from . import __version__
+from .accuracy import Agreement, agreement, text_inputs
 from .architecture import TOKENIZER_FILES, ResolvedConfig, resolve_config
 from .checkpoint import Checkpoint, load_checkpoint, strip_prefix
 from .export import (
@@ -34,7 +35,9 @@ from .export import (
     input_names_for,
     output_names_for,
 )
+from .errors import ArchitectureError
 from .model import KeyReport, build_model
+from .optimize import INT8_NAME, OPTIMIZED_NAME, OptimizeResult, optimize_onnx, quantize_int8
 from .output import REPORT_NAME, TOOL, check_output, commit, default_output, staging_dir, write_json
 from .parity import (
     DEFAULT_ATOL,
@@ -48,6 +51,7 @@ from .parity import (
 from .prefixes import choose_prefix, guess_model_type
 
 ONNX_NAME = "model.onnx"
+FUSABLE_NAME = "fusable.onnx"  # the TorchScript/eager graph the optimizer reads; not kept
 ISOLATE_EXPORT_BYTES = 256 << 20
 Step = Callable[[str], None]
 
@@ -63,13 +67,14 @@ class ExtractionReport:
     export: ExportSettings
     parity: ParityReport
     frozen: FrozenCheck  # diagnostics' static check of the exported graph
+    variants: list[Variant] = field(default_factory=list)  # optimized / int8 models
     output: Path | None = None  # None when nothing was written (verification failed)
     files: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return self.parity.ok and not self.frozen.findings
+        return self.parity.ok and not self.frozen.findings and all(v.ok for v in self.variants)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +88,7 @@ class ExtractionReport:
             "export": self.export.to_dict(),
             "parity": self.parity.to_dict(),
             "frozen_shapes": [f["node"] for f in self.frozen.to_dict()["findings"]],
+            "variants": [v.to_dict() for v in self.variants],
             "output": str(self.output) if self.output else None,
             "files": self.files,
             "seconds": self.seconds,
@@ -104,6 +110,8 @@ def extract(
     rtol: float = DEFAULT_RTOL,
     force: bool = False,
     isolate_export: bool | None = None,
+    optimize: bool = False,
+    quantize: str | None = None,
     step: Step | None = None,
 ) -> ExtractionReport:
     """Run the whole job and return its report; outputs exist only if `report.ok`.
@@ -111,6 +119,10 @@ def extract(
     Args:
         isolate_export: export in a fresh process from the saved model (default: when
             the weights exceed 256 MiB), so the exporter's caches cannot pin the weights.
+        optimize: also write `model.optimized.onnx` with onnxruntime's transformer
+            fusions (exported for fusion: TorchScript, eager attention), parity-checked.
+        quantize: "int8": also write `model.int8.onnx` (dynamic int8 of the optimized
+            model, or of the plain one), gated on cosine similarity on real text.
         step: called with a short label as each long step starts (for progress).
 
     Raises:
@@ -144,6 +156,7 @@ def extract(
 
         step("running PyTorch at the parity shapes")
         references = _references(encoder, hidden_states)
+        text = _text_reference(encoder, staging) if quantize else None
         isolate = (
             isolate_export
             if isolate_export is not None
@@ -151,17 +164,7 @@ def extract(
         )
         step("exporting to ONNX")
         del ckpt  # its tensors share the encoder's memory map; only the encoder is needed now
-        if isolate:
-            # Free the model first; the child exports the saved model and takes the
-            # exporters' caches (which pin every weight) with it when it exits.
-            _release_weights(encoder)
-            gc.collect()
-            settings = export_saved_model(
-                staging, staging / ONNX_NAME, exporter, opset, hidden_states
-            )
-        else:
-            settings = export_onnx(encoder, staging / ONNX_NAME, exporter, opset, hidden_states)
-            _release_weights(encoder)
+        settings = _export(encoder, staging, exporter, opset, hidden_states, isolate, optimize)
         del encoder
         gc.collect()
         timer.lap("export")
@@ -171,9 +174,14 @@ def extract(
         step("checking the graph for frozen shapes")
         frozen = check(staging / ONNX_NAME)
         timer.lap("verify")
+        variants = _fast_variants(staging, resolved, references, text, optimize, quantize,
+                                  atol, rtol, step)
+        if variants:
+            timer.lap("optimize")
 
         report = ExtractionReport(
-            source, chosen, resolved, keys, settings, parity, frozen, seconds=timer.seconds
+            source, chosen, resolved, keys, settings, parity, frozen, variants,
+            seconds=timer.seconds,
         )
         if report.ok:
             report.output = out_dir
@@ -205,6 +213,84 @@ def _references(encoder: PreTrainedModel, hidden_states: bool) -> list[Reference
     return reference_outputs(
         wrapper, encoder.config, input_names, output_names_for(encoder, hidden_states), cases
     )
+
+
+@dataclass
+class Variant:
+    """A faster model written beside `model.onnx`, with the check it had to pass."""
+
+    name: str  # "optimized" or "int8"
+    file: str
+    fused: OptimizeResult | None = None
+    parity: ParityReport | None = None
+    agreement: Agreement | None = None
+
+    @property
+    def ok(self) -> bool:
+        return ((self.fused is None or self.fused.ok) and (self.parity is None or self.parity.ok)
+                and (self.agreement is None or self.agreement.ok))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "file": self.file, "ok": self.ok,
+                "fused": self.fused.fused if self.fused else None,
+                "parity": self.parity.to_dict() if self.parity else None,
+                "accuracy": self.agreement.to_dict() if self.agreement else None}
+
+
+def _export(encoder: PreTrainedModel, staging: Path, exporter: str, opset: int | None,
+            hidden_states: bool, isolate: bool, fusable: bool) -> ExportSettings:
+    """`model.onnx`, plus the graph the optimizer can fuse; the weights are freed after."""
+    if isolate:
+        # Free the model first; the child exports the saved model and takes the
+        # exporters' caches (which pin every weight) with it when it exits.
+        _release_weights(encoder)
+        gc.collect()
+        settings = export_saved_model(staging, staging / ONNX_NAME, exporter, opset,
+                                      hidden_states)
+        if fusable:
+            export_saved_model(staging, staging / FUSABLE_NAME, "torchscript", opset,
+                               hidden_states, attn_implementation="eager")
+        return settings
+    settings = export_onnx(encoder, staging / ONNX_NAME, exporter, opset, hidden_states)
+    if fusable:
+        encoder.set_attn_implementation("eager")
+        export_onnx(encoder, staging / FUSABLE_NAME, "torchscript", opset, hidden_states)
+    _release_weights(encoder)
+    return settings
+
+
+def _fast_variants(staging: Path, resolved: ResolvedConfig, references: list[Reference],
+                   text: tuple[dict, Any] | None, optimize: bool, quantize: str | None,
+                   atol: float, rtol: float, step: Step) -> list[Variant]:
+    variants = []
+    fastest = staging / ONNX_NAME
+    if optimize:
+        step("fusing attention, layer norms and GELU")
+        fused = optimize_onnx(staging / FUSABLE_NAME, staging / OPTIMIZED_NAME, resolved.config)
+        for leftover in staging.glob(FUSABLE_NAME + "*"):
+            leftover.unlink()
+        parity = compare_onnx(staging / OPTIMIZED_NAME, references, atol, rtol)
+        variants.append(Variant("optimized", OPTIMIZED_NAME, fused=fused, parity=parity))
+        fastest = staging / OPTIMIZED_NAME
+    if quantize:
+        step("quantizing to int8")
+        quantize_int8(fastest, staging / INT8_NAME)
+        inputs, expected = text
+        variants.append(Variant("int8", INT8_NAME,
+                                agreement=agreement(staging / INT8_NAME, inputs, expected)))
+    return variants
+
+
+def _text_reference(encoder: PreTrainedModel, staging: Path) -> tuple[dict, Any]:
+    """Real sentences (the saved tokenizer's) and fp32 PyTorch's last_hidden_state on them."""
+    input_names = input_names_for(encoder)
+    if not any((staging / name).is_file() for name in TOKENIZER_FILES):
+        raise ArchitectureError("--quantize needs the model's tokenizer for its accuracy gate "
+                                "on real text; pass --model DIR with the tokenizer files")
+    inputs = text_inputs(staging, input_names)
+    with torch.no_grad():
+        out = encoder(**{k: torch.from_numpy(v) for k, v in inputs.items()})
+    return inputs, out.last_hidden_state.numpy()
 
 
 def _weight_bytes(model: torch.nn.Module) -> int:

@@ -12,7 +12,8 @@ from rich.tree import Tree
 from .architecture import attention_heads
 from .model import KeyReport
 from .parity import ParityReport
-from .pipeline import ExtractionReport
+from .accuracy import SENTENCE_COSINE_MIN, TOKEN_COSINE_MIN
+from .pipeline import ExtractionReport, Variant
 from .prefixes import PrefixInfo
 
 
@@ -121,6 +122,8 @@ def render_extraction(console: Console, report: ExtractionReport) -> None:
             f"frozen-shape check: clean ({report.frozen.nodes} nodes, dummy "
             f"{report.frozen.dummy} from {report.frozen.dummy_source})"
         )
+    for variant in report.variants:
+        console.print(_variant_line(variant), soft_wrap=True)
     seconds = sum(report.seconds.values())
     if report.ok:
         console.print(
@@ -140,6 +143,22 @@ def render_extraction(console: Console, report: ExtractionReport) -> None:
                 f"(first: {first.case} {first.batch}x{first.sequence} {first.output})",
             )
         console.print(f"[bold red]verification failed[/]: {'; '.join(problems)}; nothing written")
+
+
+def _variant_line(variant: Variant) -> str:
+    verdict = "[green]ok[/]" if variant.ok else "[red]FAIL[/]"
+    parts = []
+    if variant.fused is not None:
+        parts.append("fused " + ", ".join(f"{op} {n}" for op, n in variant.fused.fused.items()))
+    if variant.parity is not None:
+        worst = max((r.max_abs for r in variant.parity.results), default=float("nan"))
+        parts.append(f"parity max abs {_num(worst)} at {len(variant.parity.results)} comparisons")
+    if variant.agreement is not None:
+        a = variant.agreement
+        parts.append(f"cosine to fp32 on {a.sentences} sentences: tokens {a.token_cosine_mean:.4f} "
+                     f"(gate {TOKEN_COSINE_MIN}), sentences {a.sentence_cosine_mean:.4f} "
+                     f"(gate {SENTENCE_COSINE_MIN})")
+    return f"{variant.name}: {variant.file}: " + "; ".join(parts) + f" {verdict}"
 
 
 def to_json(data: object) -> str:

@@ -191,10 +191,9 @@ def test_dynamo_ints_repairs_reshapes_and_refuses_the_rest_with_reasons(repaired
 def test_a_folded_constant_that_is_not_an_arange_is_refused(tiny, tmp_path):
     model = onnx.load(str(tiny("position-ids-int")))
     finding = check(model).findings[0]
-    for tensor in model.graph.initializer:
-        if tensor.name == finding.tensor:
-            shuffled = np.array([[0, 2, 1, 3, 4, 5, 6, 7]], np.int64)
-            tensor.CopyFrom(numpy_helper.from_array(shuffled, tensor.name))
+    shuffled = numpy_helper.from_array(np.array([[0, 2, 1, 3, 4, 5, 6, 7]], np.int64))
+    (constant,) = [n for n in model.graph.node if list(n.output) == [finding.tensor]]
+    constant.attribute[0].t.CopyFrom(shuffled)  # a folded constant a user edited: not an arange
     path = tmp_path / "shuffled.onnx"
     onnx.save(model, str(path))
     report = repair(path, tmp_path / "out.onnx")

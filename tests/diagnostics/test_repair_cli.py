@@ -12,7 +12,8 @@ from diagnostics.__main__ import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from diagnostics.report import render_repair
 
 
-def test_repairable_model_exits_0_and_prints_before_after(tiny, tmp_path, capsys):
+def test_repairable_model_exits_0_and_prints_before_after(tiny, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
     out = tmp_path / "fixed.onnx"
     assert main(["repair", str(tiny("position-ids-int")), "-o", str(out)]) == EXIT_OK
     text = capsys.readouterr().out
@@ -30,7 +31,8 @@ def test_refusals_exit_1_and_json_names_them(tiny, tmp_path, capsys):
     assert data["verification"]["failures"]
 
 
-def test_dry_run_writes_nothing(tiny, tmp_path, capsys):
+def test_dry_run_writes_nothing(tiny, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
     out = tmp_path / "fixed.onnx"
     assert main(["repair", str(tiny("attention-ints")), "-o", str(out), "--dry-run"]) == EXIT_OK
     assert "dry run, nothing written" in capsys.readouterr().out

@@ -8,6 +8,7 @@ on real tokenised text, including shapes the export dummy never had.
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -46,11 +47,9 @@ def _encoder_weights(model, prefix: str) -> dict[str, torch.Tensor]:
     return {prefix + k: v.clone() for k, v in model.state_dict().items()}
 
 
-def _assert_matches_original(output_dir, original_model, tokenizer):
+def _assert_matches_original(output_dir, original_model, tokenizer, name="model.onnx"):
     """The exported ONNX against the original PyTorch model on real text."""
-    session = ort.InferenceSession(
-        str(output_dir / "model.onnx"), providers=["CPUExecutionProvider"]
-    )
+    session = ort.InferenceSession(str(output_dir / name), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     assert names == ["input_ids", "attention_mask", "token_type_ids"]
     batches = [SENTENCES, SENTENCES[:1], [LONG_TEXT, SENTENCES[2]]]
@@ -150,3 +149,26 @@ def test_safetensors_layout_with_model_directory_and_torchscript_exporter(
     assert report.export.exporter == "torchscript"
     _assert_matches_original(tmp_path / "out", model, tokenizer)
     assert AutoModel.from_pretrained(tmp_path / "out").config.num_attention_heads == 12
+
+
+def test_optimize_fuses_every_block_and_int8_passes_the_real_text_gate(
+        tmp_path, original, minilm_dir):
+    model, tokenizer = original
+    path = tmp_path / "oneie_model.bin"
+    torch.save({"model": {**_encoder_weights(model, "bert."), **_heads()},
+                "config": {"bert_model_name": str(minilm_dir)}}, path)
+    report = extract(path, "bert.", tmp_path / "out", optimize=True, quantize="int8")
+    assert report.ok, [v.to_dict() for v in report.variants]
+    optimized, int8 = report.variants
+    # MiniLM has 6 layers: one fused attention, two skip-layer-norms and one bias-GELU each.
+    assert optimized.fused.fused == {"Attention": 6, "EmbedLayerNormalization": 1,
+                                     "SkipLayerNormalization": 12, "BiasGelu": 6}
+    assert max(r.max_abs for r in optimized.parity.results) < 1e-4
+    _assert_matches_original(tmp_path / "out", model, tokenizer, "model.optimized.onnx")
+    assert int8.agreement.token_cosine_mean >= 0.99
+    assert int8.agreement.sentence_cosine_mean >= 0.995
+    assert int8.agreement.sentences == 12
+    assert {"model.onnx", "model.optimized.onnx", "model.int8.onnx"} <= set(report.files)
+    assert not list((tmp_path / "out").glob("fusable*"))
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "out" / "model.int8.onnx")).graph.node}
+    assert {"QAttention", "MatMulInteger"} <= ops or {"QAttention", "DynamicQuantizeMatMul"} <= ops

