@@ -44,8 +44,7 @@ def make_checkpoint(workdir: Path) -> tuple[Path, Path]:
     torch.manual_seed(0)
     model = BertModel(BertConfig())  # bert-base-uncased's shape
     model.config.save_pretrained(encoder_dir)
-    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
-                 "special_tokens_map.json"):
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copyfile(tokenizer / name, encoder_dir / name)
     checkpoint = workdir / "oneie_base.bin"
     state = {"bert." + k: v for k, v in model.state_dict().items()}
@@ -70,8 +69,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--workdir", type=Path)
-    parser.add_argument("--extra", action="append", default=[], metavar="NAME=PATH",
-                        help="another ONNX model to time in the same run (e.g. Optimum's)")
+    parser.add_argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="another ONNX model to time in the same run (e.g. Optimum's)",
+    )
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="subgraft-speed-"))
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -79,12 +83,30 @@ def main() -> None:
     checkpoint, _ = make_checkpoint(workdir)
     out = workdir / "out"
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "extractor", str(checkpoint), "--prefix",
-                           "bert.", "-o", str(out), "--force", "--optimize", "--quantize",
-                           "int8"], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "extractor",
+            str(checkpoint),
+            "--prefix",
+            "bert.",
+            "-o",
+            str(out),
+            "--force",
+            "--optimize",
+            "--quantize",
+            "int8",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     pipeline_s = time.perf_counter() - start
-    print(f"extract + export + optimize + quantize (with all verification): {pipeline_s:.1f} s, "
-          f"exit {done.returncode}")
+    print(
+        f"extract + export + optimize + quantize (with all verification): {pipeline_s:.1f} s, "
+        f"exit {done.returncode}"
+    )
     if done.returncode != 0:
         print(done.stdout[-3000:], done.stderr[-3000:])
         sys.exit(1)
@@ -99,19 +121,24 @@ def main() -> None:
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
     options.inter_op_num_threads = 1
-    models = {"onnx fp32 (model.onnx)": out / "model.onnx",
-              "optimized fp32 (model.optimized.onnx)": out / "model.optimized.onnx",
-              "int8 (model.int8.onnx)": out / "model.int8.onnx"}
+    models = {
+        "onnx fp32 (model.onnx)": out / "model.onnx",
+        "optimized fp32 (model.optimized.onnx)": out / "model.optimized.onnx",
+        "int8 (model.int8.onnx)": out / "model.int8.onnx",
+    }
     models.update(dict(item.split("=", 1) for item in args.extra))
-    sessions = {name: ort.InferenceSession(str(path), options,
-                                           providers=["CPUExecutionProvider"])
-                for name, path in models.items()}
+    sessions = {
+        name: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        for name, path in models.items()
+    }
     rows = []
     for batch, sequence in SHAPES:
         rng = np.random.default_rng(0)
-        feeds = {"input_ids": rng.integers(1000, 30000, (batch, sequence)),
-                 "attention_mask": np.ones((batch, sequence), dtype=np.int64),
-                 "token_type_ids": np.zeros((batch, sequence), dtype=np.int64)}
+        feeds = {
+            "input_ids": rng.integers(1000, 30000, (batch, sequence)),
+            "attention_mask": np.ones((batch, sequence), dtype=np.int64),
+            "token_type_ids": np.zeros((batch, sequence), dtype=np.int64),
+        }
         tensors = {k: torch.from_numpy(v) for k, v in feeds.items()}
         runs = max(5, args.runs // batch)
         with torch.inference_mode():
@@ -121,14 +148,15 @@ def main() -> None:
             row[name] = median_ms(lambda s=session, f=feeds: s.run(None, f), runs)
         rows.append(((batch, sequence), row))
 
-    print(f"\nbert-base (random weights), {args.threads} threads, median ms "
-          f"(x = speed-up over PyTorch eager in this run)\n")
+    print(
+        f"\nbert-base (random weights), {args.threads} threads, median ms "
+        f"(x = speed-up over PyTorch eager in this run)\n"
+    )
     names = list(rows[0][1])
     print("| model | " + " | ".join(f"{b}x{s}" for (b, s), _ in rows) + " |")
     print("|---|" + "---:|" * len(rows))
     for name in names:
-        cells = [f"{row[name]:.1f} ms ({row['PyTorch eager'] / row[name]:.2f}x)"
-                 for _, row in rows]
+        cells = [f"{row[name]:.1f} ms ({row['PyTorch eager'] / row[name]:.2f}x)" for _, row in rows]
         print(f"| {name} | " + " | ".join(cells) + " |")
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -21,8 +21,8 @@ from .findings import (
     TensorInfo,
 )
 from .netron_view import NetronView, open_in_netron
-from .repairer import repair
 from .repair_results import RepairReport
+from .repairer import repair
 
 __all__ = [
     "DiagnosticsError",

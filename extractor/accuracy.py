@@ -44,13 +44,20 @@ class Agreement:
 
     @property
     def ok(self) -> bool:
-        return (self.token_cosine_mean >= TOKEN_COSINE_MIN
-                and self.sentence_cosine_mean >= SENTENCE_COSINE_MIN)
+        return (
+            self.token_cosine_mean >= TOKEN_COSINE_MIN
+            and self.sentence_cosine_mean >= SENTENCE_COSINE_MIN
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ok": self.ok,
-                "gate": {"token_cosine_mean": TOKEN_COSINE_MIN,
-                         "sentence_cosine_mean": SENTENCE_COSINE_MIN}}
+        return {
+            **asdict(self),
+            "ok": self.ok,
+            "gate": {
+                "token_cosine_mean": TOKEN_COSINE_MIN,
+                "sentence_cosine_mean": SENTENCE_COSINE_MIN,
+            },
+        }
 
 
 def text_inputs(tokenizer_dir: str | Path, input_names: list[str]) -> dict[str, np.ndarray]:
@@ -64,8 +71,9 @@ def text_inputs(tokenizer_dir: str | Path, input_names: list[str]) -> dict[str, 
     return {name: encoded.get(name, zeros).astype(np.int64) for name in input_names}
 
 
-def agreement(onnx_path: str | Path, inputs: dict[str, np.ndarray],
-              expected: np.ndarray) -> Agreement:
+def agreement(
+    onnx_path: str | Path, inputs: dict[str, np.ndarray], expected: np.ndarray
+) -> Agreement:
     """Cosine similarity of `last_hidden_state` against `expected` (fp32 PyTorch)."""
     import onnxruntime as ort
 
@@ -75,10 +83,17 @@ def agreement(onnx_path: str | Path, inputs: dict[str, np.ndarray],
     mask = inputs["attention_mask"].astype(bool)
     tokens = _cosine(got[mask], want[mask])
     weights = mask[..., None]
-    sentences = _cosine((got * weights).sum(1) / weights.sum(1),
-                        (want * weights).sum(1) / weights.sum(1))
-    return Agreement(Path(onnx_path).name, float(tokens.mean()), float(tokens.min()),
-                     float(sentences.mean()), float(sentences.min()), len(sentences))
+    sentences = _cosine(
+        (got * weights).sum(1) / weights.sum(1), (want * weights).sum(1) / weights.sum(1)
+    )
+    return Agreement(
+        Path(onnx_path).name,
+        float(tokens.mean()),
+        float(tokens.min()),
+        float(sentences.mean()),
+        float(sentences.min()),
+        len(sentences),
+    )
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -222,8 +222,11 @@ def _export_in_child(request: dict[str, Any]) -> None:
     from transformers import AutoModel
 
     attention = request.pop("attn_implementation")
-    model = AutoModel.from_pretrained(request.pop("model_dir"), local_files_only=True,
-                                      **({"attn_implementation": attention} if attention else {}))
+    model = AutoModel.from_pretrained(
+        request.pop("model_dir"),
+        local_files_only=True,
+        **({"attn_implementation": attention} if attention else {}),
+    )
     settings = export_onnx(model.eval(), **request)
     print(json.dumps(settings.to_dict()))
 

@@ -23,9 +23,10 @@ from diagnostics import Report as FrozenCheck
 from diagnostics import check
 
 from . import __version__
-from .accuracy import Agreement, agreement, text_inputs
+from .accuracy import Agreement, text_inputs
 from .architecture import TOKENIZER_FILES, ResolvedConfig, resolve_config
 from .checkpoint import Checkpoint, load_checkpoint, strip_prefix
+from .errors import ArchitectureError
 from .export import (
     EncoderWrapper,
     ExportSettings,
@@ -35,9 +36,8 @@ from .export import (
     input_names_for,
     output_names_for,
 )
-from .errors import ArchitectureError
 from .model import KeyReport, build_model
-from .optimize import INT8_NAME, OPTIMIZED_NAME, OptimizeResult, optimize_onnx, quantize_int8
+from .optimize import OPTIMIZED_NAME, OptimizeResult, optimize_onnx
 from .output import REPORT_NAME, TOOL, check_output, commit, default_output, staging_dir, write_json
 from .parity import (
     DEFAULT_ATOL,
@@ -49,6 +49,7 @@ from .parity import (
     reference_outputs,
 )
 from .prefixes import choose_prefix, guess_model_type
+from .quantize import INT8_NAME, quantize_within_gate
 
 ONNX_NAME = "model.onnx"
 FUSABLE_NAME = "fusable.onnx"  # the TorchScript/eager graph the optimizer reads; not kept
@@ -174,13 +175,21 @@ def extract(
         step("checking the graph for frozen shapes")
         frozen = check(staging / ONNX_NAME)
         timer.lap("verify")
-        variants = _fast_variants(staging, resolved, references, text, optimize, quantize,
-                                  atol, rtol, step)
+        variants = _fast_variants(
+            staging, resolved, references, text, optimize, quantize, atol, rtol, step
+        )
         if variants:
             timer.lap("optimize")
 
         report = ExtractionReport(
-            source, chosen, resolved, keys, settings, parity, frozen, variants,
+            source,
+            chosen,
+            resolved,
+            keys,
+            settings,
+            parity,
+            frozen,
+            variants,
             seconds=timer.seconds,
         )
         if report.ok:
@@ -224,32 +233,53 @@ class Variant:
     fused: OptimizeResult | None = None
     parity: ParityReport | None = None
     agreement: Agreement | None = None
+    kept_fp32: list[str] = field(default_factory=list)  # int8: nodes the gate kept in fp32
 
     @property
     def ok(self) -> bool:
-        return ((self.fused is None or self.fused.ok) and (self.parity is None or self.parity.ok)
-                and (self.agreement is None or self.agreement.ok))
+        return (
+            (self.fused is None or self.fused.ok)
+            and (self.parity is None or self.parity.ok)
+            and (self.agreement is None or self.agreement.ok)
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "file": self.file, "ok": self.ok,
-                "fused": self.fused.fused if self.fused else None,
-                "parity": self.parity.to_dict() if self.parity else None,
-                "accuracy": self.agreement.to_dict() if self.agreement else None}
+        return {
+            "name": self.name,
+            "file": self.file,
+            "ok": self.ok,
+            "fused": self.fused.fused if self.fused else None,
+            "parity": self.parity.to_dict() if self.parity else None,
+            "accuracy": self.agreement.to_dict() if self.agreement else None,
+            "kept_fp32": self.kept_fp32,
+        }
 
 
-def _export(encoder: PreTrainedModel, staging: Path, exporter: str, opset: int | None,
-            hidden_states: bool, isolate: bool, fusable: bool) -> ExportSettings:
+def _export(
+    encoder: PreTrainedModel,
+    staging: Path,
+    exporter: str,
+    opset: int | None,
+    hidden_states: bool,
+    isolate: bool,
+    fusable: bool,
+) -> ExportSettings:
     """`model.onnx`, plus the graph the optimizer can fuse; the weights are freed after."""
     if isolate:
         # Free the model first; the child exports the saved model and takes the
         # exporters' caches (which pin every weight) with it when it exits.
         _release_weights(encoder)
         gc.collect()
-        settings = export_saved_model(staging, staging / ONNX_NAME, exporter, opset,
-                                      hidden_states)
+        settings = export_saved_model(staging, staging / ONNX_NAME, exporter, opset, hidden_states)
         if fusable:
-            export_saved_model(staging, staging / FUSABLE_NAME, "torchscript", opset,
-                               hidden_states, attn_implementation="eager")
+            export_saved_model(
+                staging,
+                staging / FUSABLE_NAME,
+                "torchscript",
+                opset,
+                hidden_states,
+                attn_implementation="eager",
+            )
         return settings
     settings = export_onnx(encoder, staging / ONNX_NAME, exporter, opset, hidden_states)
     if fusable:
@@ -259,9 +289,17 @@ def _export(encoder: PreTrainedModel, staging: Path, exporter: str, opset: int |
     return settings
 
 
-def _fast_variants(staging: Path, resolved: ResolvedConfig, references: list[Reference],
-                   text: tuple[dict, Any] | None, optimize: bool, quantize: str | None,
-                   atol: float, rtol: float, step: Step) -> list[Variant]:
+def _fast_variants(
+    staging: Path,
+    resolved: ResolvedConfig,
+    references: list[Reference],
+    text: tuple[dict, Any] | None,
+    optimize: bool,
+    quantize: str | None,
+    atol: float,
+    rtol: float,
+    step: Step,
+) -> list[Variant]:
     variants = []
     fastest = staging / ONNX_NAME
     if optimize:
@@ -273,11 +311,11 @@ def _fast_variants(staging: Path, resolved: ResolvedConfig, references: list[Ref
         variants.append(Variant("optimized", OPTIMIZED_NAME, fused=fused, parity=parity))
         fastest = staging / OPTIMIZED_NAME
     if quantize:
-        step("quantizing to int8")
-        quantize_int8(fastest, staging / INT8_NAME)
+        step("quantizing to int8 within the accuracy gate")
         inputs, expected = text
-        variants.append(Variant("int8", INT8_NAME,
-                                agreement=agreement(staging / INT8_NAME, inputs, expected)))
+        quantized = quantize_within_gate(fastest, staging / INT8_NAME, inputs, expected)
+        variants.append(Variant("int8", INT8_NAME, agreement=quantized.agreement,
+                                kept_fp32=quantized.kept_fp32))
     return variants
 
 
@@ -285,8 +323,10 @@ def _text_reference(encoder: PreTrainedModel, staging: Path) -> tuple[dict, Any]
     """Real sentences (the saved tokenizer's) and fp32 PyTorch's last_hidden_state on them."""
     input_names = input_names_for(encoder)
     if not any((staging / name).is_file() for name in TOKENIZER_FILES):
-        raise ArchitectureError("--quantize needs the model's tokenizer for its accuracy gate "
-                                "on real text; pass --model DIR with the tokenizer files")
+        raise ArchitectureError(
+            "--quantize needs the model's tokenizer for its accuracy gate "
+            "on real text; pass --model DIR with the tokenizer files"
+        )
     inputs = text_inputs(staging, input_names)
     with torch.no_grad():
         out = encoder(**{k: torch.from_numpy(v) for k, v in inputs.items()})

@@ -9,10 +9,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
+from .accuracy import SENTENCE_COSINE_MIN, TOKEN_COSINE_MIN
 from .architecture import attention_heads
 from .model import KeyReport
 from .parity import ParityReport
-from .accuracy import SENTENCE_COSINE_MIN, TOKEN_COSINE_MIN
 from .pipeline import ExtractionReport, Variant
 from .prefixes import PrefixInfo
 
@@ -155,9 +155,13 @@ def _variant_line(variant: Variant) -> str:
         parts.append(f"parity max abs {_num(worst)} at {len(variant.parity.results)} comparisons")
     if variant.agreement is not None:
         a = variant.agreement
-        parts.append(f"cosine to fp32 on {a.sentences} sentences: tokens {a.token_cosine_mean:.4f} "
-                     f"(gate {TOKEN_COSINE_MIN}), sentences {a.sentence_cosine_mean:.4f} "
-                     f"(gate {SENTENCE_COSINE_MIN})")
+        parts.append(
+            f"cosine to fp32 on {a.sentences} sentences: tokens {a.token_cosine_mean:.4f} "
+            f"(gate {TOKEN_COSINE_MIN}), sentences {a.sentence_cosine_mean:.4f} "
+            f"(gate {SENTENCE_COSINE_MIN})"
+        )
+    if variant.name == "int8":
+        parts.append(f"{len(variant.kept_fp32)} node(s) kept in fp32 for the gate")
     return f"{variant.name}: {variant.file}: " + "; ".join(parts) + f" {verdict}"
 
 

@@ -179,5 +179,6 @@ def test_two_encoders_without_prefix_show_the_list_and_exit_2(workdir, capsys):
     err = capsys.readouterr().err
     assert "bert.  39 tensors" in err and "extra_bert.  39 tensors" in err
     assert err.strip().splitlines()[-1] == (
-        "error: several encoders found ('bert.', 'extra_bert.'); choose one with --prefix")
+        "error: several encoders found ('bert.', 'extra_bert.'); choose one with --prefix"
+    )
     assert not list(workdir.glob("two-*"))

@@ -152,22 +152,36 @@ def test_safetensors_layout_with_model_directory_and_torchscript_exporter(
 
 
 def test_optimize_fuses_every_block_and_int8_passes_the_real_text_gate(
-        tmp_path, original, minilm_dir):
+    tmp_path, original, minilm_dir
+):
     model, tokenizer = original
     path = tmp_path / "oneie_model.bin"
-    torch.save({"model": {**_encoder_weights(model, "bert."), **_heads()},
-                "config": {"bert_model_name": str(minilm_dir)}}, path)
+    torch.save(
+        {
+            "model": {**_encoder_weights(model, "bert."), **_heads()},
+            "config": {"bert_model_name": str(minilm_dir)},
+        },
+        path,
+    )
     report = extract(path, "bert.", tmp_path / "out", optimize=True, quantize="int8")
     assert report.ok, [v.to_dict() for v in report.variants]
     optimized, int8 = report.variants
     # MiniLM has 6 layers: one fused attention, two skip-layer-norms and one bias-GELU each.
-    assert optimized.fused.fused == {"Attention": 6, "EmbedLayerNormalization": 1,
-                                     "SkipLayerNormalization": 12, "BiasGelu": 6}
+    assert optimized.fused.fused == {
+        "Attention": 6,
+        "EmbedLayerNormalization": 1,
+        "SkipLayerNormalization": 12,
+        "BiasGelu": 6,
+    }
     assert max(r.max_abs for r in optimized.parity.results) < 1e-4
     _assert_matches_original(tmp_path / "out", model, tokenizer, "model.optimized.onnx")
     assert int8.agreement.token_cosine_mean >= 0.99
     assert int8.agreement.sentence_cosine_mean >= 0.995
     assert int8.agreement.sentences == 12
+    # The gate kept only a few FFN output projections (they read GELU outliers) in fp32.
+    assert 0 < len(int8.kept_fp32) < 6
+    assert all(name.endswith("/output/dense/MatMul") and "attention" not in name
+               for name in int8.kept_fp32)
     assert {"model.onnx", "model.optimized.onnx", "model.int8.onnx"} <= set(report.files)
     assert not list((tmp_path / "out").glob("fusable*"))
     ops = {n.op_type for n in onnx.load(str(tmp_path / "out" / "model.int8.onnx")).graph.node}

@@ -54,18 +54,48 @@ def test_isolated_export_gives_the_same_model_as_in_process(tmp_path, fixture_ch
 
 
 ARCHITECTURES = {
-    "bert": dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                 intermediate_size=37, max_position_embeddings=256),
-    "roberta": dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                    intermediate_size=37, max_position_embeddings=258, type_vocab_size=1,
-                    pad_token_id=1, bos_token_id=0, eos_token_id=2),
-    "xlm-roberta": dict(vocab_size=99, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=4, intermediate_size=37,
-                        max_position_embeddings=66, type_vocab_size=1, pad_token_id=1),
-    "electra": dict(vocab_size=99, embedding_size=16, hidden_size=32, num_hidden_layers=2,
-                    num_attention_heads=4, intermediate_size=37, max_position_embeddings=256),
-    "distilbert": dict(vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37,
-                       max_position_embeddings=256),
+    "bert": dict(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=256,
+    ),
+    "roberta": dict(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=258,
+        type_vocab_size=1,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+    ),
+    "xlm-roberta": dict(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=66,
+        type_vocab_size=1,
+        pad_token_id=1,
+    ),
+    "electra": dict(
+        vocab_size=99,
+        embedding_size=16,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=256,
+    ),
+    "distilbert": dict(
+        vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=256
+    ),
 }
 
 
@@ -75,18 +105,32 @@ def test_every_supported_architecture_extracts_and_matches_the_original(tmp_path
     config = AutoConfig.for_model(model_type, **ARCHITECTURES[model_type])
     original = AutoModel.from_config(config).eval()
     prefix = model_type.replace("-", "_") + "."
-    torch.save({"model": {**{prefix + k: v for k, v in original.state_dict().items()},
-                          "classifier.weight": torch.randn(3, 32)}}, tmp_path / "task.bin")
+    torch.save(
+        {
+            "model": {
+                **{prefix + k: v for k, v in original.state_dict().items()},
+                "classifier.weight": torch.randn(3, 32),
+            }
+        },
+        tmp_path / "task.bin",
+    )
     config.save_pretrained(tmp_path / "encoder")
-    report = extract(tmp_path / "task.bin", None, tmp_path / "out",
-                     config_file=tmp_path / "encoder" / "config.json")
+    report = extract(
+        tmp_path / "task.bin",
+        None,
+        tmp_path / "out",
+        config_file=tmp_path / "encoder" / "config.json",
+    )
     assert report.ok and report.prefix == prefix
     assert report.source["looks_like"] == model_type
     assert not report.frozen.findings
-    session = ort.InferenceSession(str(tmp_path / "out" / "model.onnx"),
-                                   providers=["CPUExecutionProvider"])
-    feeds = {"input_ids": np.random.default_rng(1).integers(3, 99, (1, 50)),
-             "attention_mask": np.ones((1, 50), dtype=np.int64)}
+    session = ort.InferenceSession(
+        str(tmp_path / "out" / "model.onnx"), providers=["CPUExecutionProvider"]
+    )
+    feeds = {
+        "input_ids": np.random.default_rng(1).integers(3, 99, (1, 50)),
+        "attention_mask": np.ones((1, 50), dtype=np.int64),
+    }
     names = [i.name for i in session.get_inputs()]
     if "token_type_ids" in names:
         feeds["token_type_ids"] = np.zeros((1, 50), dtype=np.int64)
