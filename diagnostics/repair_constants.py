@@ -14,9 +14,8 @@ import numpy as np
 from onnx import helper
 
 from .findings import Finding
-from .repair_graph import Declined, GraphEdit, parse_expr
+from .repair_graph import Declined, GraphEdit, parse_expr, symbolic_sizes, vector_text
 from .repair_results import Change
-from .symbols import Expr
 
 
 def repair_constant(edit: GraphEdit, finding: Finding, index: int) -> Change:
@@ -99,20 +98,10 @@ def _vector(
 ) -> tuple[str, str, str]:
     if values.ndim > 1 or values.dtype.kind not in "iu":
         raise Declined(f"constant {values.dtype} {list(values.shape)} is not a size vector")
-    literal = [int(v) for v in values.reshape(-1)]
-    new: list[int | Expr] = list(literal)
-    for frozen in finding.frozen:
-        expr = parse_expr(frozen.symbol)
-        position = max(frozen.position, 0)
-        if expr is None or position >= len(new):
-            raise Declined(f"no symbol known for the literal {frozen.value}")
-        new[position] = expr
+    literal, new = symbolic_sizes(finding, values)
     out = edit.vector(new, anchor, dtype=values.dtype)
     if values.ndim == 0:
         axes = edit.add_initializer("/subgraft/axes", np.array([0], np.int64))
         out = edit.add_node(anchor, "Squeeze", [out, axes], "scalar size")
-    return out, _text(literal), _text(new)
+    return out, vector_text(literal), vector_text(new)
 
-
-def _text(values: list) -> str:
-    return "[" + ", ".join(str(v) for v in values) + "]"

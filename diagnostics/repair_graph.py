@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from .findings import SymbolInfo
+from .findings import Finding, SymbolInfo
 from .symbols import Expr, Shape
 
 REPAIR_KEY = "subgraft.repair"
@@ -39,6 +39,23 @@ def parse_expr(text: str | None) -> Expr | None:
         name, _, power = part.partition("^")
         powers[name] = powers.get(name, 0) + (int(power) if power else 1)
     return Expr(coef, tuple(sorted(powers.items())))
+
+
+def symbolic_sizes(finding: Finding, values: np.ndarray) -> tuple[list[int], list[int | Expr]]:
+    """The literal size vector, and the same with each frozen position's symbol put in."""
+    literal = [int(v) for v in values.reshape(-1)]
+    sizes: list[int | Expr] = list(literal)
+    for frozen in finding.frozen:
+        expr = parse_expr(frozen.symbol)
+        position = max(frozen.position, 0)
+        if expr is None or position >= len(sizes):
+            raise Declined(f"no symbol known for the literal {frozen.value}")
+        sizes[position] = expr
+    return literal, sizes
+
+
+def vector_text(values: list) -> str:
+    return "[" + ", ".join(str(v) for v in values) + "]"
 
 
 @dataclass

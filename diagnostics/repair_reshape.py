@@ -14,7 +14,7 @@ from math import prod
 import numpy as np
 
 from .findings import Finding
-from .repair_graph import Declined, GraphEdit
+from .repair_graph import Declined, GraphEdit, vector_text
 from .repair_results import Change
 from .symbols import ONE, Expr
 
@@ -45,7 +45,7 @@ def repair_reshape(edit: GraphEdit, finding: Finding, index: int) -> Change:
         if _inferred(data, out, trial, rest[0]) == out[rest[0]].expr:
             new = trial
             rest = []
-    before = _text(literal)
+    before = vector_text(literal)
     if not rest:
         name = edit.add_initializer(node.input[1] + "_repaired", np.array(new, np.int64))
         action = "literal target: " + _how(new, literal)
@@ -60,7 +60,7 @@ def repair_reshape(edit: GraphEdit, finding: Finding, index: int) -> Change:
     old = node.input[1]
     node.input[1] = name
     edit.release(old)
-    after = _text(new)
+    after = vector_text(new)
     edit.note(node, f"target {before} -> {after} ({action})")
     return Change(index, node.name, node.op_type, action, before, after, added)
 
@@ -80,6 +80,3 @@ def _how(new: list, literal: list[int]) -> str:
         parts.append("-1 infers one dim")
     return ", ".join(parts)
 
-
-def _text(values: list) -> str:
-    return "[" + ", ".join(str(v) for v in values) + "]"

@@ -12,9 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from .findings import Finding
-from .repair_graph import Declined, GraphEdit, parse_expr
+from .repair_graph import Declined, GraphEdit, symbolic_sizes, vector_text
 from .repair_results import Change
-from .symbols import Expr
 
 OPS = ("Slice", "Resize", "Expand", "Tile", "ConstantOfShape", "Range")
 _DATA_CARRIES_AXIS = ("Slice", "Resize")
@@ -30,14 +29,7 @@ def repair_sizes(edit: GraphEdit, finding: Finding, index: int) -> Change:
         raise Declined(f"{tensor!r} is computed, not a literal: its source is not proved")
     if values.ndim > 1 or values.dtype.kind not in "iu":
         raise Declined(f"{tensor!r} is not an integer vector or scalar")
-    literal = [int(v) for v in values.reshape(-1)]
-    new: list[int | Expr] = list(literal)
-    for frozen in finding.frozen:
-        expr = parse_expr(frozen.symbol)
-        position = max(frozen.position, 0)
-        if expr is None or position >= len(new):
-            raise Declined(f"no symbol known for the literal {frozen.value}")
-        new[position] = expr
+    literal, new = symbolic_sizes(finding, values)
     data = node.input[0] if node.op_type in _DATA_CARRIES_AXIS else None
     count = sum(len(v) for v in edit.inserts.values())
     name = edit.vector(new, node.name, data=data, dtype=values.dtype)
@@ -47,11 +39,8 @@ def repair_sizes(edit: GraphEdit, finding: Finding, index: int) -> Change:
     added = tuple(n.name for v in edit.inserts.values() for n in v)[count:]
     node.input[finding.input_index] = name
     edit.release(tensor)
-    before, after = _text(literal), _text(new)
+    before, after = vector_text(literal), vector_text(new)
     action = f"input {finding.input_index} rebuilt from Shape"
     edit.note(node, f"input {finding.input_index} {before} -> {after} (computed from Shape)")
     return Change(index, node.name, node.op_type, action, before, after, added)
 
-
-def _text(values: list) -> str:
-    return "[" + ", ".join(str(v) for v in values) + "]"

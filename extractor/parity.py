@@ -162,23 +162,16 @@ def compare_onnx(
             got = dict(zip(names, session.run(None, ref.inputs), strict=True))
         except Exception as exc:  # onnxruntime raises its own untyped errors per node
             message = str(exc).strip().splitlines()[0][:300]
-            report.results.extend(
-                ParityResult(
-                    case.name,
-                    case.batch,
-                    case.sequence,
-                    name,
-                    float("nan"),
-                    float("nan"),
-                    False,
-                    message,
-                )
-                for name in ref.outputs
-            )
+            report.results.extend(_failed(case, name, message) for name in ref.outputs)
             continue
         for name, expected in ref.outputs.items():
             report.results.append(_compare(case, name, got.get(name), expected, atol, rtol))
     return report
+
+
+def _failed(case: ParityCase, output: str, error: str) -> ParityResult:
+    nan = float("nan")
+    return ParityResult(case.name, case.batch, case.sequence, output, nan, nan, False, error)
 
 
 def _compare(
@@ -190,27 +183,9 @@ def _compare(
     rtol: float,
 ) -> ParityResult:
     if actual is None:
-        return ParityResult(
-            case.name,
-            case.batch,
-            case.sequence,
-            name,
-            float("nan"),
-            float("nan"),
-            False,
-            "output missing from the ONNX model",
-        )
+        return _failed(case, name, "output missing from the ONNX model")
     if actual.shape != expected.shape:
-        return ParityResult(
-            case.name,
-            case.batch,
-            case.sequence,
-            name,
-            float("nan"),
-            float("nan"),
-            False,
-            f"shape {list(actual.shape)} vs PyTorch {list(expected.shape)}",
-        )
+        return _failed(case, name, f"shape {list(actual.shape)} vs PyTorch {list(expected.shape)}")
     diff = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
     magnitude = np.abs(expected.astype(np.float64))
     big = magnitude >= _REL_FLOOR
