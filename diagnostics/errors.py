@@ -21,3 +21,7 @@ class UnknownDomainError(DiagnosticsError):
 
 class ShapeSpecError(DiagnosticsError):
     """A `--dummy` or `--probe` shape list could not be parsed."""
+
+
+class ServeError(DiagnosticsError):
+    """Netron could not serve: the port is taken, or the focus node is not in the graph."""

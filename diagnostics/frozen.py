@@ -17,7 +17,9 @@ from math import prod
 import onnx
 
 from .findings import Finding, FrozenValue, Skip
-from .symbols import ONE, UNKNOWN, Conflict, Dim, Expr, Interpreter, Origin, Shape, reshape_output
+from .shape_algebra import ONE, UNKNOWN, Dim, Expr, Origin, Shape
+from .symbol_rules import reshape_output
+from .symbols import Conflict, Interpreter
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import onnx
 
 from .findings import Finding, FrozenValue, SymbolInfo, TensorInfo
-from .symbols import Dim, Expr, lit
+from .shape_algebra import Dim, Expr, lit
 
 ROLES = ("batch", "sequence")
 DEFAULT_DUMMY = {"batch": 2, "sequence": 8}

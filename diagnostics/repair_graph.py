@@ -17,7 +17,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .findings import Finding, SymbolInfo
-from .symbols import Expr, Shape
+from .shape_algebra import Expr, Shape
 
 REPAIR_KEY = "subgraft.repair"
 START = ""  # anchor: the start of the graph

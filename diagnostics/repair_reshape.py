@@ -16,7 +16,7 @@ import numpy as np
 from .findings import Finding
 from .repair_graph import Declined, GraphEdit, vector_text
 from .repair_results import Change
-from .symbols import ONE, Expr
+from .shape_algebra import ONE, Expr
 
 
 def repair_reshape(edit: GraphEdit, finding: Finding, index: int) -> Change:

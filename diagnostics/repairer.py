@@ -26,7 +26,8 @@ from .repair_graph import REPAIR_KEY, Declined, GraphEdit
 from .repair_reshape import repair_reshape
 from .repair_results import Change, Refusal, RepairReport, RepairResult
 from .repair_sizes import OPS, repair_sizes
-from .symbols import Interpreter, Shape
+from .shape_algebra import Shape
+from .symbols import Interpreter
 from .verify import verify, verify_shapes
 
 Rule = Callable[[GraphEdit, Finding, int], Change]

@@ -22,7 +22,9 @@ from rich.console import Console
 
 import diagnostics
 from diagnostics.__main__ import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
-from diagnostics.netron_view import ServeError, neighbourhood, open_in_netron
+from diagnostics.annotate import neighbourhood
+from diagnostics.errors import ServeError
+from diagnostics.netron_view import open_in_netron
 from diagnostics.report import render_netron
 
 REPO = Path(__file__).resolve().parents[2]
