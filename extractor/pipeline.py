@@ -26,7 +26,7 @@ from . import __version__
 from .accuracy import Agreement, text_inputs
 from .architecture import TOKENIZER_FILES, ResolvedConfig, resolve_config
 from .checkpoint import Checkpoint, load_checkpoint, strip_prefix
-from .errors import ArchitectureError
+from .errors import ExtractorError
 from .export import (
     EncoderWrapper,
     ExportSettings,
@@ -143,6 +143,12 @@ def extract(
 
     step("resolving architecture")
     resolved = resolve_config(weights, ckpt, config_file, model)
+    if quantize is not None and quantize != "int8":
+        raise ExtractorError(f"unknown quantization {quantize!r}; only 'int8' is supported")
+    if quantize and resolved.tokenizer_dir is None:
+        raise ExtractorError("--quantize needs the model's tokenizer for its accuracy gate on "
+                             "real text; pass --model DIR (or --config in a directory) that "
+                             "holds the tokenizer files")
     step("building the fresh model")
     encoder, keys = build_model(resolved.config, weights)
     source = _source(ckpt, chosen, weights)
@@ -321,13 +327,7 @@ def _fast_variants(
 
 def _text_reference(encoder: PreTrainedModel, staging: Path) -> tuple[dict, Any]:
     """Real sentences (the saved tokenizer's) and fp32 PyTorch's last_hidden_state on them."""
-    input_names = input_names_for(encoder)
-    if not any((staging / name).is_file() for name in TOKENIZER_FILES):
-        raise ArchitectureError(
-            "--quantize needs the model's tokenizer for its accuracy gate "
-            "on real text; pass --model DIR with the tokenizer files"
-        )
-    inputs = text_inputs(staging, input_names)
+    inputs = text_inputs(staging, input_names_for(encoder))
     with torch.no_grad():
         out = encoder(**{k: torch.from_numpy(v) for k, v in inputs.items()})
     return inputs, out.last_hidden_state.numpy()

@@ -114,6 +114,8 @@ def _bad_inputs(workdir):
     )
     (workdir / "taken").mkdir()
     (workdir / "taken" / "notes.txt").write_text("the user's own files")
+    (workdir / "config_only").mkdir()
+    shutil.copy(workdir / "tiny-bert" / "config.json", workdir / "config_only" / "config.json")
     ckpt = str(workdir / "oneie.bin")
     return {
         "missing file": ([str(workdir / "nope.bin")], "no such file"),
@@ -130,6 +132,10 @@ def _bad_inputs(workdir):
         "output not ours": ([ckpt, "-o", str(workdir / "taken")], "not written by subgraft"),
         "output is the input": ([ckpt, "-o", str(workdir / "oneie.bin")], "overwrite the input"),
         "bad flag": ([ckpt, "--opset", "eleven"], "invalid int value"),
+        "int8 without a tokenizer": (
+            [ckpt, "--config", str(workdir / "config_only" / "config.json"), "--quantize", "int8"],
+            "needs the model's tokenizer",
+        ),
     }
 
 
@@ -145,6 +151,7 @@ CASES = [
     "output not ours",
     "output is the input",
     "bad flag",
+    "int8 without a tokenizer",
 ]
 
 
@@ -182,3 +189,18 @@ def test_two_encoders_without_prefix_show_the_list_and_exit_2(workdir, capsys):
         "error: several encoders found ('bert.', 'extra_bert.'); choose one with --prefix"
     )
     assert not list(workdir.glob("two-*"))
+
+
+def test_optimize_and_quantize_write_verified_variants(workdir, capsys):
+    out = workdir / "out"
+    argv = [str(workdir / "oneie.bin"), "-o", str(out), "--optimize", "--quantize", "int8"]
+    assert main(argv) == EXIT_OK
+    assert "fused Attention 2, EmbedLayerNormalization 1" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    optimized, int8 = report["variants"]
+    assert optimized["fused"] == {"Attention": 2, "EmbedLayerNormalization": 1,
+                                  "SkipLayerNormalization": 4, "BiasGelu": 2}
+    assert optimized["parity"]["ok"] and len(optimized["parity"]["results"]) == 10
+    assert int8["accuracy"]["sentence_cosine_mean"] >= 0.995
+    assert {"model.optimized.onnx", "model.int8.onnx"} <= set(report["files"])
+    assert not list(out.glob("fusable*"))
