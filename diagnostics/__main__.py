@@ -1,5 +1,7 @@
 """python -m diagnostics check MODEL.onnx [--probe [SHAPES]] [--json] [--dummy batch=N,sequence=M]
                            [--netron [--focus NODE] [--no-browser] [--port N]]
+python -m diagnostics repair MODEL.onnx -o OUT.onnx [--dry-run] [--shapes SHAPES] [--json]
+                            [--netron ...]
 python -m diagnostics show MODEL.onnx [--node NAME] [--no-browser] [--port N]
 
 Thin: parse, call the library, render, return an exit code.
