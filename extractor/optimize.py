@@ -14,6 +14,7 @@ from typing import Any
 import onnx
 
 from .architecture import attention_heads
+from .export import EXTERNAL_DATA_BYTES
 
 FUSED_OPS = ("Attention", "EmbedLayerNormalization", "SkipLayerNormalization", "BiasGelu")
 OPTIMIZED_NAME = "model.optimized.onnx"
@@ -55,5 +56,6 @@ def optimize_onnx(source: str | Path, target: str | Path, config: Any) -> Optimi
     del model.metadata_props[:]
     for key, value in keep.items():
         model.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(target))
+    onnx.save(model, str(target), save_as_external_data=model.ByteSize() > EXTERNAL_DATA_BYTES,
+              location=Path(target).name + ".data")
     return OptimizeResult(Path(target), {op: counts.get(op, 0) for op in FUSED_OPS})

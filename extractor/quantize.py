@@ -9,6 +9,7 @@ kept in fp32 and the model quantized again. The fused graph needs
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 import onnx
 
 from .accuracy import Agreement, agreement
+from .export import EXTERNAL_DATA_BYTES
 
 INT8_NAME = "model.int8.onnx"
 QUANTIZED_OPS = ("MatMul", "Attention")
@@ -33,8 +35,11 @@ def quantize_int8(source: str | Path, target: str | Path,
     """Per-channel dynamic int8 of every Attention and MatMul except `keep_fp32`."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    large = Path(source).stat().st_size > EXTERNAL_DATA_BYTES or any(
+        Path(source).parent.glob(Path(source).name + ".data"))
     quantize_dynamic(str(source), str(target), per_channel=True, weight_type=QuantType.QInt8,
                      op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=keep_fp32 or [],
+                     use_external_data_format=large,
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return Path(target)
 
@@ -65,8 +70,13 @@ def activation_errors(source: str | Path, inputs: dict[str, np.ndarray]) -> list
     model.graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT,
                                                                   None)
                               for name in watched if name not in outputs)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    values = dict(zip(watched, session.run(watched, inputs), strict=True))
+    with tempfile.TemporaryDirectory() as scratch:
+        # A file with external data, not bytes: protobuf cannot serialise 2 GiB.
+        path = Path(scratch) / "watched.onnx"
+        onnx.save(model, str(path), save_as_external_data=True, location="watched.onnx.data")
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        values = dict(zip(watched, session.run(watched, inputs), strict=True))
+        del session
     errors = [(n.name, _uint8_error(values[n.input[0]])) for n in nodes]
     return sorted(errors, key=lambda item: -item[1])
 
