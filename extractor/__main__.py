@@ -82,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
         help="also write model.int8.onnx (dynamic int8), gated on cosine similarity to fp32 "
         "on real text",
     )
+    parser.add_argument(
+        "--keep-failed",
+        action="store_true",
+        help="when verification fails, keep the outputs in <output>.failed to inspect",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     return parser
 
@@ -161,6 +166,7 @@ def _extract(args: argparse.Namespace, out: Console, err: Console) -> int:
             force=args.force,
             optimize=args.optimize,
             quantize=args.quantize,
+            keep_failed=args.keep_failed,
             step=step,
         )
     if args.json:

@@ -28,6 +28,11 @@ def default_output(checkpoint: Path, prefix: str) -> Path:
     return checkpoint.resolve().parent / f"{stem}-{label}-onnx"
 
 
+def failed_output(output: Path) -> Path:
+    """Where `--keep-failed` puts the outputs of a run that failed verification."""
+    return output.with_name(output.name + ".failed")
+
+
 def check_output(output: Path, inputs: list[Path], force: bool = False) -> None:
     """Refuse an output that would overwrite an input or a directory that is not ours."""
     target = output.resolve()

@@ -38,7 +38,16 @@ from .export import (
 )
 from .model import KeyReport, build_model
 from .optimize import OPTIMIZED_NAME, OptimizeResult, optimize_onnx
-from .output import REPORT_NAME, TOOL, check_output, commit, default_output, staging_dir, write_json
+from .output import (
+    REPORT_NAME,
+    TOOL,
+    check_output,
+    commit,
+    default_output,
+    failed_output,
+    staging_dir,
+    write_json,
+)
 from .parity import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
@@ -113,9 +122,10 @@ def extract(
     isolate_export: bool | None = None,
     optimize: bool = False,
     quantize: str | None = None,
+    keep_failed: bool = False,
     step: Step | None = None,
 ) -> ExtractionReport:
-    """Run the whole job and return its report; outputs exist only if `report.ok`.
+    """Run the whole job and return its report; the output exists only if `report.ok`.
 
     Args:
         isolate_export: export in a fresh process from the saved model (default: when
@@ -124,6 +134,8 @@ def extract(
             fusions (exported for fusion: TorchScript, eager attention), parity-checked.
         quantize: "int8": also write `model.int8.onnx` (dynamic int8 of the optimized
             model, or of the plain one), gated on cosine similarity on real text.
+        keep_failed: when verification fails, keep the outputs in `<output>.failed`
+            (with report.json) to inspect, instead of writing nothing.
         step: called with a short label as each long step starts (for progress).
 
     Raises:
@@ -198,11 +210,15 @@ def extract(
             variants,
             seconds=timer.seconds,
         )
-        if report.ok:
-            report.output = out_dir
+        if report.ok or keep_failed:
+            # A failed export goes beside the output, never in its place, for inspection.
+            target = out_dir if report.ok else failed_output(out_dir)
+            if not report.ok:
+                check_output(target, inputs, force)  # the output itself was checked up front
+            report.output = target
             report.files = sorted([p.name for p in staging.iterdir()] + [REPORT_NAME])
             write_json(staging / REPORT_NAME, report.to_dict())
-            commit(staging, out_dir)
+            commit(staging, target)
     return report
 
 

@@ -142,7 +142,12 @@ def render_extraction(console: Console, report: ExtractionReport) -> None:
                 f"{len(failed)} of {len(report.parity.results)} comparisons "
                 f"(first: {first.case} {first.batch}x{first.sequence} {first.output})",
             )
-        console.print(f"[bold red]verification failed[/]: {'; '.join(problems)}; nothing written")
+        kept = "; nothing written"
+        if report.output:
+            kept = (f"; kept for inspection in {report.output} (try python -m diagnostics "
+                    f"check {report.output / 'model.onnx'} --probe)")
+        console.print(f"[bold red]verification failed[/]: {'; '.join(problems)}{kept}",
+                      soft_wrap=True)
 
 
 def _variant_line(variant: Variant) -> str:

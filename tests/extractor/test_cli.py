@@ -204,3 +204,16 @@ def test_optimize_and_quantize_write_verified_variants(workdir, capsys):
     assert int8["accuracy"]["sentence_cosine_mean"] >= 0.995
     assert {"model.optimized.onnx", "model.int8.onnx"} <= set(report["files"])
     assert not list(out.glob("fusable*"))
+
+
+def test_keep_failed_keeps_a_failed_export_beside_the_output(workdir, capsys):
+    out = workdir / "out"
+    argv = [str(workdir / "oneie.bin"), "-o", str(out), "--atol", "0", "--rtol", "0",
+            "--keep-failed"]
+    assert main(argv) == EXIT_FAILED
+    assert "kept for inspection in" in capsys.readouterr().out
+    assert not out.exists()
+    kept = workdir / "out.failed"
+    report = json.loads((kept / "report.json").read_text())
+    assert report["ok"] is False and report["output"] == str(kept)
+    assert (kept / "model.onnx").is_file()
