@@ -5,8 +5,9 @@
 Builds a OneIE-layout checkpoint with random bert-base-uncased weights (speed does
 not depend on the values), runs `python -m extractor CKPT --optimize --quantize
 int8` on it (timed: the export + optimize + quantize target), then times every
-model at (batch, sequence) = (1, 128), (8, 128) and (1, 16) with the same thread
-count: median of repeated runs after warm-up. The int8 accuracy gate is measured
+model with `extractor.speed.benchmark` (what `python -m extractor bench DIR` runs)
+at (batch, sequence) = (1, 128), (8, 128) and (1, 16) with the same thread count:
+median of repeated runs after warm-up. The int8 accuracy gate is measured
 on real weights (MiniLM) by the tests and the extractor itself, not here; the
 random model borrows MiniLM's tokenizer (the same uncased WordPiece vocabulary).
 
@@ -20,9 +21,9 @@ and pass the resulting files with --extra NAME=PATH to time them in this run.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SHAPES = ((1, 128), (8, 128), (1, 16))
 
 
 def make_checkpoint(workdir: Path) -> tuple[Path, Path]:
@@ -51,17 +51,6 @@ def make_checkpoint(workdir: Path) -> tuple[Path, Path]:
     state["trigger_crf.transition"] = torch.randn(11, 11)
     torch.save({"model": state, "config": {"bert_model_name": "bert-base-random"}}, checkpoint)
     return checkpoint, encoder_dir
-
-
-def median_ms(run, runs: int) -> float:
-    for _ in range(3):
-        run()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -110,54 +99,25 @@ def main() -> None:
     if done.returncode != 0:
         print(done.stdout[-3000:], done.stderr[-3000:])
         sys.exit(1)
+    seconds = json.loads((out / "report.json").read_text())["seconds"]
+    print(f"  of which export {seconds['export']:.1f} s, optimize + quantize (with their "
+          f"checks) {seconds['optimize']:.1f} s: {seconds['export'] + seconds['optimize']:.1f} s")
 
-    import numpy as np
-    import onnxruntime as ort
-    import torch
-    from transformers import AutoModel
+    from rich.console import Console
 
-    torch.set_num_threads(args.threads)
-    model = AutoModel.from_pretrained(out).eval()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = args.threads
-    options.inter_op_num_threads = 1
-    models = {
-        "onnx fp32 (model.onnx)": out / "model.onnx",
-        "optimized fp32 (model.optimized.onnx)": out / "model.optimized.onnx",
-        "int8 (model.int8.onnx)": out / "model.int8.onnx",
-    }
-    models.update(dict(item.split("=", 1) for item in args.extra))
-    sessions = {
-        name: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        for name, path in models.items()
-    }
-    rows = []
-    for batch, sequence in SHAPES:
-        rng = np.random.default_rng(0)
-        feeds = {
-            "input_ids": rng.integers(1000, 30000, (batch, sequence)),
-            "attention_mask": np.ones((batch, sequence), dtype=np.int64),
-            "token_type_ids": np.zeros((batch, sequence), dtype=np.int64),
-        }
-        tensors = {k: torch.from_numpy(v) for k, v in feeds.items()}
-        runs = max(5, args.runs // batch)
-        with torch.inference_mode():
-            base = median_ms(lambda t=tensors: model(**t), runs)
-        row = {"PyTorch eager": base}
-        for name, session in sessions.items():
-            row[name] = median_ms(lambda s=session, f=feeds: s.run(None, f), runs)
-        rows.append(((batch, sequence), row))
+    from extractor.report import render_speed
+    from extractor.speed import benchmark
 
-    print(
-        f"\nbert-base (random weights), {args.threads} threads, median ms "
-        f"(x = speed-up over PyTorch eager in this run)\n"
-    )
-    names = list(rows[0][1])
-    print("| model | " + " | ".join(f"{b}x{s}" for (b, s), _ in rows) + " |")
-    print("|---|" + "---:|" * len(rows))
-    for name in names:
-        cells = [f"{row[name]:.1f} ms ({row['PyTorch eager'] / row[name]:.2f}x)" for _, row in rows]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    extra = {name: Path(path) for name, path in (item.split("=", 1) for item in args.extra)}
+    timings = benchmark(out, args.threads, args.runs, extra=extra)
+    print("\nbert-base (random weights)")
+    render_speed(Console(width=120), timings, args.threads)
+    shapes = list(dict.fromkeys((t.batch, t.sequence) for t in timings))
+    print("\n| model | " + " | ".join(f"{b}x{s}" for b, s in shapes) + " |")
+    print("|---|" + "---:|" * len(shapes))
+    for model in dict.fromkeys(t.model for t in timings):
+        cells = [f"{t.ms:.1f} ms ({t.speedup:.2f}x)" for t in timings if t.model == model]
+        print(f"| {model} | " + " | ".join(cells) + " |")
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -1,4 +1,7 @@
-"""python -m extractor CHECKPOINT [--prefix bert.]: strip, rebuild, export, verify."""
+"""python -m extractor CHECKPOINT [--prefix bert.]: strip, rebuild, export, verify.
+
+python -m extractor bench DIR: time an output directory's models against PyTorch.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 from rich.console import Console  # noqa: E402
 
@@ -91,9 +95,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _bench_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m extractor bench",
+        description="Time an extractor output directory on CPU: PyTorch eager against "
+        "model.onnx, model.optimized.onnx and model.int8.onnx (those present), same threads, "
+        "medians after warm-up, speed-ups from the same run.",
+    )
+    parser.add_argument("directory", help="an output directory written by python -m extractor")
+    parser.add_argument("--threads", type=int, default=2, help="threads for every model (2)")
+    parser.add_argument("--runs", type=int, default=20, help="timed runs at batch 1 (20)")
+    parser.add_argument("--shapes", default="1x128,8x128,1x16",
+                        help="BATCHxSEQUENCE shapes (default 1x128,8x128,1x16)")
+    parser.add_argument("--extra", action="append", default=[], metavar="NAME=PATH",
+                        help="another ONNX model to time in the same run (e.g. Optimum's)")
+    parser.add_argument("--json", action="store_true", help="print the timings as JSON")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     out = Console()
     err = Console(stderr=True)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"] and not Path("bench").exists():
+        return _bench(argv[1:], out, err)
     try:
         args = _parser().parse_args(argv)
     except _UsageError as exc:
@@ -124,7 +149,50 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_USAGE
 
 
-def _error(err: Console, exc: Exception) -> None:
+def _bench(argv: list[str], out: Console, err: Console) -> int:
+    try:
+        args = _bench_parser().parse_args(argv)
+        shapes = tuple(_shape(text) for text in args.shapes.split(","))
+        extra = dict(_named_path(text) for text in args.extra)
+    except _UsageError as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        return EXIT_USAGE
+    directory = Path(args.directory)
+    if not (directory / "config.json").is_file():
+        _error(err, f"{directory} is not an extractor output (no config.json)")
+        return EXIT_USAGE
+
+    from transformers.utils import logging as hf_logging
+
+    from .report import render_speed, to_json
+    from .speed import benchmark
+
+    hf_logging.disable_progress_bar()
+
+    with err.status("timing PyTorch and onnxruntime..."):
+        timings = benchmark(directory, args.threads, args.runs, shapes, extra)
+    if args.json:
+        print(to_json([t.__dict__ for t in timings]))
+    else:
+        render_speed(out, timings, args.threads)
+    return EXIT_OK
+
+
+def _shape(text: str) -> tuple[int, int]:
+    batch, _, sequence = text.strip().partition("x")
+    if not (batch.isdigit() and sequence.isdigit()) or int(batch) * int(sequence) == 0:
+        raise _UsageError(f"python -m extractor bench: bad shape {text!r} (want BATCHxSEQUENCE)")
+    return int(batch), int(sequence)
+
+
+def _named_path(text: str) -> tuple[str, Path]:
+    name, _, path = text.partition("=")
+    if not name or not Path(path).is_file():
+        raise _UsageError(f"python -m extractor bench: --extra {text!r} is not NAME=existing.onnx")
+    return name, Path(path)
+
+
+def _error(err: Console, exc: Exception | str) -> None:
     err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
 
 

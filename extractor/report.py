@@ -15,6 +15,7 @@ from .model import KeyReport
 from .parity import ParityReport
 from .pipeline import ExtractionReport, Variant
 from .prefixes import PrefixInfo
+from .speed import Timing
 
 
 def render_prefixes(console: Console, rows: list[PrefixInfo], location: str) -> None:
@@ -168,6 +169,22 @@ def _variant_line(variant: Variant) -> str:
     if variant.name == "int8":
         parts.append(f"{len(variant.kept_fp32)} node(s) kept in fp32 for the gate")
     return f"{variant.name}: {variant.file}: " + "; ".join(parts) + f" {verdict}"
+
+
+def render_speed(console: Console, timings: list[Timing], threads: int) -> None:
+    """Models as rows, shapes as columns: median ms and the speed-up over PyTorch eager."""
+    shapes = list(dict.fromkeys((t.batch, t.sequence) for t in timings))
+    table = Table(title=f"median ms, {threads} threads (x = speed-up over PyTorch eager, "
+                  "same run)", title_justify="left")
+    table.add_column("model")
+    for batch, sequence in shapes:
+        table.add_column(f"{batch}x{sequence}", justify="right")
+    cells: dict[str, dict[tuple[int, int], str]] = {}
+    for t in timings:
+        cells.setdefault(t.model, {})[(t.batch, t.sequence)] = f"{t.ms:.1f} ({t.speedup:.2f}x)"
+    for model, row in cells.items():
+        table.add_row(model, *(row.get(shape, "-") for shape in shapes))
+    console.print(table)
 
 
 def to_json(data: object) -> str:

@@ -204,6 +204,19 @@ def test_optimize_and_quantize_write_verified_variants(workdir, capsys):
     assert int8["accuracy"]["sentence_cosine_mean"] >= 0.995
     assert {"model.optimized.onnx", "model.int8.onnx"} <= set(report["files"])
     assert not list(out.glob("fusable*"))
+    # ...and `bench` times each of them against PyTorch in one run.
+    assert main(["bench", str(out), "--runs", "1", "--shapes", "1x16,2x9", "--json"]) == EXIT_OK
+    timings = json.loads(capsys.readouterr().out)
+    assert [(t["model"], t["batch"], t["sequence"]) for t in timings] == [
+        (model, batch, sequence) for batch, sequence in ((1, 16), (2, 9))
+        for model in ("PyTorch eager", "model.onnx", "model.optimized.onnx", "model.int8.onnx")]
+    assert all(t["ms"] > 0 for t in timings)
+    assert [t["speedup"] for t in timings if t["model"] == "PyTorch eager"] == [1.0, 1.0]
+
+
+def test_bench_refuses_a_directory_that_is_not_an_output(workdir, capsys):
+    assert main(["bench", str(workdir)]) == EXIT_USAGE
+    assert "is not an extractor output" in capsys.readouterr().err
 
 
 def test_keep_failed_keeps_a_failed_export_beside_the_output(workdir, capsys):
