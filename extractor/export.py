@@ -185,28 +185,35 @@ def export_onnx(
     return settings
 
 
-def export_saved_model(
-    model_dir: str | Path,
-    path: str | Path,
-    exporter: str = "dynamo",
-    opset: int | None = None,
-    hidden_states: bool = False,
-    attn_implementation: str | None = None,
-) -> ExportSettings:
-    """Export a saved Hugging Face model directory in a fresh Python process.
+@dataclass(frozen=True)
+class ExportJob:
+    """One ONNX file to export from a model (see `export_onnx` for the fields)."""
+
+    path: str
+    exporter: str = "dynamo"
+    opset: int | None = None
+    hidden_states: bool = False
+    attn_implementation: str | None = None  # switch the model's attention first (e.g. "eager")
+
+
+def run_export_jobs(model: PreTrainedModel, jobs: list[ExportJob]) -> list[ExportSettings]:
+    """Export `model` once per job, in order."""
+    results = []
+    for job in jobs:
+        if job.attn_implementation:
+            model.set_attn_implementation(job.attn_implementation)
+        results.append(export_onnx(model, job.path, job.exporter, job.opset, job.hidden_states))
+    return results
+
+
+def export_saved_model(model_dir: str | Path, jobs: list[ExportJob]) -> list[ExportSettings]:
+    """Run export jobs on a saved Hugging Face model directory in a fresh Python process.
 
     The exporters keep module-level caches that pin every weight of the last model
     exported (onnxscript's rewrite rules hold the last graph they matched); a child
     process takes them with it when it exits, so a large model's memory really goes.
     """
-    request = {
-        "model_dir": str(model_dir),
-        "path": str(path),
-        "exporter": exporter,
-        "opset": opset,
-        "hidden_states": hidden_states,
-        "attn_implementation": attn_implementation,
-    }
+    request = {"model_dir": str(model_dir), "jobs": [asdict(job) for job in jobs]}
     done = subprocess.run(
         [sys.executable, "-m", "extractor.export", json.dumps(request)],
         capture_output=True,
@@ -215,20 +222,16 @@ def export_saved_model(
     )
     if done.returncode != 0:
         raise RuntimeError(f"export subprocess failed:\n{done.stderr[-4000:]}")
-    return ExportSettings(**json.loads(done.stdout.strip().splitlines()[-1]))
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    return [ExportSettings(**result) for result in results]
 
 
 def _export_in_child(request: dict[str, Any]) -> None:
     from transformers import AutoModel
 
-    attention = request.pop("attn_implementation")
-    model = AutoModel.from_pretrained(
-        request.pop("model_dir"),
-        local_files_only=True,
-        **({"attn_implementation": attention} if attention else {}),
-    )
-    settings = export_onnx(model.eval(), **request)
-    print(json.dumps(settings.to_dict()))
+    model = AutoModel.from_pretrained(request["model_dir"], local_files_only=True).eval()
+    settings = run_export_jobs(model, [ExportJob(**job) for job in request["jobs"]])
+    print(json.dumps([s.to_dict() for s in settings]))
 
 
 def _export_dynamo(

@@ -29,12 +29,13 @@ from .checkpoint import Checkpoint, load_checkpoint, strip_prefix
 from .errors import ExtractorError
 from .export import (
     EncoderWrapper,
+    ExportJob,
     ExportSettings,
     choose_dummy_sizes,
-    export_onnx,
     export_saved_model,
     input_names_for,
     output_names_for,
+    run_export_jobs,
 )
 from .model import KeyReport, build_model
 from .optimize import OPTIMIZED_NAME, OptimizeResult, optimize_onnx
@@ -287,26 +288,17 @@ def _export(
     fusable: bool,
 ) -> ExportSettings:
     """`model.onnx`, plus the graph the optimizer can fuse; the weights are freed after."""
+    jobs = [ExportJob(str(staging / ONNX_NAME), exporter, opset, hidden_states)]
+    if fusable:
+        jobs.append(ExportJob(str(staging / FUSABLE_NAME), "torchscript", opset, hidden_states,
+                              attn_implementation="eager"))
     if isolate:
         # Free the model first; the child exports the saved model and takes the
         # exporters' caches (which pin every weight) with it when it exits.
         _release_weights(encoder)
         gc.collect()
-        settings = export_saved_model(staging, staging / ONNX_NAME, exporter, opset, hidden_states)
-        if fusable:
-            export_saved_model(
-                staging,
-                staging / FUSABLE_NAME,
-                "torchscript",
-                opset,
-                hidden_states,
-                attn_implementation="eager",
-            )
-        return settings
-    settings = export_onnx(encoder, staging / ONNX_NAME, exporter, opset, hidden_states)
-    if fusable:
-        encoder.set_attn_implementation("eager")
-        export_onnx(encoder, staging / FUSABLE_NAME, "torchscript", opset, hidden_states)
+        return export_saved_model(staging, jobs)[0]
+    settings = run_export_jobs(encoder, jobs)[0]
     _release_weights(encoder)
     return settings
 

@@ -31,16 +31,19 @@ def test_isolated_export_gives_the_same_model_as_in_process(tmp_path, fixture_ch
         "bert.",
         tmp_path / "isolated",
         isolate_export=True,
+        optimize=True,
         step=steps.append,
     )
     in_process = extract(
-        tmp_path / "oneie.bin", "bert.", tmp_path / "in_process", isolate_export=False
+        tmp_path / "oneie.bin", "bert.", tmp_path / "in_process", isolate_export=False,
+        optimize=True,
     )
     assert isolated.ok and in_process.ok
     assert isolated.export.to_dict() == in_process.export.to_dict()
-    assert np.array_equal(
-        _run(tmp_path / "isolated" / "model.onnx"), _run(tmp_path / "in_process" / "model.onnx")
-    )
+    assert isolated.variants[0].fused.fused == in_process.variants[0].fused.fused
+    for name in ("model.onnx", "model.optimized.onnx"):
+        assert np.array_equal(_run(tmp_path / "isolated" / name),
+                              _run(tmp_path / "in_process" / name))
     assert steps == [
         "loading checkpoint",
         "resolving architecture",
@@ -50,6 +53,7 @@ def test_isolated_export_gives_the_same_model_as_in_process(tmp_path, fixture_ch
         "exporting to ONNX",
         "verifying PyTorch against onnxruntime",
         "checking the graph for frozen shapes",
+        "fusing attention, layer norms and GELU",
     ]
 
 
