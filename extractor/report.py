@@ -25,7 +25,8 @@ def render_prefixes(console: Console, rows: list[PrefixInfo], location: str) -> 
     for row in rows:
         parent = _parent(row.prefix, nodes)
         label = (
-            f"[cyan]{row.prefix}[/]  {row.tensors} tensors, {row.parameters:,} params, "
+            f"[cyan]{row.prefix}[/]  {row.tensors} tensor{'s' * (row.tensors != 1)}, "
+            f"{row.parameters:,} params, "
             f"{'/'.join(row.dtypes)}"
         )
         if row.architecture:

@@ -66,7 +66,7 @@ def test_list_shows_the_prefix_tree(workdir, capsys):
     assert main([str(workdir / "oneie.bin"), "--list"]) == EXIT_OK
     text = capsys.readouterr().out
     assert "bert.  39 tensors, 87,680 params, float32  <- bert encoder" in text
-    assert "trigger_crf.  1 tensors, 121 params" in text
+    assert "trigger_crf.  1 tensor, 121 params" in text
     assert not (workdir / "oneie-bert-onnx").exists()
 
 

@@ -76,4 +76,4 @@ def test_prefix_tree_nests_children_under_their_parent():
     assert lines[0] == "state dict at checkpoint['model']"
     assert "bert.  2 tensors, 56 params, float32  <- bert encoder" in lines[1]
     assert lines[2].startswith("│   ├── bert.embeddings.")
-    assert "crf.  1 tensors, 9 params" in lines[-1]
+    assert "crf.  1 tensor, 9 params" in lines[-1]
