@@ -46,9 +46,6 @@ class Checkpoint:
     trusted: bool = False
     mmap: bool = False
 
-    @property
-    def size_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.state_dict.values())
 
 
 def load_checkpoint(path: str | Path, trust: bool = False) -> Checkpoint:

@@ -138,29 +138,27 @@ def test_hidden_states_become_outputs(tmp_path):
     assert compare_onnx(tmp_path / "model.onnx", refs).ok
 
 
-def test_parity_catches_inputs_swapped_by_positional_names(tmp_path):
-    # The silent swap: a tokenizer's key order used as input_names for a positional export.
+def _positional_export_parity(tmp_path, input_names, dynamic_axes):
+    """Export the wrapper positionally under `input_names` (TorchScript), then compare it
+    with PyTorch fed by name at every parity case."""
     model = _model()
     wrapper = EncoderWrapper(model, ["input_ids", "attention_mask", "token_type_ids"], False)
     args = tuple(dummy_inputs(model.config, wrapper.input_names, 3, 17).values())
-    path = tmp_path / "swapped.onnx"
-    torch.onnx.export(
-        wrapper,
-        args,
-        str(path),
-        dynamo=False,
-        input_names=["input_ids", "token_type_ids", "attention_mask"],
-        output_names=["last_hidden_state", "pooler_output"],
-        dynamic_axes={
-            n: {0: "batch", 1: "sequence"}
-            for n in ("input_ids", "token_type_ids", "attention_mask")
-        },
-    )
+    path = tmp_path / "positional.onnx"
+    outputs = ["last_hidden_state", "pooler_output"]
+    torch.onnx.export(wrapper, args, str(path), dynamo=False, input_names=input_names,
+                      output_names=outputs, dynamic_axes=dynamic_axes)
     cases = parity_cases(model.config, 3, 17)
-    refs = reference_outputs(
-        wrapper, model.config, wrapper.input_names, ["last_hidden_state", "pooler_output"], cases
+    refs = reference_outputs(wrapper, model.config, wrapper.input_names, outputs, cases)
+    return compare_onnx(path, refs), cases
+
+
+def test_parity_catches_inputs_swapped_by_positional_names(tmp_path):
+    # The silent swap: a tokenizer's key order used as input_names for a positional export.
+    tokenizer_order = ["input_ids", "token_type_ids", "attention_mask"]
+    parity, _ = _positional_export_parity(
+        tmp_path, tokenizer_order, {n: {0: "batch", 1: "sequence"} for n in tokenizer_order}
     )
-    parity = compare_onnx(path, refs)
     assert not parity.ok
     assert all(r.error is None for r in parity.results)  # it runs at every shape...
     assert max(r.max_abs for r in parity.results) > 0.1  # ...and is wrong
@@ -168,23 +166,9 @@ def test_parity_catches_inputs_swapped_by_positional_names(tmp_path):
 
 def test_parity_reports_each_shape_a_static_export_fails_at(tmp_path):
     # dynamic_axes keys that match no input name: the TorchScript exporter only warns.
-    model = _model()
-    wrapper = EncoderWrapper(model, ["input_ids", "attention_mask", "token_type_ids"], False)
-    args = tuple(dummy_inputs(model.config, wrapper.input_names, 3, 17).values())
-    path = tmp_path / "static.onnx"
-    torch.onnx.export(
-        wrapper,
-        args,
-        str(path),
-        dynamo=False,
-        input_names=wrapper.input_names,
-        output_names=["last_hidden_state", "pooler_output"],
-        dynamic_axes={"ids": {0: "batch", 1: "sequence"}},
+    parity, cases = _positional_export_parity(
+        tmp_path, ["input_ids", "attention_mask", "token_type_ids"],
+        {"ids": {0: "batch", 1: "sequence"}},
     )
-    cases = parity_cases(model.config, 3, 17)
-    refs = reference_outputs(
-        wrapper, model.config, wrapper.input_names, ["last_hidden_state", "pooler_output"], cases
-    )
-    parity = compare_onnx(path, refs)
     assert len(parity.failures) == len(parity.results) == 2 * len(cases)
     assert all("invalid dimensions" in r.error for r in parity.failures)
