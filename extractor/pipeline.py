@@ -258,6 +258,7 @@ class Variant:
     parity: ParityReport | None = None
     agreement: Agreement | None = None
     kept_fp32: list[str] = field(default_factory=list)  # int8: nodes the gate kept in fp32
+    merged_projections: int = 0  # int8: MatMul groups (query/key/value) merged into one
 
     @property
     def ok(self) -> bool:
@@ -276,6 +277,7 @@ class Variant:
             "parity": self.parity.to_dict() if self.parity else None,
             "accuracy": self.agreement.to_dict() if self.agreement else None,
             "kept_fp32": self.kept_fp32,
+            "merged_projections": self.merged_projections,
         }
 
 
@@ -329,7 +331,8 @@ def _fast_variants(
         inputs, expected = text
         quantized = quantize_within_gate(fusable, staging / INT8_NAME, inputs, expected)
         variants.append(Variant("int8", INT8_NAME, agreement=quantized.agreement,
-                                kept_fp32=quantized.kept_fp32))
+                                kept_fp32=quantized.kept_fp32,
+                                merged_projections=quantized.merged))
     for leftover in staging.glob(FUSABLE_NAME + "*"):
         leftover.unlink()
     return variants

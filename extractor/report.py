@@ -168,7 +168,8 @@ def _variant_line(variant: Variant) -> str:
             f"(gate {SENTENCE_COSINE_MIN})"
         )
     if variant.name == "int8":
-        parts.append(f"{len(variant.kept_fp32)} node(s) kept in fp32 for the gate")
+        parts.append(f"query/key/value merged in {variant.merged_projections} layer(s); "
+                     f"{len(variant.kept_fp32)} node(s) kept in fp32 for the gate")
     return f"{variant.name}: {variant.file}: " + "; ".join(parts) + f" {verdict}"
 
 

@@ -1,8 +1,11 @@
 """Time an extractor output on CPU: PyTorch eager against every ONNX model beside it.
 
-Every model runs the same inputs with the same thread count; each figure is the
-median of repeated runs after warm-up, and each ratio is against PyTorch timed
-in the same run, so figures from different machines are never mixed.
+Every model runs the same inputs with the same thread count; each ratio is against
+PyTorch timed in the same run, so figures from different machines are never mixed.
+The models take turns: several rounds, each giving every model one untimed run
+(the previous model's threads may still be spinning) and then its timed runs, in
+a rotated order, so a slow minute of a shared machine falls on all of them alike.
+Each figure is the median of all its timed runs.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +23,7 @@ from .export import input_names_for
 
 SHAPES = ((1, 128), (8, 128), (1, 16))
 PYTORCH = "PyTorch eager"
+ROUNDS = 5
 ONNX_FILES = ("model.onnx", "model.optimized.onnx", "model.int8.onnx")
 
 
@@ -53,18 +58,48 @@ def benchmark(directory: str | Path, threads: int = 2, runs: int = 20,
     vocab = model.config.vocab_size
     timings = []
     for batch, sequence in shapes:
-        repeats = max(5, runs // batch)
         feeds = _inputs(batch, sequence, vocab)
-        with torch.inference_mode():
-            tensors = {k: torch.from_numpy(feeds[k]) for k in input_names_for(model)}
-            base = _median_ms(lambda t=tensors: model(**t), repeats)
-        timings.append(Timing(PYTORCH, batch, sequence, base, 1.0))
+        runners = {PYTORCH: _pytorch_runner(model, feeds)}
         for name, session in sessions.items():
             wanted = {i.name for i in session.get_inputs()}
             feed = {k: v for k, v in feeds.items() if k in wanted}
-            ms = _median_ms(lambda s=session, f=feed: s.run(None, f), repeats)
-            timings.append(Timing(name, batch, sequence, ms, base / ms))
+            runners[name] = lambda s=session, f=feed: s.run(None, f)
+        medians = _interleaved_medians(runners, max(5, runs // batch))
+        base = medians[PYTORCH]
+        timings.extend(Timing(name, batch, sequence, ms, base / ms)
+                       for name, ms in medians.items())
     return timings
+
+
+def _pytorch_runner(model: Any, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
+    import torch
+
+    tensors = {k: torch.from_numpy(feeds[k]) for k in input_names_for(model)}
+
+    def run() -> object:
+        with torch.inference_mode():
+            return model(**tensors)
+
+    return run
+
+
+def _interleaved_medians(runners: dict[str, Callable[[], object]], repeats: int
+                         ) -> dict[str, float]:
+    """Median ms of each runner over `repeats` timed runs spread across ROUNDS turns."""
+    for run in runners.values():  # warm-up: allocations, weight packing, thread start
+        for _ in range(2):
+            run()
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    names = list(runners)
+    per_turn = max(1, -(-repeats // ROUNDS))
+    for turn in range(ROUNDS):
+        for name in names[turn % len(names):] + names[:turn % len(names)]:
+            runners[name]()  # untimed: lets the previous model's threads go quiet
+            for _ in range(per_turn):
+                start = time.perf_counter()
+                runners[name]()
+                times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(times[name]) for name in names}
 
 
 def _inputs(batch: int, sequence: int, vocab: int) -> dict[str, np.ndarray]:
@@ -72,14 +107,3 @@ def _inputs(batch: int, sequence: int, vocab: int) -> dict[str, np.ndarray]:
     return {"input_ids": rng.integers(5, vocab, (batch, sequence)),
             "attention_mask": np.ones((batch, sequence), dtype=np.int64),
             "token_type_ids": np.zeros((batch, sequence), dtype=np.int64)}
-
-
-def _median_ms(run: Callable[[], object], repeats: int) -> float:
-    for _ in range(3):
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
