@@ -2,10 +2,11 @@
 
 Every model runs the same inputs with the same thread count; each ratio is against
 PyTorch timed in the same run, so figures from different machines are never mixed.
-The models take turns: several rounds, each giving every model one untimed run
-(the previous model's threads may still be spinning) and then its timed runs, in
-a rotated order, so a slow minute of a shared machine falls on all of them alike.
-Each figure is the median of all its timed runs.
+The models take turns, in a rotated order, so a slow minute of a shared machine
+falls on all of them alike. Each turn starts with a quarter second of untimed runs:
+the previous model's threads are still spinning and its weights fill the caches
+(an int8 bert-base at 1x16 takes ten runs to come back to speed). Each figure is
+the median of all its timed runs.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .export import input_names_for
 SHAPES = ((1, 128), (8, 128), (1, 16))
 PYTORCH = "PyTorch eager"
 ROUNDS = 5
+SETTLE_S = 0.25  # untimed running at the start of each turn
 ONNX_FILES = ("model.onnx", "model.optimized.onnx", "model.int8.onnx")
 
 
@@ -94,7 +96,10 @@ def _interleaved_medians(runners: dict[str, Callable[[], object]], repeats: int
     per_turn = max(1, -(-repeats // ROUNDS))
     for turn in range(ROUNDS):
         for name in names[turn % len(names):] + names[:turn % len(names)]:
-            runners[name]()  # untimed: lets the previous model's threads go quiet
+            settled = time.perf_counter() + SETTLE_S
+            runners[name]()
+            while time.perf_counter() < settled:
+                runners[name]()
             for _ in range(per_turn):
                 start = time.perf_counter()
                 runners[name]()
