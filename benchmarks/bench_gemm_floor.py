@@ -25,7 +25,8 @@ from onnx import TensorProto, helper, numpy_helper
 from transformers import BertConfig, BertModel
 
 
-def layer_products(batch: int, sequence: int, config: BertConfig) -> list[tuple[int, int, int, int]]:
+def layer_products(batch: int, sequence: int,
+                   config: BertConfig) -> list[tuple[int, int, int, int]]:
     """(count, m, k, n) of one layer's products; count repeats one (m, k, n) product."""
     tokens, hidden, inner = batch * sequence, config.hidden_size, config.intermediate_size
     heads = batch * config.num_attention_heads

@@ -6,10 +6,11 @@ Builds a OneIE-layout checkpoint with random bert-base-uncased weights (speed do
 not depend on the values), runs `python -m extractor CKPT --optimize --quantize
 int8` on it (timed: the export + optimize + quantize target), then times every
 model with `extractor.speed.benchmark` (what `python -m extractor bench DIR` runs)
-at (batch, sequence) = (1, 128), (8, 128) and (1, 16) with the same thread count:
-median of repeated runs after warm-up. The int8 accuracy gate is measured
-on real weights (MiniLM) by the tests and the extractor itself, not here; the
-random model borrows MiniLM's tokenizer (the same uncased WordPiece vocabulary).
+at (batch, sequence) = (1, 128), (8, 128) and (1, 16) with the same thread count,
+the models taking turns: medians of their timed runs, ratios from this run. The
+int8 accuracy gate is measured on real weights (MiniLM) by the tests and the
+extractor itself, not here; the random model borrows MiniLM's tokenizer (the same
+uncased WordPiece vocabulary).
 
 Optimum (optimum-onnx) requires transformers < 4.58 and cannot be installed next
 to this project's transformers 5; to compare, export the same model in a separate
