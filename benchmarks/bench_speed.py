@@ -59,6 +59,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--no-pooler", action="store_true",
+                        help="extract without the pooler (Optimum's exports have none)")
     parser.add_argument(
         "--extra",
         action="append",
@@ -87,6 +89,7 @@ def main() -> None:
             "--optimize",
             "--quantize",
             "int8",
+            *(["--no-pooler"] if args.no_pooler else []),
         ],
         cwd=ROOT,
         capture_output=True,

@@ -69,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--hidden-states", action="store_true", help="also output every layer's hidden states"
     )
+    parser.add_argument(
+        "--no-pooler",
+        action="store_true",
+        help="leave the pooler out (outputs last_hidden_state only; a little faster)",
+    )
     parser.add_argument("--atol", type=float, default=1e-4, help="parity tolerance (1e-4)")
     parser.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance (1e-4)")
     parser.add_argument(
@@ -229,6 +234,7 @@ def _extract(args: argparse.Namespace, out: Console, err: Console) -> int:
             exporter=args.exporter,
             opset=args.opset,
             hidden_states=args.hidden_states,
+            pooler=not args.no_pooler,
             atol=args.atol,
             rtol=args.rtol,
             force=args.force,

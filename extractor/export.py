@@ -227,9 +227,9 @@ def export_saved_model(model_dir: str | Path, jobs: list[ExportJob]) -> list[Exp
 
 
 def _export_in_child(request: dict[str, Any]) -> None:
-    from transformers import AutoModel
+    from .model import load_saved_model
 
-    model = AutoModel.from_pretrained(request["model_dir"], local_files_only=True).eval()
+    model = load_saved_model(request["model_dir"])
     settings = run_export_jobs(model, [ExportJob(**job) for job in request["jobs"]])
     print(json.dumps([s.to_dict() for s in settings]))
 

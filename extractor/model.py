@@ -8,6 +8,7 @@ that 4.x saved and 5.x rebuilds) are tolerated and listed, never hidden.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -66,12 +67,17 @@ class KeyReport:
 
 
 def build_model(
-    config: PretrainedConfig, state_dict: StateDict, attn_implementation: str | None = None
+    config: PretrainedConfig,
+    state_dict: StateDict,
+    attn_implementation: str | None = None,
+    pooler: bool = True,
 ) -> tuple[PreTrainedModel, KeyReport]:
     """A fresh model from `config` holding exactly the given weights, in eval mode.
 
     The weights are assigned, not copied, so memory-mapped checkpoint tensors stay
     shared. Floating-point weights are converted to float32 for a CPU export.
+    `pooler=False` builds the model without its pooler and leaves the checkpoint's
+    pooler weights out (listed as tolerated), for users who need only the tokens.
 
     Raises:
         WeightMismatchError: with every missing, unexpected and mis-shaped key.
@@ -82,11 +88,18 @@ def build_model(
         kwargs["attn_implementation"] = attn_implementation
     with torch.device("meta"):
         expected = AutoModel.from_config(config, **kwargs).state_dict()
-    if _has_pooler(expected) and not _has_pooler(state_dict):
+    if _has_pooler(expected) and not (pooler and _has_pooler(state_dict)):
         # Many task models build the encoder without its pooler (add_pooling_layer=False).
         kwargs["add_pooling_layer"] = False
         expected = {k: v for k, v in expected.items() if not k.startswith("pooler.")}
-        report.tolerated.append(("pooler.*", "not in the checkpoint; model built without pooler"))
+        if _has_pooler(state_dict):
+            dropped = [k for k in state_dict if k.startswith("pooler.")]
+            state_dict = {k: v for k, v in state_dict.items() if not k.startswith("pooler.")}
+            report.tolerated.append(
+                ("pooler.*", f"{len(dropped)} tensors left out (no pooler asked for)"))
+        else:
+            report.tolerated.append(
+                ("pooler.*", "not in the checkpoint; model built without pooler"))
 
     weights = {}
     for key, tensor in state_dict.items():
@@ -110,6 +123,22 @@ def build_model(
     model.load_state_dict(weights, strict=True, assign=True)
     report.loaded = len(weights)
     return model.eval(), report
+
+
+def load_saved_model(model_dir: str | Path) -> PreTrainedModel:
+    """A saved Hugging Face model, offline, in eval mode, without a pooler its weights lack.
+
+    `from_pretrained` would give a model saved without its pooler a randomly
+    initialised one (there is no config field for it); that pooler is dropped.
+    """
+    model, info = AutoModel.from_pretrained(
+        model_dir, local_files_only=True, output_loading_info=True
+    )
+    if getattr(model, "pooler", None) is not None and any(
+        k.startswith("pooler.") for k in info["missing_keys"]
+    ):
+        model.pooler = None
+    return model.eval()
 
 
 def _has_pooler(state_dict: dict[str, Any]) -> bool:

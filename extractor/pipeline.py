@@ -117,6 +117,7 @@ def extract(
     exporter: str = "dynamo",
     opset: int | None = None,
     hidden_states: bool = False,
+    pooler: bool = True,
     atol: float = DEFAULT_ATOL,
     rtol: float = DEFAULT_RTOL,
     force: bool = False,
@@ -129,6 +130,8 @@ def extract(
     """Run the whole job and return its report; the output exists only if `report.ok`.
 
     Args:
+        pooler: False leaves the checkpoint's pooler out: only `last_hidden_state` (and
+            hidden states) are exported.
         isolate_export: export in a fresh process from the saved model (default: when
             the weights exceed 256 MiB), so the exporter's caches cannot pin the weights.
         optimize: also write `model.optimized.onnx` with onnxruntime's transformer
@@ -163,7 +166,7 @@ def extract(
                              "real text; pass --model DIR (or --config in a directory) that "
                              "holds the tokenizer files")
     step("building the fresh model")
-    encoder, keys = build_model(resolved.config, weights)
+    encoder, keys = build_model(resolved.config, weights, pooler=pooler)
     source = _source(ckpt, chosen, weights)
     del weights
     timer.lap("build")

@@ -44,11 +44,12 @@ def benchmark(directory: str | Path, threads: int = 2, runs: int = 20,
     """Time the Hugging Face model in `directory` and its ONNX files (plus `extra`)."""
     import onnxruntime as ort
     import torch
-    from transformers import AutoModel
+
+    from .model import load_saved_model
 
     directory = Path(directory)
     torch.set_num_threads(threads)
-    model = AutoModel.from_pretrained(directory, local_files_only=True).eval()
+    model = load_saved_model(directory)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

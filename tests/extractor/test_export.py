@@ -138,6 +138,20 @@ def test_hidden_states_become_outputs(tmp_path):
     assert compare_onnx(tmp_path / "model.onnx", refs).ok
 
 
+def test_parity_fails_an_output_pytorch_does_not_give(tmp_path):
+    model = _model()
+    settings = export_onnx(model, tmp_path / "model.onnx")
+    model.pooler = None  # PyTorch no longer gives pooler_output; the ONNX file still does
+    wrapper = EncoderWrapper(model, settings.input_names, False)
+    cases = parity_cases(model.config, settings.dummy_batch, settings.dummy_sequence)[:2]
+    refs = reference_outputs(wrapper, model.config, settings.input_names,
+                             ["last_hidden_state"], cases)
+    parity = compare_onnx(tmp_path / "model.onnx", refs)
+    assert not parity.ok
+    failed = {(r.output, r.error) for r in parity.results if not r.ok}
+    assert failed == {("pooler_output", "not an output of the PyTorch model")}
+
+
 def _positional_export_parity(tmp_path, input_names, dynamic_axes):
     """Export the wrapper positionally under `input_names` (TorchScript), then compare it
     with PyTorch fed by name at every parity case."""

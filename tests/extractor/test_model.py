@@ -5,7 +5,7 @@ import torch
 from transformers import AutoConfig, AutoModel
 
 from extractor.errors import WeightMismatchError
-from extractor.model import build_model
+from extractor.model import build_model, load_saved_model
 
 TINY = dict(
     vocab_size=99,
@@ -71,6 +71,24 @@ def test_encoder_saved_without_pooler_is_built_without_one(source):
     model, keys = build_model(config, weights)
     assert model.pooler is None
     assert keys.tolerated == [("pooler.*", "not in the checkpoint; model built without pooler")]
+
+
+def test_no_pooler_leaves_the_checkpoint_pooler_out(source):
+    config, original = source
+    model, keys = build_model(config, dict(original.state_dict()), pooler=False)
+    assert model.pooler is None
+    assert keys.ok and keys.loaded == len(original.state_dict()) - 2
+    assert keys.tolerated == [("pooler.*", "2 tensors left out (no pooler asked for)")]
+
+
+def test_saved_model_without_pooler_is_reloaded_without_a_random_one(source, tmp_path):
+    config, original = source
+    weights = {k: v for k, v in original.state_dict().items() if not k.startswith("pooler.")}
+    build_model(config, weights)[0].save_pretrained(tmp_path / "no_pooler")
+    original.save_pretrained(tmp_path / "with_pooler")
+    assert load_saved_model(tmp_path / "no_pooler").pooler is None
+    kept = load_saved_model(tmp_path / "with_pooler")
+    assert torch.equal(kept.pooler.dense.weight, original.pooler.dense.weight)
 
 
 def test_half_precision_weights_are_converted_to_float32(source):

@@ -57,6 +57,23 @@ def test_isolated_export_gives_the_same_model_as_in_process(tmp_path, fixture_ch
     ]
 
 
+def test_no_pooler_exports_only_the_tokens_in_every_file(tmp_path, fixture_checkpoint):
+    shutil.copy(fixture_checkpoint, tmp_path / "oneie.bin")
+    shutil.copytree(fixture_checkpoint.parent / "tiny-bert", tmp_path / "tiny-bert")
+    # The child process reloads the saved model: it must not grow a random pooler back.
+    report = extract(tmp_path / "oneie.bin", "bert.", tmp_path / "out", pooler=False,
+                     isolate_export=True, optimize=True, quantize="int8")
+    assert report.ok
+    assert {r.output for r in report.parity.results} == {"last_hidden_state"}
+    for name in ("model.onnx", "model.optimized.onnx", "model.int8.onnx"):
+        session = ort.InferenceSession(str(tmp_path / "out" / name),
+                                       providers=["CPUExecutionProvider"])
+        assert [o.name for o in session.get_outputs()] == ["last_hidden_state"]
+    assert extract(tmp_path / "oneie.bin", "bert.", tmp_path / "full").ok
+    assert np.allclose(_run(tmp_path / "out" / "model.onnx"),
+                       _run(tmp_path / "full" / "model.onnx"), atol=1e-6)
+
+
 ARCHITECTURES = {
     "bert": dict(
         vocab_size=99,
