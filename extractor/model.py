@@ -131,9 +131,16 @@ def load_saved_model(model_dir: str | Path) -> PreTrainedModel:
     `from_pretrained` would give a model saved without its pooler a randomly
     initialised one (there is no config field for it); that pooler is dropped.
     """
-    model, info = AutoModel.from_pretrained(
-        model_dir, local_files_only=True, output_loading_info=True
-    )
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report would call the missing pooler a problem
+    try:
+        model, info = AutoModel.from_pretrained(
+            model_dir, local_files_only=True, output_loading_info=True
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
     if getattr(model, "pooler", None) is not None and any(
         k.startswith("pooler.") for k in info["missing_keys"]
     ):
