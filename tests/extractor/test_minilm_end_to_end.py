@@ -207,3 +207,8 @@ def test_optimize_fuses_every_block_and_int8_passes_the_real_text_gate(
     # model (its fused SkipLayerNormalization kernel is slower): 2 per layer + embeddings.
     runtime = _runtime_ops(tmp_path / "out" / "model.int8.onnx", tmp_path / "runtime.onnx")
     assert runtime["SkipLayerNormalization"] == 0 and runtime["LayerNormalization"] == 13
+    # The same for model.onnx, exported from eager attention: no softmax NaN guard either.
+    plain = Counter(n.op_type for n in onnx.load(str(tmp_path / "out" / "model.onnx")).graph.node)
+    assert plain["IsNaN"] == 0 and plain["Softmax"] == 6
+    runtime = _runtime_ops(tmp_path / "out" / "model.onnx", tmp_path / "runtime_plain.onnx")
+    assert runtime["SkipLayerNormalization"] == 0 and runtime["LayerNormalization"] == 13
