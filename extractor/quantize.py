@@ -38,14 +38,19 @@ def quantize_int8(source: str | Path, target: str | Path,
     """Per-channel dynamic int8 of every Attention and MatMul except `keep_fp32`."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    large = Path(source).stat().st_size > EXTERNAL_DATA_BYTES or any(
-        Path(source).parent.glob(Path(source).name + ".data"))
     quantize_dynamic(str(source), str(target), per_channel=True, weight_type=QuantType.QInt8,
                      op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=keep_fp32 or [],
-                     use_external_data_format=large,
+                     use_external_data_format=_is_large(source),
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     _drop_shape_annotations(target)
     return Path(target)
+
+
+def _is_large(path: str | Path) -> bool:
+    """Whether the model at `path` keeps (or should keep) its weights in external data."""
+    path = Path(path)
+    return (path.stat().st_size > EXTERNAL_DATA_BYTES
+            or (path.parent / (path.name + ".data")).is_file())
 
 
 def _drop_shape_annotations(path: str | Path) -> None:
@@ -67,8 +72,9 @@ def quantize_within_gate(source: str | Path, target: str | Path,
     with tempfile.TemporaryDirectory(dir=Path(target).parent) as scratch:
         model = onnx.load(str(source))
         merged = merge_projections(model)
+        large = _is_large(source)
         source = Path(scratch) / "merged.onnx"
-        onnx.save(model, str(source), save_as_external_data=True, location="merged.onnx.data")
+        onnx.save(model, str(source), save_as_external_data=large, location="merged.onnx.data")
         del model
         ranking = activation_errors(source, inputs)
         keep: list[str] = []

@@ -204,6 +204,8 @@ def test_optimize_and_quantize_write_verified_variants(workdir, capsys):
     assert int8["accuracy"]["sentence_cosine_mean"] >= 0.995
     assert {"model.optimized.onnx", "model.int8.onnx"} <= set(report["files"])
     assert not list(out.glob("fusable*"))
+    # A small model keeps its weights inside each file, int8 included.
+    assert not list(out.glob("*.data")) and int8["merged_projections"] == 2
     # ...and `bench` times each of them against PyTorch in one run.
     assert main(["bench", str(out), "--runs", "1", "--shapes", "1x16,2x9", "--json"]) == EXIT_OK
     timings = json.loads(capsys.readouterr().out)
