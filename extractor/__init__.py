@@ -12,10 +12,14 @@ from .architecture import ResolvedConfig, resolve_config  # noqa: E402
 from .checkpoint import Checkpoint, find_state_dict, load_checkpoint, strip_prefix  # noqa: E402
 from .errors import ExtractorError  # noqa: E402
 from .export import ExportSettings, export_onnx  # noqa: E402
-from .model import KeyReport, build_model  # noqa: E402
+from .merge_projections import merge_projections  # noqa: E402
+from .model import KeyReport, build_model, load_saved_model  # noqa: E402
+from .optimize import OptimizeResult, optimize_onnx  # noqa: E402
 from .parity import ParityReport, compare_onnx, parity_cases, reference_outputs  # noqa: E402
 from .pipeline import ExtractionReport, extract  # noqa: E402
 from .prefixes import PrefixInfo, choose_prefix, encoder_prefixes, prefix_summary  # noqa: E402
+from .quantize import QuantizeResult, quantize_int8, quantize_within_gate  # noqa: E402
+from .speed import Timing, benchmark  # noqa: E402
 
 __all__ = [
     "Checkpoint",
@@ -23,9 +27,13 @@ __all__ = [
     "ExtractionReport",
     "ExtractorError",
     "KeyReport",
+    "OptimizeResult",
     "ParityReport",
     "PrefixInfo",
+    "QuantizeResult",
     "ResolvedConfig",
+    "Timing",
+    "benchmark",
     "build_model",
     "choose_prefix",
     "compare_onnx",
@@ -34,8 +42,13 @@ __all__ = [
     "extract",
     "find_state_dict",
     "load_checkpoint",
+    "load_saved_model",
+    "merge_projections",
+    "optimize_onnx",
     "parity_cases",
     "prefix_summary",
+    "quantize_int8",
+    "quantize_within_gate",
     "reference_outputs",
     "resolve_config",
     "strip_prefix",
