@@ -89,9 +89,6 @@ def _pytorch_runner(model: Any, feeds: dict[str, np.ndarray]) -> Callable[[], ob
 def _interleaved_medians(runners: dict[str, Callable[[], object]], repeats: int
                          ) -> dict[str, float]:
     """Median ms of each runner over `repeats` timed runs spread across ROUNDS turns."""
-    for run in runners.values():  # warm-up: allocations, weight packing, thread start
-        for _ in range(2):
-            run()
     times: dict[str, list[float]] = {name: [] for name in runners}
     names = list(runners)
     per_turn = max(1, -(-repeats // ROUNDS))
