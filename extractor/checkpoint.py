@@ -164,7 +164,8 @@ def _unpickling_error(path: Path, exc: Exception, trust: bool) -> CheckpointErro
     message = str(exc)
     found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
     if trust or found is None:
-        reason = re.search(r"WeightsUnpickler error: (.*)", message)
+        # torch puts the reason on the line after "WeightsUnpickler error:" (2.13).
+        reason = re.search(r"WeightsUnpickler error:\s*(\S.*)", message)
         return CheckpointError(
             f"{path} cannot be read as a PyTorch checkpoint (truncated, corrupt or not a "
             f"checkpoint): {reason.group(1)[:200] if reason else _first_line(exc)}"
