@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 from .architecture import ResolvedConfig, resolve_config  # noqa: E402
 from .checkpoint import Checkpoint, find_state_dict, load_checkpoint, strip_prefix  # noqa: E402
+from .encoders import EncoderMatch, encoder_class, find_encoders  # noqa: E402
 from .errors import ExtractorError  # noqa: E402
 from .export import ExportSettings, export_onnx  # noqa: E402
 from .merge_projections import merge_projections  # noqa: E402
@@ -23,6 +24,7 @@ from .speed import Timing, benchmark  # noqa: E402
 
 __all__ = [
     "Checkpoint",
+    "EncoderMatch",
     "ExportSettings",
     "ExtractionReport",
     "ExtractorError",
@@ -37,9 +39,11 @@ __all__ = [
     "build_model",
     "choose_prefix",
     "compare_onnx",
+    "encoder_class",
     "encoder_prefixes",
     "export_onnx",
     "extract",
+    "find_encoders",
     "find_state_dict",
     "load_checkpoint",
     "load_saved_model",

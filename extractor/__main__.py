@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m extractor",
         description="Take a transformer encoder out of a composite checkpoint, load it into a "
-        "fresh AutoModel and export verified dynamic ONNX. Never downloads.",
+        "fresh model of its own type (any encoder transformers builds) and export verified dynamic "
+        "ONNX. Never downloads, never guesses a config.",
     )
     parser.add_argument(
         "checkpoint",
@@ -55,9 +56,18 @@ def _parser() -> argparse.ArgumentParser:
         "Hugging Face cache, whose config describes the encoder",
     )
     parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE[,NAME=VALUE]",
+        help="set config values (e.g. num_attention_heads=12); with no config in the "
+        "checkpoint's files, what shapes cannot tell (the heads) must be given this way",
+    )
+    parser.add_argument(
         "--trust-checkpoint",
         action="store_true",
-        help="allow pickles that run arbitrary code (only for trusted files)",
+        help="unpickle with arbitrary code (only for trusted files); without it, classes "
+        "torch does not allow are read as data, none of their code run",
     )
     parser.add_argument(
         "--exporter",
@@ -139,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.list:
             return _list(args, out)
+        args.overrides = _overrides(args.set)
         return _extract(args, out, err)
     except WeightMismatchError as exc:
         from .report import render_keys
@@ -197,6 +208,24 @@ def _named_path(text: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
+def _overrides(items: list[str]) -> dict[str, object]:
+    """`--set a=1,b=gelu` -> {"a": 1, "b": "gelu"}; values are JSON where they parse."""
+    import json
+
+    from .errors import ExtractorError
+
+    found: dict[str, object] = {}
+    for item in (part for text in items for part in text.split(",") if part.strip()):
+        name, equals, value = item.partition("=")
+        if not equals or not name.strip().isidentifier():
+            raise ExtractorError(f"--set {item!r} is not NAME=VALUE")
+        try:
+            found[name.strip()] = json.loads(value)
+        except ValueError:
+            found[name.strip()] = value.strip()
+    return found
+
+
 def _error(err: Console, exc: Exception | str) -> None:
     err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
 
@@ -230,6 +259,7 @@ def _extract(args: argparse.Namespace, out: Console, err: Console) -> int:
             args.output,
             config_file=args.config,
             model=args.model,
+            overrides=args.overrides,
             trust=args.trust_checkpoint,
             exporter=args.exporter,
             opset=args.opset,

@@ -1,11 +1,16 @@
-"""Resolve the encoder's configuration offline, never touching a model hub.
+"""Resolve the encoder's configuration offline, and never ship a guessed one.
 
-Sources are tried in order: `--config FILE`, `--model NAME_OR_DIR` (a local
-directory or a name in the local Hugging Face cache), a name or config embedded
-in the checkpoint, a built-in table of well-known encoders, and last inference
-from tensor shapes. A candidate that disagrees with the weights' shapes is
-rejected with the reason; the number of attention heads cannot be read from
-shapes, so an inferred config says it guessed them.
+Sources, in order: `--config FILE`, `--model NAME_OR_DIR`, then every config or
+model name the checkpoint's files carry (`config_sources`: a `config.json`
+beside the weights and the encoder configs nested in project configs, then the
+configs stored in the checkpoint). A name is looked up as a directory beside
+the checkpoint, in the local Hugging Face cache, then in the table of
+well-known encoders. Each candidate must fit the weights exactly (names and
+shapes); rejected ones are listed with the reason. Only when no file carries a
+config is one built from shapes, and then only with the values shapes cannot
+tell (the number of attention heads, at least) given by the user with
+`--set NAME=VALUE`; otherwise the run is refused. Parity later proves the
+export matches this model; only the config's source can make the model right.
 """
 
 from __future__ import annotations
@@ -16,98 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-from transformers import AutoConfig, AutoModel, PretrainedConfig
+from transformers import AutoConfig, PretrainedConfig
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from .checkpoint import Checkpoint, StateDict
+from .config_sources import Candidate, candidates, tokenizer_dir
+from .encoders import BENIGN_EXTRA, build_meta, find_encoders, normalise
 from .errors import ArchitectureError
-from .prefixes import guess_model_type
-
-# Keys a config dict inside a checkpoint uses to name its encoder (OneIE: bert_model_name).
-_NAME_KEYS = (
-    "bert_model_name",
-    "model_name_or_path",
-    "pretrained_model_name_or_path",
-    "model_name",
-    "encoder_name",
-    "transformer_name",
-    "pretrained_model",
-)
-_CONFIG_CONTAINERS = ("config", "hyper_parameters", "hparams", "args", "cfg")
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "sentencepiece.bpe.model",
-    "spiece.model",
-    "added_tokens.json",
-)
-
-_BERT_BASE = dict(
-    hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072
-)
-_BERT_LARGE = dict(
-    hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096
-)
-_ROBERTA = dict(
-    max_position_embeddings=514,
-    type_vocab_size=1,
-    pad_token_id=1,
-    bos_token_id=0,
-    eos_token_id=2,
-    layer_norm_eps=1e-5,
-)
-_DISTILBERT = dict(dim=768, n_layers=6, n_heads=12, hidden_dim=3072)
-# Well-known encoders: name -> (model_type, config values). Checked against shapes before use.
-BUILTIN_CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
-    "bert-base-uncased": ("bert", {**_BERT_BASE, "vocab_size": 30522}),
-    "bert-base-cased": ("bert", {**_BERT_BASE, "vocab_size": 28996}),
-    "bert-large-uncased": ("bert", {**_BERT_LARGE, "vocab_size": 30522}),
-    "bert-large-cased": ("bert", {**_BERT_LARGE, "vocab_size": 28996}),
-    "bert-base-multilingual-cased": ("bert", {**_BERT_BASE, "vocab_size": 119547}),
-    "bert-base-chinese": ("bert", {**_BERT_BASE, "vocab_size": 21128}),
-    "allenai/scibert_scivocab_uncased": ("bert", {**_BERT_BASE, "vocab_size": 31090}),
-    "sentence-transformers/all-MiniLM-L6-v2": (
-        "bert",
-        dict(
-            hidden_size=384,
-            num_hidden_layers=6,
-            num_attention_heads=12,
-            intermediate_size=1536,
-            vocab_size=30522,
-        ),
-    ),
-    "roberta-base": ("roberta", {**_BERT_BASE, **_ROBERTA, "vocab_size": 50265}),
-    "roberta-large": ("roberta", {**_BERT_LARGE, **_ROBERTA, "vocab_size": 50265}),
-    "xlm-roberta-base": ("xlm-roberta", {**_BERT_BASE, **_ROBERTA, "vocab_size": 250002}),
-    "xlm-roberta-large": ("xlm-roberta", {**_BERT_LARGE, **_ROBERTA, "vocab_size": 250002}),
-    "distilbert-base-uncased": ("distilbert", {**_DISTILBERT, "vocab_size": 30522}),
-    "distilbert-base-cased": ("distilbert", {**_DISTILBERT, "vocab_size": 28996}),
-    "google/electra-small-discriminator": (
-        "electra",
-        dict(
-            embedding_size=128,
-            hidden_size=256,
-            num_hidden_layers=12,
-            num_attention_heads=4,
-            intermediate_size=1024,
-            vocab_size=30522,
-        ),
-    ),
-    "google/electra-base-discriminator": (
-        "electra",
-        {**_BERT_BASE, "embedding_size": 768, "vocab_size": 30522},
-    ),
-    "google/electra-large-discriminator": (
-        "electra",
-        {**_BERT_LARGE, "embedding_size": 1024, "vocab_size": 30522},
-    ),
-}
-# Hub organisations the classic names moved under; a name matches with or without them.
-_HUB_ORGS = ("google-bert/", "FacebookAI/", "distilbert/", "google/", "sentence-transformers/")
+from .known_configs import builtin_config, hub_aliases
+from .shape_config import MissingValues, config_from_shapes, with_values
 
 
 @dataclass
@@ -115,20 +37,25 @@ class ResolvedConfig:
     """The configuration chosen for the fresh model, and how it was chosen."""
 
     config: PretrainedConfig
-    source: str  # human-readable, e.g. "checkpoint config bert_model_name='bert-large-cased'"
-    kind: str  # "config-file" | "model" | "embedded" | "builtin" | "inferred"
-    heads_guessed: bool = False
+    source: str  # human-readable, e.g. "checkpoint['config']['bert_model_name']='bert-large-cased'"
+    kind: str  # "config-file" | "model" | "found" | "builtin" | "shapes"
     tokenizer_dir: Path | None = None
     rejected: list[str] = field(default_factory=list)  # candidates tried, with the reason
+    overrides: dict[str, Any] = field(default_factory=dict)  # --set NAME=VALUE
+    adjusted: list[str] = field(default_factory=list)  # read from the weights, e.g. vocab_size
+    assumed: dict[str, Any] = field(default_factory=dict)  # shapes only: defaults relied on
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
             "kind": self.kind,
             "model_type": self.config.model_type,
-            "heads_guessed": self.heads_guessed,
+            "num_attention_heads": attention_heads(self.config),
             "tokenizer_dir": str(self.tokenizer_dir) if self.tokenizer_dir else None,
             "rejected": self.rejected,
+            "overrides": self.overrides,
+            "adjusted": self.adjusted,
+            "assumed": self.assumed,
         }
 
 
@@ -138,70 +65,268 @@ def resolve_config(
     config_file: str | Path | None = None,
     model: str | Path | None = None,
     cache_dir: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    prefix: str = "",
 ) -> ResolvedConfig:
-    """Choose a configuration for the stripped encoder weights.
+    """Choose the configuration for the stripped encoder weights.
 
     Args:
         state_dict: the encoder's weights with the prefix already stripped.
-        checkpoint: the loaded checkpoint, for configs or names embedded in it.
+        checkpoint: the loaded checkpoint, for the configs its files carry.
         config_file: an explicit `config.json` (must fit the weights).
         model: an explicit local model directory or Hub name in the local cache.
         cache_dir: a Hugging Face cache directory to look in (default: the usual one).
+        overrides: `--set` values, applied to whichever config is chosen.
+        prefix: the encoder's prefix in the checkpoint; a config nested under a key that
+            shares its words (GLiNER's `labels_encoder_config`) is tried first.
+
+    Raises:
+        ArchitectureError: nothing fits, or only shapes are left and a value they
+            cannot tell was not given.
     """
-    rejected: list[str] = []
+    overrides = dict(overrides or {})
     if config_file is not None:
-        return _explicit(
-            _config_from_file(Path(config_file)),
-            state_dict,
-            "config-file",
-            f"--config {config_file}",
-            _tokenizer_dir(Path(config_file).parent),
-        )
+        where = f"--config {config_file}"
+        config = _config_from_values(_read_config_file(Path(config_file)), where)
+        return _explicit(config, state_dict, f"--config {config_file}", "config-file",
+                         tokenizer_dir(Path(config_file).parent), overrides)
     if model is not None:
-        config, tokenizer_dir = _config_from_model(str(model), cache_dir)
+        config, tokenizers = _config_from_model(str(model), cache_dir)
         if config is None:
             raise ArchitectureError(
                 f"--model {model} is neither a local model directory nor in the local Hugging "
                 f"Face cache ({_cache_location(cache_dir)}); nothing is downloaded"
             )
-        return _explicit(config, state_dict, "model", f"--model {model}", tokenizer_dir)
-    found = (
-        (_from_checkpoint(state_dict, checkpoint, cache_dir, rejected) if checkpoint else None)
-        or _from_builtin_shapes(state_dict, rejected)
-        or infer_config(state_dict)
-    )
-    found.rejected = rejected
-    return found
+        return _explicit(config, state_dict, f"--model {model}", "model", tokenizers, overrides)
+    rejected: list[str] = []
+    found = checkpoint and _from_candidates(state_dict, checkpoint, cache_dir, overrides,
+                                            prefix, rejected)
+    if found:
+        found.rejected = rejected
+        return found
+    return _from_shapes(state_dict, overrides, rejected, checkpoint)
 
 
 def _explicit(
     config: PretrainedConfig,
     state_dict: StateDict,
-    kind: str,
     source: str,
-    tokenizer_dir: Path | None,
+    kind: str,
+    tokenizers: Path | None,
+    overrides: dict[str, Any],
 ) -> ResolvedConfig:
+    config, adjusted = _apply(config, overrides, state_dict)
     problem = config_problem(config, state_dict)
     if problem:
         raise ArchitectureError(f"{source} does not fit the weights: {problem}")
-    return ResolvedConfig(config, source, kind, tokenizer_dir=tokenizer_dir)
+    return ResolvedConfig(config, source, kind, tokenizers, overrides=overrides, adjusted=adjusted)
 
 
-def _config_from_file(path: Path) -> PretrainedConfig:
+def _from_candidates(
+    state_dict: StateDict,
+    checkpoint: Checkpoint,
+    cache_dir: str | Path | None,
+    overrides: dict[str, Any],
+    prefix: str,
+    rejected: list[str],
+) -> ResolvedConfig | None:
+    for candidate in sorted(candidates(checkpoint), key=lambda c: not _shares_words(c, prefix)):
+        try:
+            config, kind, source, tokenizers = _candidate_config(candidate, cache_dir)
+        except ArchitectureError as exc:
+            rejected.append(f"{candidate.where}: {exc}")
+            continue
+        if config is None:
+            rejected.append(f"{candidate.where}: {source}")
+            continue
+        config, adjusted = _apply(config, overrides, state_dict)
+        problem = config_problem(config, state_dict)
+        if problem:
+            rejected.append(f"{source}: {problem}")
+            continue
+        tokenizers = tokenizer_dir(checkpoint.weights_dir) or tokenizers
+        return ResolvedConfig(config, source, kind, tokenizers, overrides=overrides,
+                              adjusted=adjusted)
+    return None
+
+
+def _shares_words(candidate: Candidate, prefix: str) -> bool:
+    """Whether the candidate's key names the encoder the prefix names
+    (`labels_encoder_config` for `token_rep_layer.labels_encoder.model.`)."""
+    generic = {"model", "encoder", "layer", "config", "json"}
+    key = candidate.where.split("=")[0].lower()
+    return bool(set(re.findall(r"[a-z]+", prefix.lower())) & set(re.findall(r"[a-z]+", key))
+                - generic)
+
+
+def _candidate_config(
+    candidate: Candidate, cache_dir: str | Path | None
+) -> tuple[PretrainedConfig | None, str, str, Path | None]:
+    """(config or None, kind, source text or the reason there is none, tokenizer dir)."""
+    if candidate.values is not None:
+        return (_config_from_values(candidate.values, candidate.where), "found",
+                candidate.where, None)
+    config, tokenizers = _config_from_model(candidate.name, cache_dir, candidate.base_dir)
+    if config is not None:
+        return config, "found", f"{candidate.where} (local files)", tokenizers
+    config = builtin_config(candidate.name)
+    if config is not None:
+        return config, "builtin", f"{candidate.where}, built-in table", None
+    return (None, "", "not a local directory, not in the local Hugging Face cache, not in the "
+            "built-in table", None)
+
+
+def _from_shapes(
+    state_dict: StateDict,
+    overrides: dict[str, Any],
+    rejected: list[str],
+    checkpoint: Checkpoint | None,
+) -> ResolvedConfig:
+    matches = [m for m in find_encoders(state_dict) if m.prefix == ""]
+    looked = "; ".join(rejected) if rejected else _nothing_found(checkpoint)
+    if not matches:
+        raise ArchitectureError(
+            f"no config found ({looked}) and the weights are no encoder transformers knows; "
+            "pass --config or --model"
+        )
+    types = matches[0].model_types
+    model_type = overrides.pop("model_type", None) or (types[0] if len(types) == 1 else None)
+    if model_type is None:
+        raise ArchitectureError(
+            f"no config found ({looked}); the weights have the {matches[0].layout}, shared by "
+            f"{', '.join(types)}: pass --config or --model, or name the type and what shapes "
+            f"cannot tell with --set model_type=...,num_attention_heads=N"
+        )
+    try:
+        built = config_from_shapes(state_dict, str(model_type), overrides)
+    except MissingValues as exc:
+        sizes = ", ".join(f"{k}={v}" for k, v in exc.read.items())
+        raise ArchitectureError(
+            f"no config found ({looked}); the {model_type} weights give {sizes} but not "
+            f"{', '.join(exc.missing)}: pass --config or --model, or --set "
+            + ",".join(f"{name}=..." for name in exc.missing)
+        ) from None
+    if not overrides:  # building from shapes is the user's call, never ours
+        sizes = ", ".join(f"{k}={v}" for k, v in built.read.items())
+        defaults = ", ".join(f"{k}={v}" for k, v in built.assumed.items())
+        raise ArchitectureError(
+            f"no config found ({looked}); the {model_type} weights give {sizes}, but no file "
+            f"says the rest ({defaults} would be transformers' defaults): pass --config or "
+            "--model, or --set the values you know to build from the shapes"
+        )
+    problem = config_problem(built.config, state_dict)
+    if problem:
+        raise ArchitectureError(f"a {model_type} config built from the shapes does not fit the "
+                                f"weights ({problem}); pass --config or --model")
+    return ResolvedConfig(
+        built.config,
+        f"tensor shapes ({model_type}) with --set {', '.join(sorted(built.given))}",
+        "shapes",
+        rejected=rejected,
+        overrides={"model_type": model_type, **overrides},
+        assumed=built.assumed,
+    )
+
+
+def _nothing_found(checkpoint: Checkpoint | None) -> str:
+    if checkpoint is None:
+        return "no checkpoint files to look in"
+    return f"none in {checkpoint.weights_dir} or inside the checkpoint"
+
+
+def _apply(
+    config: PretrainedConfig, overrides: dict[str, Any], state_dict: StateDict
+) -> tuple[PretrainedConfig, list[str]]:
+    """The config with `--set` values, and its vocabulary read from the weights.
+
+    Projects add tokens after loading an encoder (GLiNER's <<ENT>>, SpanMarker's
+    <start>) and resize the embeddings; the row count is in the weights, not a guess.
+    """
+    if overrides.get("model_type", config.model_type) != config.model_type:
+        raise ArchitectureError(f"--set model_type={overrides['model_type']} contradicts the "
+                                f"config's {config.model_type!r}; pass --config instead")
+    config = with_values(config, overrides)
+    adjusted = []
+    rows = _vocab_rows(config, state_dict)
+    if rows is not None and rows != config.vocab_size and "vocab_size" not in overrides:
+        adjusted.append(f"vocab_size {config.vocab_size} -> {rows} (the embedding's rows)")
+        config.vocab_size = rows
+    return config, adjusted
+
+
+def _vocab_rows(config: PretrainedConfig, state_dict: StateDict) -> int | None:
+    vocab = getattr(config, "vocab_size", None)
+    if not isinstance(vocab, int):
+        return None
+    tables = [
+        key for key, tensor in build_meta(config).state_dict().items()
+        if tensor.dim() == 2 and tensor.shape[0] == vocab and key in state_dict
+    ]
+    tables.sort(key=lambda k: ("word" not in k, "embed" not in k))
+    return int(state_dict[tables[0]].shape[0]) if tables else None
+
+
+def config_problem(config: PretrainedConfig, state_dict: StateDict) -> str | None:
+    """Why `config` cannot hold exactly these weights, or None.
+
+    Every parameter the model builds must be in the weights with its shape (a pooler
+    and tied copies may be absent), and every weight must be a parameter of the model.
+    """
+    try:
+        model = build_meta(config)
+    except Exception as exc:  # transformers validates configs in many ways of its own
+        return f"transformers cannot build it: {str(exc).splitlines()[0][:160]}"
+    expected = model.state_dict(keep_vars=True)
+    owners: dict[int, list[str]] = {}
+    for name, tensor in expected.items():
+        owners.setdefault(id(tensor), []).append(name)
+    missing = [
+        k for k in expected
+        if k not in state_dict and not k.startswith("pooler.")
+        and not any(t in state_dict for t in owners[id(expected[k])])
+    ]
+    unexpected = [k for k in state_dict if k not in expected and k not in BENIGN_EXTRA]
+    shapes = [
+        f"{k} {list(state_dict[k].shape)} vs {list(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    problems = []
+    if shapes:
+        problems.append(f"shape mismatch {shapes[0]}" + _more(shapes))
+    if missing:
+        problems.append(f"{len(missing)} weights missing (e.g. {normalise(missing[0])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected weights (e.g. {normalise(unexpected[0])})")
+    return "; ".join(problems) or None
+
+
+def _more(items: list[str]) -> str:
+    return f" (+{len(items) - 1} more)" if len(items) > 1 else ""
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
     try:
         values = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ArchitectureError(f"--config {path} is not a readable JSON file: {exc}") from None
     if not isinstance(values, dict) or "model_type" not in values:
         raise ArchitectureError(f"--config {path} has no 'model_type' (not a model config?)")
-    return _for_model(values.pop("model_type"), values, str(path))
+    return values
 
 
-def _for_model(model_type: str, values: dict[str, Any], where: str) -> PretrainedConfig:
+def _config_from_values(values: dict[str, Any], where: str) -> PretrainedConfig:
+    values = dict(values)
+    model_type = values.pop("model_type", None)
+    if model_type not in CONFIG_MAPPING:
+        raise ArchitectureError(f"{where}: model type {model_type!r} is not one transformers "
+                                "knows")
+    values.pop("transformers_version", None)
     try:
-        return AutoConfig.for_model(model_type, **values)
-    except (ValueError, KeyError) as exc:
-        raise ArchitectureError(f"{where}: unsupported model type {model_type!r}: {exc}") from None
+        return CONFIG_MAPPING[model_type].from_dict(values)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ArchitectureError(f"{where}: not a valid {model_type} config: "
+                                f"{str(exc).splitlines()[0][:160]}") from None
 
 
 def _config_from_model(
@@ -210,16 +335,17 @@ def _config_from_model(
     """Config (and tokenizer directory) from a local directory or the local HF cache."""
     for directory in _local_dirs(name, base_dir):
         if (directory / "config.json").is_file():
-            return AutoConfig.from_pretrained(directory, local_files_only=True), _tokenizer_dir(
-                directory
-            )
+            values = json.loads((directory / "config.json").read_text())
+            if isinstance(values, dict) and values.get("model_type") in CONFIG_MAPPING:
+                return _config_from_values(values, str(directory / "config.json")), \
+                    tokenizer_dir(directory)
     if re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is None:
         return None, None
-    for hub_name in _hub_aliases(name):
+    for hub_name in hub_aliases(name):
         snapshot = _cached_snapshot(hub_name, cache_dir)
         if snapshot is not None:
             config = AutoConfig.from_pretrained(snapshot, local_files_only=True)
-            return config, _tokenizer_dir(snapshot)
+            return config, tokenizer_dir(snapshot)
     return None, None
 
 
@@ -229,13 +355,6 @@ def _local_dirs(name: str, base_dir: Path | None) -> list[Path]:
     if base_dir is not None and not path.is_absolute():
         dirs.insert(0, base_dir / path)
     return [d for d in dirs if d.is_dir()]
-
-
-def _hub_aliases(name: str) -> list[str]:
-    bare = name.split("/", 1)[1] if name.startswith(_HUB_ORGS) else name
-    if "/" in bare:  # an organisation of its own: no aliases
-        return [name]
-    return list(dict.fromkeys([name, bare, *(org + bare for org in _HUB_ORGS)]))
 
 
 def _cached_snapshot(name: str, cache_dir: str | Path | None) -> Path | None:
@@ -251,208 +370,5 @@ def _cache_location(cache_dir: str | Path | None) -> str:
     return str(cache_dir or constants.HF_HUB_CACHE)
 
 
-def _tokenizer_dir(directory: Path) -> Path | None:
-    return directory if any((directory / f).is_file() for f in TOKENIZER_FILES) else None
-
-
-def _from_checkpoint(
-    state_dict: StateDict, checkpoint: Checkpoint, cache_dir: str | Path | None, rejected: list[str]
-) -> ResolvedConfig | None:
-    """A config file beside the weights, or a name/config dict stored in the checkpoint."""
-    base_dir = checkpoint.path if checkpoint.path.is_dir() else checkpoint.path.parent
-    if "config.json" in checkpoint.extra:
-        config = AutoConfig.from_pretrained(base_dir, local_files_only=True)
-        source = f"{base_dir / 'config.json'}"
-        problem = config_problem(config, state_dict)
-        if not problem:
-            return ResolvedConfig(
-                config, source, "embedded", tokenizer_dir=_tokenizer_dir(base_dir)
-            )
-        rejected.append(f"{source}: {problem}")
-    for where, container in _config_containers(checkpoint.extra):
-        if isinstance(container.get("model_type"), str) and "hidden_size" in container:
-            values = dict(container)
-            config = _for_model(values.pop("model_type"), values, where)
-            problem = config_problem(config, state_dict)
-            if not problem:
-                return ResolvedConfig(config, f"{where} (a full config)", "embedded")
-            rejected.append(f"{where}: {problem}")
-        for key in _NAME_KEYS:
-            name = container.get(key)
-            if isinstance(name, str) and name:
-                cache = container.get("bert_cache_dir") or cache_dir
-                found = _from_name(
-                    name, f"{where}[{key!r}]={name!r}", state_dict, base_dir, cache, rejected
-                )
-                if found is not None:
-                    return found
-    return None
-
-
-def _config_containers(extra: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    found = [
-        (f"checkpoint[{k!r}]", v)
-        for k, v in extra.items()
-        if k in _CONFIG_CONTAINERS and isinstance(v, dict)
-    ]
-    return found + [("checkpoint", extra)]
-
-
-def _from_name(
-    name: str,
-    where: str,
-    state_dict: StateDict,
-    base_dir: Path,
-    cache_dir: str | Path | None,
-    rejected: list[str],
-) -> ResolvedConfig | None:
-    config, tokenizer_dir = _config_from_model(name, cache_dir, base_dir)
-    if config is not None:
-        problem = config_problem(config, state_dict)
-        if not problem:
-            return ResolvedConfig(config, where, "embedded", tokenizer_dir=tokenizer_dir)
-        rejected.append(f"{where} (local files): {problem}")
-    builtin = builtin_config(name)
-    if builtin is not None:
-        problem = config_problem(builtin, state_dict)
-        if not problem:
-            return ResolvedConfig(builtin, f"{where}, built-in table", "builtin")
-        rejected.append(f"{where} (built-in table): {problem}")
-    elif config is None:
-        rejected.append(
-            f"{where}: not a local directory, not in the local Hugging Face cache, "
-            "not in the built-in table"
-        )
-    return None
-
-
-def builtin_config(name: str) -> PretrainedConfig | None:
-    for alias in _hub_aliases(name):
-        if alias in BUILTIN_CONFIGS:
-            model_type, values = BUILTIN_CONFIGS[alias]
-            return AutoConfig.for_model(model_type, **values)
-    return None
-
-
-def _from_builtin_shapes(state_dict: StateDict, rejected: list[str]) -> ResolvedConfig | None:
-    """A built-in entry whose shapes match exactly (its head count is then known)."""
-    fits = [
-        name for name in BUILTIN_CONFIGS if not config_problem(builtin_config(name), state_dict)
-    ]
-    if len(fits) == 1:
-        return ResolvedConfig(
-            builtin_config(fits[0]), f"built-in table: {fits[0]} (matched by shapes)", "builtin"
-        )
-    if len(fits) > 1:
-        rejected.append(f"built-in table: several entries fit the shapes ({', '.join(fits)})")
-    return None
-
-
-def config_problem(config: PretrainedConfig, state_dict: StateDict) -> str | None:
-    """Why `config` cannot hold these weights (shape or layer mismatches), or None."""
-    words = state_dict.get("embeddings.word_embeddings.weight")
-    if words is not None:  # cheap first look before building a meta model
-        width = next(
-            (
-                getattr(config, a)
-                for a in ("embedding_size", "hidden_size", "dim")
-                if isinstance(getattr(config, a, None), int)
-            ),
-            None,
-        )
-        wanted = (getattr(config, "vocab_size", None), width)
-        if tuple(words.shape) != wanted:
-            return (
-                f"shape mismatch embeddings.word_embeddings.weight {tuple(words.shape)} vs {wanted}"
-            )
-    with torch.device("meta"):
-        expected = AutoModel.from_config(config).state_dict()
-    bad_shapes = [
-        f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state_dict and state_dict[k].shape != v.shape
-    ]
-    if bad_shapes:
-        more = f" (+{len(bad_shapes) - 1} more)" if len(bad_shapes) > 1 else ""
-        return f"shape mismatch {bad_shapes[0]}{more}"
-    common = len(expected.keys() & state_dict.keys())
-    if common < 0.5 * len(expected):
-        return f"only {common} of {len(expected)} expected weights present (another architecture?)"
-    layers = _layer_count(state_dict.keys())
-    if layers and layers != _layer_count(expected.keys()):
-        return f"weights have {layers} layers, config has {_layer_count(expected.keys())}"
-    return None
-
-
-def _layer_count(keys: Any) -> int:
-    numbers = {int(m.group(1)) for k in keys if (m := re.search(r"\blayer\.(\d+)\.", k))}
-    return max(numbers) + 1 if numbers else 0
-
-
-def infer_config(state_dict: StateDict) -> ResolvedConfig:
-    """Build a config from tensor shapes alone; the head count is a guess."""
-    model_type = guess_model_type(state_dict, "")
-    if model_type is None:
-        raise ArchitectureError(
-            "cannot infer the architecture from these weights (not a BERT, RoBERTa, "
-            "XLM-RoBERTa, ELECTRA or DistilBERT layout); pass --config or --model"
-        )
-    vocab, embedding = state_dict["embeddings.word_embeddings.weight"].shape
-    positions = state_dict["embeddings.position_embeddings.weight"].shape[0]
-    layers = _layer_count(state_dict.keys())
-    if model_type == "distilbert":
-        hidden = embedding
-        intermediate = state_dict["transformer.layer.0.ffn.lin1.weight"].shape[0]
-        heads = guess_heads(hidden)
-        values = dict(
-            vocab_size=vocab,
-            dim=hidden,
-            n_layers=layers,
-            n_heads=heads,
-            hidden_dim=intermediate,
-            max_position_embeddings=positions,
-        )
-    else:
-        hidden = (
-            state_dict["embeddings_project.weight"].shape[0]
-            if "embeddings_project.weight" in state_dict
-            else embedding
-        )
-        intermediate = state_dict["encoder.layer.0.intermediate.dense.weight"].shape[0]
-        types = state_dict.get("embeddings.token_type_embeddings.weight")
-        heads = guess_heads(hidden)
-        values = dict(
-            vocab_size=vocab,
-            hidden_size=hidden,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            intermediate_size=intermediate,
-            max_position_embeddings=positions,
-            type_vocab_size=types.shape[0] if types is not None else 2,
-        )
-        if model_type == "electra":
-            values["embedding_size"] = embedding
-        if model_type in ("roberta", "xlm-roberta"):
-            values.update(pad_token_id=1, bos_token_id=0, eos_token_id=2, layer_norm_eps=1e-5)
-    config = AutoConfig.for_model(model_type, **values)
-    problem = config_problem(config, state_dict)
-    if problem:
-        raise ArchitectureError(f"inferred {model_type} config does not fit the weights: {problem}")
-    return ResolvedConfig(
-        config,
-        f"inferred from tensor shapes ({model_type}, {heads} attention heads GUESSED)",
-        "inferred",
-        heads_guessed=True,
-    )
-
-
-def guess_heads(hidden: int) -> int:
-    """The usual head count for a hidden size: head size 64 where it divides, else smaller."""
-    for head_size in (64, 32, 16, 8, 4, 2, 1):
-        if hidden % head_size == 0:
-            return hidden // head_size
-    return 1
-
-
-def attention_heads(config: PretrainedConfig) -> int:
-    return getattr(config, "num_attention_heads", None) or config.n_heads
+def attention_heads(config: PretrainedConfig) -> int | None:
+    return getattr(config, "num_attention_heads", None)

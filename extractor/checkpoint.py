@@ -45,7 +45,13 @@ class Checkpoint:
     extra: dict[str, Any] = field(default_factory=dict)  # top-level non-state-dict entries
     trusted: bool = False
     mmap: bool = False
+    stand_ins: tuple[str, ...] = ()  # pickled classes read as data, none of their code run
+    weights_file: Path | None = None  # the file the weights came from (inside a directory)
 
+    @property
+    def weights_dir(self) -> Path:
+        """The directory the weights sit in: where their config and tokenizer would be."""
+        return (self.weights_file or self.path).parent
 
 
 def load_checkpoint(path: str | Path, trust: bool = False) -> Checkpoint:
@@ -53,8 +59,10 @@ def load_checkpoint(path: str | Path, trust: bool = False) -> Checkpoint:
 
     Args:
         path: a `.bin/.pt/.pth/.ckpt/.mdl` pickle (zip or legacy), a `.safetensors`
-            file, or a directory (Hugging Face layout or a single weights file).
-        trust: allow pickles that need arbitrary code (`torch.load(weights_only=False)`).
+            file, or a directory (Hugging Face layout, sharded index, a single weights
+            file, or a sentence-transformers model: `modules.json` names its Transformer).
+        trust: unpickle with arbitrary code (`torch.load(weights_only=False)`); without
+            it, classes torch does not allow are read as inert stand-ins.
     """
     path = Path(path)
     if not path.exists():
@@ -65,32 +73,54 @@ def load_checkpoint(path: str | Path, trust: bool = False) -> Checkpoint:
         raise CheckpointError(f"{path} is empty")
     if path.suffix == ".safetensors" or _looks_like_safetensors(path):
         state_dict = _load_safetensors(path)
-        return Checkpoint(path, "safetensors", state_dict, "top level", trusted=trust)
-    obj, fmt, mmap = _torch_load(path, trust)
+        return Checkpoint(path, "safetensors", state_dict, "top level", trusted=trust,
+                          weights_file=path)
+    obj, fmt, mmap, stand_ins = _torch_load(path, trust)
     state_dict, location = find_state_dict(obj, path)
     extra = _extra_entries(obj, state_dict)
-    return Checkpoint(path, fmt, state_dict, location, extra, trusted=trust, mmap=mmap)
+    return Checkpoint(path, fmt, state_dict, location, extra, trusted=trust, mmap=mmap,
+                      stand_ins=stand_ins, weights_file=path)
 
 
 def _load_directory(path: Path, trust: bool) -> Checkpoint:
-    weights = _directory_weights(path)
+    module_dir = sentence_transformer_dir(path)
+    weights = _directory_weights(module_dir or path)
     if weights is None:
+        where = f"{module_dir} (the Transformer module modules.json names)" if module_dir else path
         raise CheckpointError(
-            f"{path} is a directory without weights (looked for "
+            f"{where} is a directory without weights (looked for "
             f"{', '.join(_DIRECTORY_WEIGHTS)} or a single *.safetensors/*.bin/*.pt file)"
         )
     if weights.name.endswith(".index.json"):
-        state_dict = _load_sharded(weights, trust)
-        inner = "sharded"
-        location, extra = "top level", {}
+        inner = Checkpoint(path, "sharded", _load_sharded(weights, trust), "top level",
+                           trusted=trust, weights_file=weights)
     else:
-        inner_ckpt = load_checkpoint(weights, trust)
-        state_dict, inner = inner_ckpt.state_dict, inner_ckpt.format
-        location, extra = inner_ckpt.location, inner_ckpt.extra
-    config_file = path / "config.json"
-    if config_file.is_file():
-        extra = {**extra, "config.json": str(config_file)}
-    return Checkpoint(path, f"directory:{inner}", state_dict, location, extra, trusted=trust)
+        inner = load_checkpoint(weights, trust)
+    inner.path, inner.format = path, f"directory:{inner.format}"
+    return inner
+
+
+def sentence_transformer_dir(path: Path) -> Path | None:
+    """The Transformer module's directory of a sentence-transformers model, else None.
+
+    `modules.json` lists the modules; the Transformer (`models.BERT` before v0.3) is
+    saved in the root (`"path": ""`, v2 and later) or in `0_Transformer/` (v1).
+    """
+    index = path / "modules.json"
+    if not index.is_file():
+        return None
+    try:
+        modules = json.loads(index.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{index} is not valid JSON: {_first_line(exc)}") from None
+    if not isinstance(modules, list):
+        raise CheckpointError(f"{index} is not a sentence-transformers module list")
+    for module in modules:
+        kind = str(module.get("type", "")) if isinstance(module, dict) else ""
+        if kind.endswith((".Transformer", ".BERT", ".RoBERTa", ".XLMRoBERTa")):
+            return (path / str(module.get("path", ""))).resolve()
+    kinds = ", ".join(str(m.get("type")) for m in modules if isinstance(m, dict))
+    raise CheckpointError(f"{index} names no Transformer module (types: {kinds})")
 
 
 def _directory_weights(path: Path) -> Path | None:
@@ -134,49 +164,120 @@ def _load_safetensors(path: Path) -> StateDict:
         raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from None
 
 
-def _torch_load(path: Path, trust: bool) -> tuple[Any, str, bool]:
+def _torch_load(path: Path, trust: bool) -> tuple[Any, str, bool, tuple[str, ...]]:
+    """The unpickled object, its format, whether it is memory-mapped, and the stand-ins used.
+
+    Untrusted files go through torch's weights-only unpickler. A class it does not
+    allow (a project's `Config`, `argparse.Namespace`, a pickled module) is replaced
+    by an inert stand-in that keeps the object's data and runs none of its code, so a
+    checkpoint from a project that is not installed still yields its weights and config.
+    """
     is_zip = zipfile.is_zipfile(path)
     fmt = "torch-zip" if is_zip else "torch-legacy"
+    if trust:
+        return _trusted_load(path, is_zip), fmt, is_zip, ()
+    stand_ins: dict[str, type] = {}
+    while True:
+        try:
+            with torch.serialization.safe_globals([(c, n) for n, c in stand_ins.items()]):
+                # mmap keeps the weights in the page cache instead of copying them into RAM.
+                obj = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+            return obj, fmt, is_zip, tuple(stand_ins)
+        except pickle.UnpicklingError as exc:
+            name = _unsupported_global(str(exc))
+            if name is None or name in stand_ins or len(stand_ins) >= _MAX_STAND_INS:
+                raise _unpickling_error(path, exc) from None
+            stand_ins[name] = stand_in_class(name)
+        except _LOAD_ERRORS as exc:
+            raise _corrupt(path, exc) from None
+
+
+def _trusted_load(path: Path, is_zip: bool) -> Any:
     try:
-        # mmap keeps the weights in the page cache instead of copying them into RAM.
-        obj = torch.load(path, map_location="cpu", weights_only=not trust, mmap=is_zip)
-    except pickle.UnpicklingError as exc:
-        raise _unpickling_error(path, exc, trust) from None
-    except (
-        RuntimeError,
-        EOFError,
-        KeyError,
-        ValueError,
-        OSError,
-        AttributeError,
-        ModuleNotFoundError,
-        ImportError,
-        TypeError,
-    ) as exc:
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=is_zip)
+    except ModuleNotFoundError as exc:
         raise CheckpointError(
-            f"{path} cannot be read as a PyTorch checkpoint (truncated, corrupt or not a "
-            f"checkpoint): {_first_line(exc)}"
+            f"{path} pickles objects from module {exc.name!r}, which is not importable: make "
+            "the source of the project that saved it importable (PYTHONPATH), or leave out "
+            "--trust-checkpoint to read its data without running its code"
         ) from None
-    return obj, fmt, is_zip
+    except (pickle.UnpicklingError, *_LOAD_ERRORS) as exc:
+        raise _corrupt(path, exc) from None
 
 
-def _unpickling_error(path: Path, exc: Exception, trust: bool) -> CheckpointError:
-    message = str(exc)
+_LOAD_ERRORS = (
+    RuntimeError,
+    EOFError,
+    KeyError,
+    ValueError,
+    OSError,
+    AttributeError,
+    ImportError,
+    TypeError,
+    IndexError,
+)
+_MAX_STAND_INS = 64
+
+
+class StandIn:
+    """Holds the data of a pickled object whose class is not loaded; runs nothing."""
+
+    pickled_name = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.__dict__["_args"] = args
+        self.__dict__.update(kwargs)
+
+    def __setstate__(self, state: Any) -> None:
+        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
+            state, slots = state
+            self.__dict__.update(slots)
+        if isinstance(state, dict):
+            self.__dict__.update(state)
+        else:
+            self.__dict__["_state"] = state
+
+    def __repr__(self) -> str:
+        return f"<stand-in for {self.pickled_name}>"
+
+
+def stand_in_class(name: str) -> type:
+    module, _, qualname = name.rpartition(".")
+    return type(qualname, (StandIn,), {"pickled_name": name, "__module__": module or "pickled"})
+
+
+def attributes(obj: Any) -> dict[str, Any] | None:
+    """A config-like object's data: a dict as is, else its attributes (stand-ins included)."""
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    if isinstance(obj, (str, bytes, int, float, list, tuple, set, torch.Tensor)) or obj is None:
+        return None
+    values = getattr(obj, "__dict__", None)
+    return {k: v for k, v in values.items() if not k.startswith("_")} if values else None
+
+
+def _unsupported_global(message: str) -> str | None:
     found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
-    if trust or found is None:
-        # torch puts the reason on the line after "WeightsUnpickler error:" (2.13).
-        reason = re.search(r"WeightsUnpickler error:\s*(\S.*)", message)
-        return CheckpointError(
-            f"{path} cannot be read as a PyTorch checkpoint (truncated, corrupt or not a "
-            f"checkpoint): {reason.group(1)[:200] if reason else _first_line(exc)}"
+    return found.group(1) if found else None
+
+
+def _unpickling_error(path: Path, exc: Exception) -> CheckpointError:
+    message = str(exc)
+    blocked = re.search(r"unsupported GLOBAL ([\w.]+) whose module \w+ is blocked", message)
+    if blocked:
+        return UnsafeCheckpointError(
+            f"{path} is unsafe: its pickle calls {blocked.group(1)} (it would run code on "
+            "load); refused"
         )
-    name = found.group(1)
-    if name.startswith("torch."):
-        # torch's own globals are allowed; a mangled one means the stream was cut short.
-        return CheckpointError(f"{path} looks truncated or corrupt (unpickler stopped at {name})")
-    return UnsafeCheckpointError(
-        f"{path} needs arbitrary code to load (it pickles {name}); rerun with "
-        "--trust-checkpoint only if you trust where it came from"
+    return _corrupt(path, exc)
+
+
+def _corrupt(path: Path, exc: BaseException) -> CheckpointError:
+    # torch puts the reason on the line after "WeightsUnpickler error:" (2.13).
+    reason = re.search(r"WeightsUnpickler error:\s*(\S.*)", str(exc))
+    return CheckpointError(
+        f"{path} cannot be read as a PyTorch checkpoint (truncated, corrupt or not a "
+        f"checkpoint): {reason.group(1)[:200] if reason else _first_line(exc)}"
     )
 
 
@@ -189,8 +290,8 @@ def find_state_dict(obj: Any, path: Path | str = "checkpoint") -> tuple[StateDic
     """Return the largest mapping of names to tensors inside `obj` and where it was.
 
     Looks at the top level, the usual keys (`model`, `state_dict`, `module`,
-    `model_state_dict`, ...) and nested dicts; a pickled `nn.Module` (trusted
-    loads only) gives its `state_dict()`.
+    `model_state_dict`, ...) and nested dicts; a pickled `nn.Module` gives its
+    `state_dict()`, and so does the stand-in of one whose class was not loaded.
     """
     candidates: list[tuple[int, int, StateDict, str]] = []
     _collect_state_dicts(obj, "checkpoint", 0, candidates)
@@ -208,6 +309,12 @@ def _collect_state_dicts(obj: Any, where: str, depth: int, out: list) -> None:
     if isinstance(obj, torch.nn.Module):
         out.append((len(obj.state_dict()), 0, dict(obj.state_dict()), f"{where}.state_dict()"))
         return
+    if isinstance(obj, StandIn) and "_modules" in obj.__dict__:
+        state_dict = _module_state_dict(obj)
+        out.append((len(state_dict), 0, state_dict, f"{where}.state_dict()"))
+        return
+    if isinstance(obj, StandIn):
+        obj = obj.__dict__
     if not isinstance(obj, Mapping):
         return
     tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
@@ -220,6 +327,21 @@ def _collect_state_dicts(obj: Any, where: str, depth: int, out: list) -> None:
     for key, value in obj.items():
         if isinstance(key, str):
             _collect_state_dicts(value, f"{where}[{key!r}]", depth + 1, out)
+
+
+def _module_state_dict(module: StandIn, prefix: str = "") -> StateDict:
+    """What `state_dict()` would give for a pickled module read as a stand-in."""
+    found: StateDict = {}
+    for kind in ("_parameters", "_buffers"):
+        for name, tensor in (module.__dict__.get(kind) or {}).items():
+            if isinstance(tensor, torch.Tensor) and name not in module.__dict__.get(
+                "_non_persistent_buffers_set", ()
+            ):
+                found[prefix + name] = tensor
+    for name, child in (module.__dict__.get("_modules") or {}).items():
+        if isinstance(child, StandIn):
+            found.update(_module_state_dict(child, f"{prefix}{name}."))
+    return found
 
 
 def _extra_entries(obj: Any, state_dict: StateDict) -> dict[str, Any]:

@@ -27,6 +27,10 @@ class ArchitectureError(ExtractorError):
     """No configuration could be resolved, or it disagrees with the weights."""
 
 
+class UnexportableError(ExtractorError):
+    """This architecture (or setting) cannot be exported to dynamic ONNX on this stack."""
+
+
 class WeightMismatchError(ExtractorError):
     """The stripped weights do not fit the fresh model (missing, unexpected, shape)."""
 

@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -23,7 +24,9 @@ from typing import Any
 
 import onnx
 import torch
-from transformers import PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
+
+from .errors import UnexportableError
 
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 EXPORTERS = ("dynamo", "torchscript")
@@ -85,6 +88,23 @@ class EncoderWrapper(torch.nn.Module):
         return tuple(result)
 
 
+def refuse_unexportable(config: PretrainedConfig) -> None:
+    """Refuse settings whose behaviour an ONNX graph cannot follow, before any work.
+
+    Raises:
+        UnexportableError: BigBird's block-sparse attention chooses full or sparse
+            attention by sequence length in Python; the graph would keep one branch.
+    """
+    if config.model_type == "big_bird" and getattr(config, "attention_type", "") == "block_sparse":
+        longest = (5 + 2 * config.num_random_blocks) * config.block_size
+        raise UnexportableError(
+            "big_bird with attention_type='block_sparse' switches between full attention (up "
+            f"to {longest} tokens) and block-sparse attention (longer) in Python, which one ONNX "
+            "graph cannot do; to export full attention, exact up to that length, pass --set "
+            "attention_type=original_full"
+        )
+
+
 def input_names_for(model: PreTrainedModel) -> list[str]:
     """The text inputs the model's forward takes, in its own order."""
     params = list(inspect.signature(model.forward).parameters)
@@ -95,17 +115,17 @@ def input_names_for(model: PreTrainedModel) -> list[str]:
 
 
 def output_names_for(model: PreTrainedModel, hidden_states: bool) -> list[str]:
-    names = ["last_hidden_state"]
-    if getattr(model, "pooler", None) is not None:
-        names.append("pooler_output")
+    """The outputs the export wrapper returns, found by running the model on 1x4 tokens
+    (whether a pooler output exists, and how many hidden states, differs by type)."""
+    inputs = dummy_inputs(model.config, input_names_for(model), 1, 4)
+    with torch.no_grad():
+        out = model(**inputs, output_hidden_states=hidden_states, return_dict=True)
+    found = ["last_hidden_state"]
+    if getattr(out, "pooler_output", None) is not None:
+        found.append("pooler_output")
     if hidden_states:
-        layers = (
-            model.config.num_hidden_layers
-            if hasattr(model.config, "num_hidden_layers")
-            else model.config.n_layers
-        )
-        names += [f"hidden_states.{i}" for i in range(layers + 1)]
-    return names
+        found += [f"hidden_states.{i}" for i in range(len(out.hidden_states))]
+    return found
 
 
 def choose_dummy_sizes(config: Any) -> tuple[int, int]:
@@ -178,11 +198,29 @@ def export_onnx(
         getattr(model.config, "_attn_implementation", None),
     )
     with _quiet(settings.warnings), torch.no_grad():
-        if exporter == "dynamo":
-            _export_dynamo(wrapper, tuple(inputs.values()), path, settings, opset)
-        else:
-            _export_torchscript(wrapper, tuple(inputs.values()), path, settings, opset)
+        try:
+            if exporter == "dynamo":
+                _export_dynamo(wrapper, tuple(inputs.values()), path, settings, opset)
+            else:
+                _export_torchscript(wrapper, tuple(inputs.values()), path, settings, opset)
+        except torch.onnx.OnnxExporterError as exc:
+            raise UnexportableError(
+                f"{model.config.model_type} cannot be exported with dynamic batch and sequence by "
+                f"the {exporter} exporter: {exporter_reason(exc)}"
+            ) from None
     return settings
+
+
+def exporter_reason(exc: BaseException) -> str:
+    """The cause torch.onnx buries in its message, and the model line that raised it."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    summary = re.search(r"## Exception summary\s*\n\s*(.+)", text)
+    reason = summary.group(1) if summary else text.strip().splitlines()[0]
+    reason = re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", reason).split(" (unhinted")[0]
+    site = re.search(r'following call raised this error:\s*\n\s*File "([^"]+)", line (\d+), '
+                     r"in (\w+)", text)
+    where = f" (in {Path(site.group(1)).name}:{site.group(2)}, {site.group(3)})" if site else ""
+    return reason[:240] + where
 
 
 @dataclass(frozen=True)
@@ -223,6 +261,8 @@ def export_saved_model(model_dir: str | Path, jobs: list[ExportJob]) -> list[Exp
     if done.returncode != 0:
         raise RuntimeError(f"export subprocess failed:\n{done.stderr[-4000:]}")
     results = json.loads(done.stdout.strip().splitlines()[-1])
+    if isinstance(results, dict):
+        raise UnexportableError(results["refused"])
     return [ExportSettings(**result) for result in results]
 
 
@@ -230,7 +270,11 @@ def _export_in_child(request: dict[str, Any]) -> None:
     from .model import load_saved_model
 
     model = load_saved_model(request["model_dir"])
-    settings = run_export_jobs(model, [ExportJob(**job) for job in request["jobs"]])
+    try:
+        settings = run_export_jobs(model, [ExportJob(**job) for job in request["jobs"]])
+    except UnexportableError as exc:
+        print(json.dumps({"refused": str(exc)}))
+        return
     print(json.dumps([s.to_dict() for s in settings]))
 
 
@@ -251,10 +295,26 @@ def _export_dynamo(
         verbose=False,
         optimize=True,
     )
+    _refuse_specialised(program.model.graph, wrapper.model.config.model_type)
     settings.opset = program.model.opset_imports[""]
     program.model.metadata_props.update(settings.metadata())
     _forget_inner_shapes(program.model.graph)
     program.save(path, external_data=settings.external_data)
+
+
+def _refuse_specialised(graph: Any, model_type: str) -> None:
+    """torch.export applies its own "suggested fixes" and silently makes a dim static
+    where the model's Python code needs a concrete size (Funnel's pooling)."""
+    for value in graph.inputs:
+        static = [(axis, dim) for axis, dim in enumerate(list(value.shape or ())[:2])
+                  if isinstance(dim, int)]
+        if static:
+            axis, dim = static[0]
+            raise UnexportableError(
+                f"{model_type} cannot be exported with dynamic batch and sequence by the dynamo "
+                f"exporter: it specialised {value.name} {['batch', 'sequence'][axis]} to the "
+                f"dummy's {dim} (the model computes sizes from it in Python)"
+            )
 
 
 def _forget_inner_shapes(graph: Any) -> None:
@@ -308,16 +368,21 @@ def _quiet(collected: list[str]):
             "torch.export",
             "torch._export",
             "onnxscript",
-            "torch.fx.experimental",
+            "torch.fx",
+            "torch._dynamo",
+            "transformers",
         )
     ]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
-        lg.setLevel(logging.ERROR)
+        # torch.export logs the whole graph when it fails; the exception says enough.
+        lg.setLevel(logging.CRITICAL)
     try:
         with (
             warnings.catch_warnings(record=True) as caught,
             contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+            _native_stdout_discarded(),
         ):
             warnings.simplefilter("always")
             yield
@@ -328,6 +393,21 @@ def _quiet(collected: list[str]):
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def _native_stdout_discarded():
+    """The TorchScript exporter prints its whole graph from C++ when an operator is
+    unsupported (FNet's fft_fftn): point file descriptor 1 at /dev/null meanwhile."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 if __name__ == "__main__":  # the child of export_saved_model

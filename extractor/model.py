@@ -1,4 +1,4 @@
-"""Build a fresh encoder with `AutoModel.from_config` and load the stripped weights.
+"""Build a fresh encoder from its config and load the stripped weights.
 
 Every missing key, unexpected key and shape mismatch is collected and reported
 at once. Differences known to be benign across transformers versions (buffers
@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModel, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
 
 from .checkpoint import StateDict
+from .encoders import build_meta, encoder_class
 from .errors import WeightMismatchError
 
 # Buffers transformers 4.x wrote into state dicts; 3.x and 5.x rebuild them, so they are ignored.
@@ -86,8 +87,9 @@ def build_model(
     kwargs: dict[str, Any] = {}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    with torch.device("meta"):
-        expected = AutoModel.from_config(config, **kwargs).state_dict()
+    meta = build_meta(config, **kwargs)
+    expected = meta.state_dict()
+    tied = _tied_names(meta)
     if _has_pooler(expected) and not (pooler and _has_pooler(state_dict)):
         # Many task models build the encoder without its pooler (add_pooling_layer=False).
         kwargs["add_pooling_layer"] = False
@@ -109,7 +111,11 @@ def build_model(
             report.tolerated.append((key, BENIGN_EXTRA_KEYS[key]))
         else:
             report.unexpected.append(key)
-    report.missing = [k for k in expected if k not in state_dict]
+    report.missing = [k for k in expected if k not in state_dict and k not in tied]
+    for key in expected:
+        if key in tied and key not in state_dict:
+            if not any(other in state_dict for other in tied[key]):
+                report.missing.append(key)
     report.shape_mismatches = [
         (k, tuple(t.shape), tuple(expected[k].shape))
         for k, t in weights.items()
@@ -119,8 +125,14 @@ def build_model(
         raise WeightMismatchError(_mismatch_message(report), report)
 
     weights, report.converted_dtype = _as_float32(weights)
-    model = AutoModel.from_config(config, **kwargs)
-    model.load_state_dict(weights, strict=True, assign=True)
+    model = encoder_class(config)(config, **kwargs)
+    # Tied copies (T5's encoder.embed_tokens and shared) load through the one present.
+    absent = {k for k in expected if k not in weights}
+    result = model.load_state_dict(weights, strict=False, assign=True)
+    if set(result.missing_keys) - absent or result.unexpected_keys:
+        raise WeightMismatchError(f"weights do not load: {result}", report)
+    if absent:
+        model.tie_weights()
     report.loaded = len(weights)
     return model.eval(), report
 
@@ -136,7 +148,8 @@ def load_saved_model(model_dir: str | Path) -> PreTrainedModel:
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # its load report would call the missing pooler a problem
     try:
-        model, info = AutoModel.from_pretrained(
+        config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+        model, info = encoder_class(config).from_pretrained(
             model_dir, local_files_only=True, output_loading_info=True
         )
     finally:
@@ -146,6 +159,15 @@ def load_saved_model(model_dir: str | Path) -> PreTrainedModel:
     ):
         model.pooler = None
     return model.eval()
+
+
+def _tied_names(model: torch.nn.Module) -> dict[str, list[str]]:
+    """For each parameter shared under several names, the other names."""
+    owners: dict[int, list[str]] = {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        owners.setdefault(id(tensor), []).append(name)
+    return {n: [o for o in group if o != n] for group in owners.values() if len(group) > 1
+            for n in group}
 
 
 def _has_pooler(state_dict: dict[str, Any]) -> bool:

@@ -1,8 +1,9 @@
 """Find the encoder inside a composite state dict by its key prefixes.
 
-An encoder subtree is a prefix `P` with `P + "embeddings.word_embeddings.weight"`
-and a first transformer layer under it. Without `--prefix` the one such subtree
-is chosen; zero or several is a question for the user, never a guess.
+A prefix is an encoder when the names under it are those of a model type
+transformers builds (`encoders.find_encoders`), at any depth. Without
+`--prefix` the one such subtree is chosen; zero or several is a question for
+the user, never a guess.
 """
 
 from __future__ import annotations
@@ -11,11 +12,9 @@ import difflib
 from dataclasses import dataclass
 
 from .checkpoint import StateDict
+from .encoders import EncoderMatch, find_encoders
 from .errors import PrefixError
 
-_WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
-_BERT_LAYER0 = "encoder.layer.0.attention.self.query.weight"
-_DISTILBERT_LAYER0 = "transformer.layer.0.attention.q_lin.weight"
 _LISTED_DEPTH = 2
 
 
@@ -27,46 +26,23 @@ class PrefixInfo:
     tensors: int
     parameters: int
     dtypes: tuple[str, ...]
-    architecture: str | None  # the model type an encoder subtree looks like
+    architecture: str | None  # an encoder subtree: its type, or "<type> layout" if shared
+    model_types: tuple[str, ...] = ()  # every model type with this layout
 
 
 def encoder_prefixes(state_dict: StateDict) -> list[str]:
-    """Every prefix under which a BERT-style encoder's weights sit."""
-    found = []
-    for key in state_dict:
-        if key.endswith(_WORD_EMBEDDINGS):
-            prefix = key[: -len(_WORD_EMBEDDINGS)]
-            if guess_model_type(state_dict, prefix) is not None:
-                found.append(prefix)
-    return sorted(found)
+    """Every prefix under which a transformer encoder's weights sit."""
+    return [m.prefix for m in find_encoders(state_dict)]
 
 
-def guess_model_type(state_dict: StateDict, prefix: str) -> str | None:
-    """The Hugging Face `model_type` the weights under `prefix` look like, or None."""
-    if prefix + _DISTILBERT_LAYER0 in state_dict:
-        return "distilbert"
-    if prefix + _BERT_LAYER0 not in state_dict or prefix + _WORD_EMBEDDINGS not in state_dict:
-        return None
-    if prefix + "embeddings_project.weight" in state_dict:
-        return "electra"
-    name = prefix.lower()
-    for hint in ("xlm-roberta", "xlm_roberta", "roberta", "electra", "camembert"):
-        if hint.replace("-", "_") in name.replace("-", "_"):
-            return hint.replace("_", "-")
-    vocab = state_dict[prefix + _WORD_EMBEDDINGS].shape[0]
-    type_vocab_key = prefix + "embeddings.token_type_embeddings.weight"
-    positions_key = prefix + "embeddings.position_embeddings.weight"
-    if type_vocab_key in state_dict and positions_key in state_dict:
-        # RoBERTa-style models have one token type and padding_idx + 1 extra position rows.
-        extra = state_dict[positions_key].shape[0] - 2
-        if state_dict[type_vocab_key].shape[0] == 1 and extra > 0 and extra & (extra - 1) == 0:
-            return "xlm-roberta" if vocab >= 250_000 else "roberta"
-    return "bert"
+def encoder_match(state_dict: StateDict, prefix: str) -> EncoderMatch | None:
+    """What the weights under `prefix` are, if an encoder."""
+    return next((m for m in find_encoders(state_dict) if m.prefix == prefix), None)
 
 
 def prefix_summary(state_dict: StateDict) -> list[PrefixInfo]:
-    """Rows for `--list`: prefixes two levels deep, each encoder and its children."""
-    encoders = encoder_prefixes(state_dict)
+    """Rows for `--list`: prefixes two levels deep, each encoder (any depth) and its children."""
+    encoders = {m.prefix: m for m in find_encoders(state_dict)}
     wanted: set[str] = set()
     for key in state_dict:
         parts = key.split(".")
@@ -75,19 +51,30 @@ def prefix_summary(state_dict: StateDict) -> list[PrefixInfo]:
         for depth in range(1, min(len(parts), _LISTED_DEPTH + 1)):
             wanted.add(".".join(parts[:depth]) + ".")
     for encoder in encoders:
-        wanted.add(encoder)
+        parts = encoder.split(".")[:-1]
+        wanted.update(".".join(parts[:depth]) + "." for depth in range(1, len(parts) + 1))
         for key in state_dict:
             if key.startswith(encoder) and "." in key[len(encoder) :]:
                 wanted.add(encoder + key[len(encoder) :].split(".")[0] + ".")
     wanted.discard("")
-    return [_info(state_dict, prefix, encoders) for prefix in sorted(wanted)]
+    wanted.discard(".")
+    rows = [_info(state_dict, prefix, encoders.get(prefix)) for prefix in sorted(wanted)]
+    if "" in encoders:  # the whole state dict is the encoder
+        rows.insert(0, _info(state_dict, "", encoders[""]))
+    return rows
 
 
-def _info(state_dict: StateDict, prefix: str, encoders: list[str]) -> PrefixInfo:
+def _info(state_dict: StateDict, prefix: str, match: EncoderMatch | None) -> PrefixInfo:
     tensors = [v for k, v in state_dict.items() if k == prefix or k.startswith(prefix)]
     dtypes = tuple(sorted({str(t.dtype).removeprefix("torch.") for t in tensors}))
-    architecture = guess_model_type(state_dict, prefix) if prefix in encoders else None
-    return PrefixInfo(prefix, len(tensors), sum(t.numel() for t in tensors), dtypes, architecture)
+    return PrefixInfo(
+        prefix,
+        len(tensors),
+        sum(t.numel() for t in tensors),
+        dtypes,
+        match.layout if match else None,
+        match.model_types if match else (),
+    )
 
 
 def choose_prefix(state_dict: StateDict, prefix: str | None) -> str:

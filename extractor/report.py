@@ -31,6 +31,10 @@ def render_prefixes(console: Console, rows: list[PrefixInfo], location: str) -> 
         )
         if row.architecture:
             label += f"  [bold green]<- {row.architecture} encoder[/]"
+            if len(row.model_types) > 1:
+                shown = ", ".join(row.model_types[:2])
+                more = f", +{len(row.model_types) - 2}" if len(row.model_types) > 2 else ""
+                label += f" [dim]({shown}{more})[/]"
         nodes[row.prefix] = (nodes[parent] if parent else tree).add(label)
     console.print(tree)
 
@@ -93,15 +97,33 @@ def render_extraction(console: Console, report: ExtractionReport) -> None:
         f"{report.source['encoder_tensors']} tensors, "
         f"{report.source['encoder_parameters']:,} parameters"
     )
-    console.print(f"config: {config.config.model_type} from {config.source}")
-    for reason in config.rejected:
-        console.print(f"  [dim]rejected: {reason}[/]")
-    if config.heads_guessed:
+    heads = attention_heads(config.config)
+    console.print(
+        f"config: {config.config.model_type}"
+        + (f" ({heads} attention heads)" if heads else "")
+        + f" from {config.source}",
+        soft_wrap=True,
+    )
+    if report.source.get("stand_ins"):
         console.print(
-            f"[bold yellow]WARNING: the number of attention heads "
-            f"({attention_heads(config.config)}) was GUESSED from the hidden size. Shapes "
-            "cannot tell it; a wrong guess gives "
-            "wrong outputs. Pass --config or --model to be sure.[/]"
+            "  pickled classes read as data, none of their code run: "
+            + ", ".join(report.source["stand_ins"]),
+            soft_wrap=True,
+        )
+    for line in config.adjusted:
+        console.print(f"  adjusted: {line}")
+    if config.overrides:
+        console.print("  set by you: " + ", ".join(f"{k}={v}" for k, v in config.overrides.items()))
+    for reason in config.rejected:
+        console.print(f"  [dim]rejected: {reason}[/]", soft_wrap=True)
+    if config.kind == "shapes":
+        console.print(
+            "[bold yellow]note: no config was found; sizes were read from the weights and you "
+            "gave the rest. These defaults of transformers were relied on and cannot be read "
+            "from the weights: "
+            + ", ".join(f"{k}={v}" for k, v in config.assumed.items())
+            + ". Parity proves the export matches this model, not the original.[/]",
+            soft_wrap=True,
         )
     render_keys(console, report.keys)
     export = report.export

@@ -1,18 +1,49 @@
 from __future__ import annotations
 
 import json
+from argparse import Namespace
 from collections import OrderedDict
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from extractor.checkpoint import find_state_dict, load_checkpoint, strip_prefix
+from extractor.checkpoint import (
+    StandIn,
+    attributes,
+    find_state_dict,
+    load_checkpoint,
+    strip_prefix,
+)
 from extractor.errors import CheckpointError, UnsafeCheckpointError
 
 
 class NotAllowed:
-    """A class weights_only unpickling must refuse."""
+    """A class weights_only unpickling must refuse; its data is still readable."""
+
+    def __init__(self):
+        self.bert_model_name = "bert-base-cased"
+
+
+class RunsCode:
+    """Unpickling this would call os.system."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = torch.nn.Linear(3, 2)
+        self.head = torch.nn.Sequential(torch.nn.Linear(3, 2))
+        self.register_buffer("scale", torch.ones(1))
+        torch.nn.init.ones_(self.head[0].weight)
 
 
 def _weights() -> dict[str, torch.Tensor]:
@@ -58,7 +89,7 @@ def test_safetensors_file_and_directory(tmp_path):
     assert load_checkpoint(tmp_path / "model.safetensors").format == "safetensors"
     ckpt = load_checkpoint(tmp_path)
     assert ckpt.format == "directory:safetensors"
-    assert ckpt.extra["config.json"].endswith("config.json")
+    assert ckpt.weights_dir == tmp_path and ckpt.path == tmp_path
     assert ckpt.state_dict["head.weight"].shape == (3, 4)
 
 
@@ -105,12 +136,61 @@ def test_largest_state_dict_wins_over_a_small_one():
     assert find_state_dict(obj)[1] == "checkpoint['model']"
 
 
-def test_unsafe_pickle_is_refused_and_trust_opts_in(tmp_path):
-    path = tmp_path / "unsafe.pt"
-    torch.save({"model": _weights(), "extra": NotAllowed()}, path)
-    with pytest.raises(UnsafeCheckpointError, match=r"NotAllowed.*--trust-checkpoint"):
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_a_pickle_that_would_run_code_is_refused_and_runs_nothing(tmp_path, zip_format):
+    path = tmp_path / "evil.pt"
+    marker = tmp_path / "ran"
+    torch.save({"model": _weights(), "x": RunsCode(str(marker))}, path,
+               _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(UnsafeCheckpointError, match="its pickle calls posix.system"):
         load_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_classes_torch_does_not_allow_are_read_as_data_without_their_code(tmp_path):
+    path = tmp_path / "objects.pt"
+    torch.save({"model": _weights(), "config": NotAllowed(), "args": Namespace(lr=0.1)}, path)
+    ckpt = load_checkpoint(path)
+    assert set(ckpt.stand_ins) == {f"{__name__}.NotAllowed", "argparse.Namespace"}
+    assert isinstance(ckpt.extra["config"], StandIn)
+    assert ckpt.extra["config"].bert_model_name == "bert-base-cased"
+    assert attributes(ckpt.extra["args"]) == {"lr": 0.1}
+    assert not ckpt.trusted and set(ckpt.state_dict) == set(_weights())
     assert load_checkpoint(path, trust=True).trusted
+
+
+def test_a_whole_pickled_model_gives_its_state_dict_without_its_class(tmp_path):
+    path = tmp_path / "whole.pt"
+    torch.save({"net": Net()}, path)
+    ckpt = load_checkpoint(path)
+    assert ckpt.location == "checkpoint['net'].state_dict()"
+    assert list(ckpt.state_dict) == list(Net().state_dict())
+    assert torch.equal(ckpt.state_dict["head.0.weight"], torch.ones(2, 3))
+
+
+def test_trusted_load_of_a_missing_module_names_it_in_one_line(tmp_path):
+    import sys
+    import textwrap
+
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "oneie_config.py").write_text(textwrap.dedent("""
+        class Config:
+            def __init__(self):
+                self.bert_model_name = "bert-large-cased"
+    """))
+    sys.path.insert(0, str(source))
+    try:
+        import oneie_config
+
+        torch.save({"model": _weights(), "config": oneie_config.Config()}, tmp_path / "c.pt")
+    finally:
+        sys.path.remove(str(source))
+        sys.modules.pop("oneie_config", None)
+    with pytest.raises(CheckpointError, match="module 'oneie_config', which is not importable: "
+                       "make the source of the project that saved it importable \\(PYTHONPATH\\)"):
+        load_checkpoint(tmp_path / "c.pt", trust=True)
+    assert load_checkpoint(tmp_path / "c.pt").extra["config"].bert_model_name == "bert-large-cased"
 
 
 def test_pickled_module_gives_its_state_dict_when_trusted(tmp_path):

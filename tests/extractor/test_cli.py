@@ -26,7 +26,8 @@ def test_fixture_extracts_to_a_loadable_model_and_verified_onnx(workdir, capsys)
     out = workdir / "out"
     assert main([str(workdir / "oneie.bin"), "--prefix", "bert.", "-o", str(out)]) == EXIT_OK
     text = capsys.readouterr().out
-    assert "config: bert from checkpoint['config']['bert_model_name']='tiny-bert'" in text
+    assert ("config: bert (4 attention heads) from "
+            "checkpoint['config']['bert_model_name']='tiny-bert'") in text
     assert "ok wrote" in text
     assert _listing(out) == [
         "config.json",
@@ -39,7 +40,8 @@ def test_fixture_extracts_to_a_loadable_model_and_verified_onnx(workdir, capsys)
     report = json.loads((out / "report.json").read_text())
     assert report["tool"] == "subgraft" and report["ok"] is True
     assert report["source"]["state_dict_location"] == "checkpoint['model']"
-    assert report["config"]["heads_guessed"] is False
+    assert report["config"]["num_attention_heads"] == 4
+    assert report["config"]["kind"] == "found" and report["config"]["assumed"] == {}
     assert report["export"]["dummy_batch"] == 3 and report["export"]["dummy_sequence"] == 17
     assert len(report["parity"]["results"]) == 10
     assert all(r["max_abs"] < 1e-5 for r in report["parity"]["results"])
@@ -65,7 +67,7 @@ def test_without_prefix_the_single_encoder_is_chosen_and_json_is_printed(workdir
 def test_list_shows_the_prefix_tree(workdir, capsys):
     assert main([str(workdir / "oneie.bin"), "--list"]) == EXIT_OK
     text = capsys.readouterr().out
-    assert "bert.  39 tensors, 87,680 params, float32  <- bert encoder" in text
+    assert "bert.  39 tensors, 87,680 params, float32  <- bert layout encoder" in text
     assert "trigger_crf.  1 tensor, 121 params" in text
     assert not (workdir / "oneie-bert-onnx").exists()
 
@@ -89,8 +91,13 @@ def test_verification_failure_exits_1_and_writes_nothing(workdir, capsys):
     assert [p.name for p in workdir.iterdir() if p.name.startswith(".")] == []
 
 
-class Opaque:
-    """Pickled by the unsafe-checkpoint case."""
+class RunsCode:
+    """Pickled by the unsafe-checkpoint case: unpickling it would call os.system."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch pwned-by-checkpoint",))
 
 
 def _bad_inputs(workdir):
@@ -98,7 +105,7 @@ def _bad_inputs(workdir):
     (workdir / "text.bin").write_text("not a checkpoint\n")
     good = (workdir / "oneie.bin").read_bytes()
     (workdir / "cut.bin").write_bytes(good[: len(good) // 3])
-    torch.save({"model": {"w": torch.zeros(1)}, "obj": Opaque()}, workdir / "unsafe.bin")
+    torch.save({"model": {"w": torch.zeros(1)}, "obj": RunsCode()}, workdir / "unsafe.bin")
     torch.save({"model": {"mlp.fc.weight": torch.zeros(4, 4)}}, workdir / "mlp.bin")
     (workdir / "other.json").write_text(
         json.dumps(
@@ -122,11 +129,11 @@ def _bad_inputs(workdir):
         "directory without weights": ([str(workdir / "empty_dir")], "directory without weights"),
         "text file": ([str(workdir / "text.bin")], "cannot be read"),
         "truncated": ([str(workdir / "cut.bin")], "corrupt"),
-        "unsafe pickle": ([str(workdir / "unsafe.bin")], "--trust-checkpoint"),
+        "unsafe pickle": ([str(workdir / "unsafe.bin")], "its pickle calls posix.system"),
         "unknown prefix": ([ckpt, "--prefix", "bret."], "closest: 'bert.'"),
         "unresolvable architecture": (
             [str(workdir / "mlp.bin"), "--prefix", "mlp."],
-            "cannot infer the architecture",
+            "no encoder transformers knows",
         ),
         "shape mismatch": ([ckpt, "--config", str(workdir / "other.json")], "does not fit"),
         "output not ours": ([ckpt, "-o", str(workdir / "taken")], "not written by subgraft"),

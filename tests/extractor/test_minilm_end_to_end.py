@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 from transformers import AutoModel, AutoTokenizer
 
 from extractor import extract
+from extractor.errors import ArchitectureError
 
 SENTENCES = [
     "The president visited the capital on Monday.",
@@ -123,7 +124,7 @@ def test_lightning_layout_names_a_local_model_directory(tmp_path, original, mini
     report = extract(path, None, tmp_path / "out")
     assert report.ok and report.prefix == "model.encoder."
     assert report.source["state_dict_location"] == "checkpoint['state_dict']"
-    assert report.config.kind == "embedded"
+    assert report.config.kind == "found"
     assert (tmp_path / "out" / "tokenizer.json").is_file()
     worst = _assert_matches_original(tmp_path / "out", model, tokenizer)
     # The tokenizer copied into the output tokenises exactly like the original.
@@ -132,7 +133,9 @@ def test_lightning_layout_names_a_local_model_directory(tmp_path, original, mini
     assert worst < 1e-4
 
 
-def test_dataparallel_layout_from_transformers_4_matches_by_shapes(tmp_path, original):
+def test_dataparallel_layout_without_config_is_refused_then_built_with_the_users_heads(
+    tmp_path, original
+):
     model, tokenizer = original
     path = tmp_path / "dp.pth"
     weights = _encoder_weights(model, "module.bert.")
@@ -142,9 +145,16 @@ def test_dataparallel_layout_from_transformers_4_matches_by_shapes(tmp_path, ori
         path,
         _use_new_zipfile_serialization=False,
     )
-    report = extract(path, "module.bert.", tmp_path / "out")
+    # No file says the heads: MiniLM has 12 of 32, a guess from the width would say 6.
+    with pytest.raises(ArchitectureError, match="bert layout.*--set model_type=...,"
+                       "num_attention_heads=N"):
+        extract(path, "module.bert.", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    report = extract(path, "module.bert.", tmp_path / "out",
+                     overrides={"model_type": "bert", "num_attention_heads": 12})
     assert report.ok and report.source["format"] == "torch-legacy"
-    assert report.config.source.startswith("built-in table: sentence-transformers/all-MiniLM")
+    assert report.config.kind == "shapes"
+    assert report.config.assumed["hidden_act"] == "gelu"
     assert [k for k, _ in report.keys.tolerated] == ["embeddings.position_ids"]
     _assert_matches_original(tmp_path / "out", model, tokenizer)
 

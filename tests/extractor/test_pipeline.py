@@ -4,9 +4,6 @@ import shutil
 
 import numpy as np
 import onnxruntime as ort
-import pytest
-import torch
-from transformers import AutoConfig, AutoModel
 
 from extractor import extract
 
@@ -72,91 +69,3 @@ def test_no_pooler_exports_only_the_tokens_in_every_file(tmp_path, fixture_check
     assert extract(tmp_path / "oneie.bin", "bert.", tmp_path / "full").ok
     assert np.allclose(_run(tmp_path / "out" / "model.onnx"),
                        _run(tmp_path / "full" / "model.onnx"), atol=1e-6)
-
-
-ARCHITECTURES = {
-    "bert": dict(
-        vocab_size=99,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=256,
-    ),
-    "roberta": dict(
-        vocab_size=99,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=258,
-        type_vocab_size=1,
-        pad_token_id=1,
-        bos_token_id=0,
-        eos_token_id=2,
-    ),
-    "xlm-roberta": dict(
-        vocab_size=99,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=66,
-        type_vocab_size=1,
-        pad_token_id=1,
-    ),
-    "electra": dict(
-        vocab_size=99,
-        embedding_size=16,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=37,
-        max_position_embeddings=256,
-    ),
-    "distilbert": dict(
-        vocab_size=99, dim=32, n_layers=2, n_heads=4, hidden_dim=37, max_position_embeddings=256
-    ),
-}
-
-
-@pytest.mark.parametrize("model_type", sorted(ARCHITECTURES))
-def test_every_supported_architecture_extracts_and_matches_the_original(tmp_path, model_type):
-    torch.manual_seed(0)
-    config = AutoConfig.for_model(model_type, **ARCHITECTURES[model_type])
-    original = AutoModel.from_config(config).eval()
-    prefix = model_type.replace("-", "_") + "."
-    torch.save(
-        {
-            "model": {
-                **{prefix + k: v for k, v in original.state_dict().items()},
-                "classifier.weight": torch.randn(3, 32),
-            }
-        },
-        tmp_path / "task.bin",
-    )
-    config.save_pretrained(tmp_path / "encoder")
-    report = extract(
-        tmp_path / "task.bin",
-        None,
-        tmp_path / "out",
-        config_file=tmp_path / "encoder" / "config.json",
-    )
-    assert report.ok and report.prefix == prefix
-    assert report.source["looks_like"] == model_type
-    assert not report.frozen.findings
-    session = ort.InferenceSession(
-        str(tmp_path / "out" / "model.onnx"), providers=["CPUExecutionProvider"]
-    )
-    feeds = {
-        "input_ids": np.random.default_rng(1).integers(3, 99, (1, 50)),
-        "attention_mask": np.ones((1, 50), dtype=np.int64),
-    }
-    names = [i.name for i in session.get_inputs()]
-    if "token_type_ids" in names:
-        feeds["token_type_ids"] = np.zeros((1, 50), dtype=np.int64)
-    assert names == list(feeds)
-    got = session.run(["last_hidden_state"], feeds)[0]
-    with torch.no_grad():
-        want = original(**{k: torch.from_numpy(v) for k, v in feeds.items()}).last_hidden_state
-    assert np.abs(got - want.numpy()).max() < 1e-4

@@ -2,59 +2,56 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModel
+from tiny_encoders import tiny_config
 
+from extractor.encoders import ENCODER_TYPES, find_encoders, meta_state_dict, signatures
 from extractor.errors import PrefixError
-from extractor.prefixes import choose_prefix, encoder_prefixes, guess_model_type, prefix_summary
+from extractor.prefixes import choose_prefix, encoder_match, encoder_prefixes, prefix_summary
 
-TINY = dict(
-    vocab_size=99,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=37,
-    max_position_embeddings=64,
-)
+BERT_LAYOUT = ("bert", "roberta", "xlm-roberta", "camembert", "ernie", "data2vec-text")
 
 
-def _encoder(model_type: str, prefix: str, **overrides) -> dict[str, torch.Tensor]:
-    if model_type == "distilbert":
-        config = AutoConfig.for_model(
-            model_type,
-            vocab_size=99,
-            dim=32,
-            n_layers=2,
-            n_heads=2,
-            hidden_dim=37,
-            max_position_embeddings=64,
-        )
-    else:
-        config = AutoConfig.for_model(model_type, **{**TINY, **overrides})
-    with torch.device("meta"):
-        state = AutoModel.from_config(config).state_dict()
+def _encoder(model_type: str, prefix: str, **values) -> dict[str, torch.Tensor]:
+    state = meta_state_dict(tiny_config(model_type, **values))
     return {prefix + k: v for k, v in state.items()}
 
 
-@pytest.mark.parametrize(
-    "model_type, overrides, prefix, expected",
-    [
-        ("bert", {}, "bert.", "bert"),
-        ("roberta", {"type_vocab_size": 1, "max_position_embeddings": 66}, "encoder.", "roberta"),
-        ("roberta", {}, "roberta.", "roberta"),  # named by its prefix
-        (
-            "xlm-roberta",
-            {"vocab_size": 250002, "type_vocab_size": 1, "max_position_embeddings": 66},
-            "model.enc.",
-            "xlm-roberta",
-        ),
-        ("electra", {"embedding_size": 16}, "discriminator.", "electra"),
-        ("distilbert", {}, "distilbert.", "distilbert"),
-    ],
-)
-def test_architecture_is_recognised_from_keys_and_shapes(model_type, overrides, prefix, expected):
-    state = _encoder(model_type, prefix, **overrides)
-    assert guess_model_type(state, prefix) == expected
-    assert encoder_prefixes(state) == [prefix]
+@pytest.mark.parametrize("model_type", ENCODER_TYPES)
+def test_every_supported_type_is_recognised_at_a_deep_prefix(model_type):
+    prefix = "token_rep_layer.bert_layer.model."  # GLiNER's depth
+    state = {
+        **_encoder(model_type, prefix),
+        "token_rep_layer.projection.weight": torch.zeros(8, 8),
+        "span_rep_layer.out_project.0.weight": torch.zeros(8, 8),
+    }
+    [match] = find_encoders(state)
+    assert match.prefix == prefix
+    assert model_type in match.model_types
+
+
+def test_types_that_share_parameter_names_are_one_layout_and_say_so():
+    match = encoder_match(_encoder("roberta", "roberta."), "roberta.")
+    assert match.model_types[: len(BERT_LAYOUT)] == BERT_LAYOUT
+    assert match.layout == "bert layout"
+    # DeBERTa-v3 (relative attention, no absolute positions) is its own type.
+    v3 = _encoder("deberta-v2", "enc.")
+    assert encoder_match(v3, "enc.").model_types == ("deberta-v2",)
+    assert encoder_match(_encoder("mpnet", "0."), "0.").model_types == ("mpnet",)
+
+
+def test_a_pooler_left_out_and_transformers_4_buffers_still_match():
+    state = {k: v for k, v in _encoder("bert", "bert.").items() if ".pooler." not in k}
+    state["bert.embeddings.position_ids"] = torch.arange(8)[None]
+    assert encoder_prefixes(state) == ["bert."]
+
+
+def test_a_subtree_with_a_layer_missing_its_attention_is_no_encoder():
+    state = {k: v for k, v in _encoder("bert", "bert.").items() if "attention.self.query" not in k}
+    assert encoder_prefixes(state) == []
+
+
+def test_the_whole_state_dict_can_be_the_encoder():
+    assert encoder_prefixes(_encoder("electra", "")) == [""]
 
 
 def test_single_encoder_is_chosen_and_nested_prefixes_work():
@@ -66,7 +63,7 @@ def test_single_encoder_is_chosen_and_nested_prefixes_work():
 
 
 def test_two_encoders_need_an_explicit_prefix():
-    state = {**_encoder("bert", "bert."), **_encoder("bert", "extra_bert.")}
+    state = {**_encoder("bert", "bert."), **_encoder("deberta-v2", "extra_bert.")}
     with pytest.raises(PrefixError, match="several encoders found \\('bert.', 'extra_bert.'\\)"):
         choose_prefix(state, None)
     assert choose_prefix(state, "extra_bert.") == "extra_bert."
@@ -83,16 +80,37 @@ def test_no_encoder_at_all():
         choose_prefix({"fc.weight": torch.zeros(2, 2)}, None)
 
 
-def test_summary_counts_tensors_and_parameters_per_prefix():
+def test_summary_counts_tensors_and_marks_encoders_at_any_depth():
     state = {
         **_encoder("bert", "bert."),
+        **_encoder("deberta-v2", "token_rep_layer.bert_layer.model."),
         "global_feature_weights": torch.zeros(13),
         "trigger_crf.transition": torch.zeros(11, 11),
     }
     rows = {row.prefix: row for row in prefix_summary(state)}
-    assert rows["bert."].architecture == "bert"
+    assert rows["bert."].architecture == "bert layout"
+    assert rows["bert."].model_types[:2] == ("bert", "roberta")
+    assert rows["token_rep_layer.bert_layer.model."].architecture == "deberta-v2"
     assert rows["bert."].tensors == sum(k.startswith("bert.") for k in state)
     assert rows["trigger_crf."].parameters == 121
     assert rows["global_feature_weights"].tensors == 1
     assert {"bert.embeddings.", "bert.encoder.", "bert.pooler."} <= set(rows)
     assert rows["bert.embeddings."].architecture is None
+
+
+def test_signatures_are_cached_on_disk_per_transformers_version(tmp_path, monkeypatch):
+    from extractor import encoders
+
+    monkeypatch.setenv("SUBGRAFT_CACHE", str(tmp_path))
+    encoders._signatures.cache_clear()
+    first = signatures()
+    [cache] = tmp_path.glob("encoder-signatures-*.json")
+    encoders._signatures.cache_clear()
+
+    def rebuilt(model_type):
+        raise AssertionError(f"{model_type} rebuilt instead of read from the cache")
+
+    monkeypatch.setattr(encoders, "_compute_signature", rebuilt)
+    assert signatures() == first
+    assert "transformers" in cache.name
+    encoders._signatures.cache_clear()

@@ -65,15 +65,17 @@ def test_parity_table_names_the_failing_shape_and_output():
 
 
 def test_prefix_tree_nests_children_under_their_parent():
-    state = {
-        "bert.embeddings.word_embeddings.weight": torch.zeros(10, 4),
-        "bert.encoder.layer.0.attention.self.query.weight": torch.zeros(4, 4),
-        "crf.transition": torch.zeros(3, 3),
-    }
+    from tiny_encoders import tiny_config
+
+    from extractor.encoders import meta_state_dict
+
+    encoder = meta_state_dict(tiny_config("bert", num_hidden_layers=1))
+    state = {**{"bert." + k: v for k, v in encoder.items()}, "crf.transition": torch.zeros(3, 3)}
     console = _console()
     render_prefixes(console, prefix_summary(state), "checkpoint['model']")
     lines = console.file.getvalue().splitlines()
     assert lines[0] == "state dict at checkpoint['model']"
-    assert "bert.  2 tensors, 56 params, float32  <- bert encoder" in lines[1]
+    assert "bert.  23 tensors, 19,333 params, float32  <- bert layout encoder" in lines[1]
+    assert "<- bert layout encoder (bert, roberta, +4)" in lines[1]
     assert lines[2].startswith("│   ├── bert.embeddings.")
     assert "crf.  1 tensor, 9 params" in lines[-1]

@@ -1,0 +1,146 @@
+"""Find the encoder's configuration where the projects that wrap encoders keep it.
+
+A wrapping project stores its encoder's config in its own places, and only
+there is it known (shapes cannot tell the number of attention heads):
+- a Hugging Face `config.json` beside the weights (sentence-transformers: in the
+  directory of the Transformer module that `modules.json` names);
+- nested in the project's own config: SpanMarker's `config.json["encoder"]`,
+  GLiNER's `gliner_config.json["encoder_config"]`, and similar `*_config`,
+  `encoder` or `backbone` entries;
+- inside the checkpoint: OneIE's `config` (a dict or a pickled object) naming
+  `bert_model_name`, Lightning's `hyper_parameters`, and the like.
+Each place gives a full config or a model name, in that order; the caller
+checks each against the weights.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import PretrainedConfig
+
+from .checkpoint import Checkpoint, attributes
+from .encoders import ENCODER_TYPES
+
+# Keys under which a config names its encoder (OneIE: bert_model_name; GLiNER: model_name).
+NAME_KEYS = (
+    "bert_model_name",
+    "model_name_or_path",
+    "pretrained_model_name_or_path",
+    "model_name",
+    "encoder_name",
+    "encoder_model_name",
+    "transformer_name",
+    "transformer_model",
+    "pretrained_model",
+    "backbone_name",
+    "_name_or_path",
+)
+# Keys under which a config nests its encoder's config (checked before any other key).
+NESTED_KEYS = ("encoder_config", "encoder", "backbone_config", "backbone", "text_config",
+               "bert_config", "transformer_config", "model_config")
+# Where a checkpoint keeps its training configuration.
+CHECKPOINT_CONTAINERS = ("config", "hyper_parameters", "hparams", "args", "cfg", "opt", "params")
+# JSON files beside weights that are not model configs.
+_NOT_CONFIGS = {
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "sentence_bert_config.json",
+    "config_sentence_transformers.json",
+    "generation_config.json",
+    "preprocessor_config.json",
+    "added_tokens.json",
+    "tokenizer.json",
+    "modules.json",
+}
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+    "spm.model",
+    "added_tokens.json",
+)
+_MAX_DEPTH = 3
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One place a config (or the name of one) was found."""
+
+    where: str  # e.g. "gliner_config.json['encoder_config']"
+    values: dict[str, Any] | None = None  # a full config, with model_type
+    name: str | None = None  # or a model name / path to look up locally
+    base_dir: Path | None = None  # relative names and tokenizer files are looked up here
+
+
+def candidates(checkpoint: Checkpoint) -> list[Candidate]:
+    """Every config or name the checkpoint's files carry, most specific first."""
+    found: list[Candidate] = []
+    base = checkpoint.weights_dir
+    config_json = base / "config.json"
+    if config_json.is_file():
+        found += _search(_read_json(config_json), "config.json", base)
+    for other in sorted(base.glob("*.json")):
+        if other.name != "config.json" and other.name not in _NOT_CONFIGS and "config" in (
+            other.name
+        ):
+            found += _search(_read_json(other), other.name, base)
+    outer = checkpoint.path if checkpoint.path.is_dir() else checkpoint.path.parent
+    for key in CHECKPOINT_CONTAINERS:
+        if key in checkpoint.extra:
+            found += _search(checkpoint.extra[key], f"checkpoint[{key!r}]", outer)
+    rest = {k: v for k, v in checkpoint.extra.items() if k not in CHECKPOINT_CONTAINERS}
+    found += _search(rest, "checkpoint", outer, depth=_MAX_DEPTH)  # top-level names only
+    unique: dict[tuple[str, str], Candidate] = {}
+    for c in found:
+        unique.setdefault((c.where, c.name or ""), c)
+    return list(unique.values())
+
+
+def tokenizer_dir(directory: Path | None) -> Path | None:
+    if directory is None:
+        return None
+    return directory if any((directory / f).is_file() for f in TOKENIZER_FILES) else None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # not a config; the weights decide whether anything else fits
+
+
+def _search(obj: Any, where: str, base: Path, depth: int = 0) -> Iterator[Candidate]:
+    """Full encoder configs first (this level, then nested), then names."""
+    if isinstance(obj, PretrainedConfig):
+        obj = obj.to_dict()
+    values = attributes(obj)
+    if values is None or depth > _MAX_DEPTH:
+        return []
+    found: list[Candidate] = []
+    if is_encoder_config(values):
+        found.append(Candidate(where, values=values, base_dir=base))
+    nested = [k for k in (*NESTED_KEYS, *CHECKPOINT_CONTAINERS) if k in values] + sorted(
+        k for k in values if isinstance(k, str) and k.endswith("_config") and k not in NESTED_KEYS
+    )
+    for key in nested:
+        found += _search(values[key], f"{where}[{key!r}]", base, depth + 1)
+    for key in NAME_KEYS:
+        name = values.get(key)
+        if isinstance(name, str) and name.strip():
+            found.append(Candidate(f"{where}[{key!r}]={name!r}", name=name.strip(), base_dir=base))
+    return found
+
+
+def is_encoder_config(values: Mapping[str, Any]) -> bool:
+    """A dict that is a whole config of an encoder type we support."""
+    return values.get("model_type") in ENCODER_TYPES and len(values) > 2
