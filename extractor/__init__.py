@@ -13,6 +13,14 @@ from .checkpoint import Checkpoint, find_state_dict, load_checkpoint, strip_pref
 from .encoders import EncoderMatch, encoder_class, find_encoders  # noqa: E402
 from .errors import ExtractorError  # noqa: E402
 from .export import ExportSettings, export_onnx  # noqa: E402
+from .graft import (  # noqa: E402
+    GraftReport,
+    OnnxEncoder,
+    graft,
+    grafted,
+    ungraft,
+    verify_graft,
+)
 from .merge_projections import merge_projections  # noqa: E402
 from .model import KeyReport, build_model, load_saved_model  # noqa: E402
 from .optimize import OptimizeResult, optimize_onnx  # noqa: E402
@@ -28,7 +36,9 @@ __all__ = [
     "ExportSettings",
     "ExtractionReport",
     "ExtractorError",
+    "GraftReport",
     "KeyReport",
+    "OnnxEncoder",
     "OptimizeResult",
     "ParityReport",
     "PrefixInfo",
@@ -45,6 +55,8 @@ __all__ = [
     "extract",
     "find_encoders",
     "find_state_dict",
+    "graft",
+    "grafted",
     "load_checkpoint",
     "load_saved_model",
     "merge_projections",
@@ -56,4 +68,6 @@ __all__ = [
     "reference_outputs",
     "resolve_config",
     "strip_prefix",
+    "ungraft",
+    "verify_graft",
 ]

@@ -1,6 +1,9 @@
 """python -m extractor CHECKPOINT [--prefix bert.]: strip, rebuild, export, verify.
 
 python -m extractor bench DIR: time an output directory's models against PyTorch.
+
+python -m extractor graft-check DIR --parent MODULE:FACTORY --submodule bert --batches FILE:
+graft the output back into its model and compare the model's outputs both ways.
 """
 
 from __future__ import annotations
@@ -134,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"] and not Path("bench").exists():
         return _bench(argv[1:], out, err)
+    if argv[:1] == ["graft-check"] and not Path("graft-check").exists():
+        return _graft_check(argv[1:], out, err)
     try:
         args = _parser().parse_args(argv)
     except _UsageError as exc:
@@ -192,6 +197,83 @@ def _bench(argv: list[str], out: Console, err: Console) -> int:
     else:
         render_speed(out, timings, args.threads)
     return EXIT_OK
+
+
+def _graft_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m extractor graft-check",
+        description="Put an extractor output back into the model it came from, in onnxruntime, "
+        "and compare every output of the model's own forward with and without it on your "
+        "batches. Exit 0 when all agree within tolerance, 1 when not.",
+    )
+    parser.add_argument("directory", help="an output directory written by python -m extractor")
+    parser.add_argument("--parent", required=True, metavar="MODULE:FACTORY",
+                        help="an importable function returning the model with its weights "
+                        "loaded (the current directory is importable)")
+    parser.add_argument("--submodule", required=True,
+                        help="the encoder's attribute path in the model, e.g. bert or "
+                        "model.encoder")
+    parser.add_argument("--batches", required=True,
+                        help="torch.save'd list of batches: each a dict of keyword arguments, a "
+                        "tuple of positional ones, or one tensor (loaded weights-only)")
+    parser.add_argument("--file", default="model.onnx", choices=("model.onnx",
+                        "model.optimized.onnx", "model.int8.onnx"),
+                        help="which ONNX file to graft (model.onnx)")
+    parser.add_argument("--method", default="forward",
+                        help="the model's method to call on each batch (forward)")
+    parser.add_argument("--atol", type=float, default=1e-4, help="tolerance (1e-4)")
+    parser.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance (1e-4)")
+    parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    return parser
+
+
+def _graft_check(argv: list[str], out: Console, err: Console) -> int:
+    try:
+        args = _graft_parser().parse_args(argv)
+    except _UsageError as exc:
+        err.print(str(exc), markup=False, highlight=False)
+        return EXIT_USAGE
+    import torch
+
+    from .errors import ExtractorError
+    from .graft import OnnxEncoder, load_factory, verify_graft
+    from .report import render_graft, to_json
+
+    try:
+        encoder = OnnxEncoder(args.directory, args.file)
+        batches = _load_batches(Path(args.batches))
+        parent = load_factory(args.parent)()
+        if not isinstance(parent, torch.nn.Module):
+            raise ExtractorError(f"--parent {args.parent} returned a {type(parent).__name__}, "
+                                 "not a torch.nn.Module")
+        with err.status("running the model with its encoder and with the graft..."):
+            report = verify_graft(parent, args.submodule, encoder, batches, args.file,
+                                  args.atol, args.rtol, args.method)
+    except ExtractorError as exc:
+        _error(err, exc)
+        return EXIT_USAGE
+    if args.json:
+        print(to_json(report.to_dict()))
+    else:
+        render_graft(out, report)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _load_batches(path: Path) -> list:
+    import pickle
+
+    import torch
+
+    from .errors import ExtractorError
+
+    try:
+        batches = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ExtractorError(f"--batches {path} cannot be read: {first}") from None
+    if isinstance(batches, (dict, torch.Tensor)) or not isinstance(batches, (list, tuple)):
+        batches = [batches]
+    return list(batches)
 
 
 def _shape(text: str) -> tuple[int, int]:

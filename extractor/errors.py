@@ -31,6 +31,10 @@ class UnexportableError(ExtractorError):
     """This architecture (or setting) cannot be exported to dynamic ONNX on this stack."""
 
 
+class GraftError(ExtractorError):
+    """The ONNX encoder cannot stand in for this call (or this sub-module, or this output)."""
+
+
 class WeightMismatchError(ExtractorError):
     """The stripped weights do not fit the fresh model (missing, unexpected, shape)."""
 

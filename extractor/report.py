@@ -11,6 +11,7 @@ from rich.tree import Tree
 
 from .accuracy import SENTENCE_COSINE_MIN, TOKEN_COSINE_MIN
 from .architecture import attention_heads
+from .graft import GraftReport
 from .model import KeyReport
 from .parity import ParityReport
 from .pipeline import ExtractionReport, Variant
@@ -154,6 +155,13 @@ def render_extraction(console: Console, report: ExtractionReport) -> None:
             f"[bold green]ok[/] wrote {report.output} ({', '.join(report.files)}) "
             f"in {seconds:.1f} s"
         )
+        attribute = report.prefix.rstrip(".") or "<encoder>"
+        console.print(
+            f"graft it back into your model (model.{attribute} then runs in onnxruntime):\n"
+            f"    from extractor import graft\n"
+            f"    graft(model, {attribute!r}, {str(report.output)!r})",
+            highlight=False, soft_wrap=True,
+        )
     else:
         failed = report.parity.failures
         problems = (
@@ -193,6 +201,27 @@ def _variant_line(variant: Variant) -> str:
         parts.append(f"query/key/value merged in {variant.merged_projections} layer(s); "
                      f"{len(variant.kept_fp32)} node(s) kept in fp32 for the gate")
     return f"{variant.name}: {variant.file}: " + "; ".join(parts) + f" {verdict}"
+
+
+def render_graft(console: Console, report: GraftReport) -> None:
+    """Each output of the parent: the original against the graft, worst over the batches."""
+    table = Table(
+        title=f"the model with its encoder vs with {report.file} grafted, {report.batches} "
+        f"batch(es) (atol {report.atol:g}, rtol {report.rtol:g})",
+        title_justify="left",
+    )
+    for column in ("output", "kind", "max abs", "max rel", "labels agree", "result"):
+        table.add_column(column, justify="right" if column.startswith(("max", "labels")) else
+                         "left")
+    for r in report.results:
+        agreement = "-" if r.agreement is None else f"{r.agreement:.2%}"
+        table.add_row(r.name, r.kind, _num(r.max_abs), _num(r.max_rel), agreement,
+                      "[green]ok[/]" if r.ok else "[red]DIFFERS[/]")
+    console.print(table)
+    verdict = "[bold green]ok[/] the grafted model gives the same answers" if report.ok else (
+        f"[bold red]differs[/]: {sum(not r.ok for r in report.results)} of "
+        f"{len(report.results)} outputs")
+    console.print(verdict)
 
 
 def render_speed(console: Console, timings: list[Timing], threads: int) -> None:

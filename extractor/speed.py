@@ -67,7 +67,7 @@ def benchmark(directory: str | Path, threads: int = 2, runs: int = 20,
             wanted = {i.name for i in session.get_inputs()}
             feed = {k: v for k, v in feeds.items() if k in wanted}
             runners[name] = lambda s=session, f=feed: s.run(None, f)
-        medians = _interleaved_medians(runners, max(5, runs // batch))
+        medians = interleaved_medians(runners, max(5, runs // batch))
         base = medians[PYTORCH]
         timings.extend(Timing(name, batch, sequence, ms, base / ms)
                        for name, ms in medians.items())
@@ -86,7 +86,7 @@ def _pytorch_runner(model: Any, feeds: dict[str, np.ndarray]) -> Callable[[], ob
     return run
 
 
-def _interleaved_medians(runners: dict[str, Callable[[], object]], repeats: int
+def interleaved_medians(runners: dict[str, Callable[[], object]], repeats: int
                          ) -> dict[str, float]:
     """Median ms of each runner over `repeats` timed runs spread across ROUNDS turns."""
     times: dict[str, list[float]] = {name: [] for name in runners}
