@@ -254,9 +254,11 @@ def _parse_dummy(text: str) -> dict[str, int]:
 
     sizes = {}
     for part in text.replace(" ", "").split(","):
-        match = re.fullmatch(r"(batch|sequence)=(\d+)", part)
+        match = re.fullmatch(r"(batch|sequence)=(\d{1,9})", part)
         if not match:
             raise ShapeSpecError(f"bad --dummy {part!r}: write batch=N,sequence=M")
+        if int(match[2]) < 1:
+            raise ShapeSpecError(f"bad --dummy {part!r}: sizes are at least 1")
         sizes[match[1]] = int(match[2])
     return sizes
 

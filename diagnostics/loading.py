@@ -14,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from google.protobuf.message import DecodeError
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import DecodeError, Message
 from onnx import external_data_helper, numpy_helper
 
 from .errors import ModelFileError, UnknownDomainError
+from .file_kinds import describe
 
 # Domains onnxruntime implements; anything else must be defined by the model's functions.
 KNOWN_DOMAINS = {
@@ -71,16 +73,59 @@ def load_model(source: str | os.PathLike[str] | onnx.ModelProto) -> LoadedModel:
             if not candidate.is_file():
                 raise ModelFileError(f"{path} is a directory without model.onnx")
             path = candidate
+        _recognise(path)
         try:
             model = onnx.load(str(path), load_external_data=False)
         except DecodeError as exc:
             raise ModelFileError(f"{path}: not an ONNX model or truncated ({exc})") from None
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise ModelFileError(f"{path}: cannot read it as ONNX ({exc})") from None
+        except Exception as exc:  # it looked like ONNX: whatever the parser says is the file's
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ModelFileError(f"{path}: cannot read it as ONNX ({first})") from None
+        _check_strings(model, path)
         weights, missing = _weights(model, path.parent)
         loaded = LoadedModel(model, path, weights, missing)
     _validate(loaded)
     return loaded
+
+
+def _check_strings(model: onnx.ModelProto, path: Path) -> None:
+    """Check every string field now: protobuf returns a proto2 string that is not UTF-8
+    as bytes, and it would surface as a UnicodeDecodeError deep in the analysis."""
+    try:
+        _touch_strings(model)
+    except UnicodeDecodeError as exc:
+        raise ModelFileError(f"{path}: corrupt (a name or text field is not UTF-8 at byte "
+                             f"{exc.start})") from None
+
+
+def _touch_strings(message: Message) -> None:
+    for descriptor, value in message.ListFields():
+        if descriptor.type == FieldDescriptor.TYPE_MESSAGE:
+            for item in value if _repeated(descriptor) else (value,):
+                _touch_strings(item)
+        elif descriptor.type == FieldDescriptor.TYPE_STRING:
+            for item in value if _repeated(descriptor) else (value,):
+                if isinstance(item, bytes):  # proto2 hands invalid UTF-8 back as bytes
+                    item.decode("utf-8")
+
+
+def _repeated(descriptor: FieldDescriptor) -> bool:
+    if hasattr(descriptor, "is_repeated"):  # protobuf >= 5.28
+        return bool(descriptor.is_repeated)
+    return descriptor.label == FieldDescriptor.LABEL_REPEATED
+
+
+def _recognise(path: Path) -> None:
+    """Refuse, by its first bytes, a file that is something other than ONNX."""
+    try:
+        kind = describe(path)
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if kind == "an ONNX model" or kind.startswith("binary data"):
+        return  # protobuf has no magic number: the parser and the checks below decide
+    torch_like = kind in ("a zip", "a safetensors file", "a PyTorch checkpoint (legacy format)")
+    hint = "; python -m extractor reads checkpoints" if torch_like else ""
+    raise ModelFileError(f"{path} is {kind}, not an ONNX model{hint}")
 
 
 def _weights(model: onnx.ModelProto, directory: Path | None) -> tuple[str, tuple[str, ...]]:
@@ -113,6 +158,12 @@ def _validate(loaded: LoadedModel) -> None:
             f"{name}: node {node.name or node.op_type!r} ({node.op_type}) uses domain "
             f"{domain!r}, {why}"
         )
+    types = set(onnx.TensorProto.DataType.values())
+    for value in (*graph.input, *graph.output):
+        elem = value.type.tensor_type.elem_type
+        if value.type.HasField("tensor_type") and elem not in types:
+            raise ModelFileError(f"{name}: {value.name!r} has element type {elem}, which ONNX "
+                                 "does not define (a corrupt file?)")
     known = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
     for node in graph.node:
         for value in node.input:

@@ -25,14 +25,22 @@ _RTOL = 1e-3
 _INVARIANCE_RUNS = 2
 
 
+# Beyond these a probe input alone would not fit in memory: a typo, not a shape.
+MAX_BATCH, MAX_SEQUENCE, MAX_TOKENS = 4096, 1 << 20, 1 << 24
+
+
 def parse_shapes(text: str) -> list[tuple[int, int]]:
     """ "1x8,2x16" -> [(1, 8), (2, 16)]."""
     shapes = []
     for part in text.replace(" ", "").split(","):
-        match = re.fullmatch(r"(\d+)[xX*](\d+)", part)
+        match = re.fullmatch(r"(\d{1,9})[xX*](\d{1,9})", part)
         if not match or int(match[1]) < 1 or int(match[2]) < 1:
             raise ShapeSpecError(f"bad probe shape {part!r}: write BATCHxSEQUENCE, e.g. 1x8,4x128")
-        shapes.append((int(match[1]), int(match[2])))
+        batch, sequence = int(match[1]), int(match[2])
+        if batch > MAX_BATCH or sequence > MAX_SEQUENCE or batch * sequence > MAX_TOKENS:
+            raise ShapeSpecError(f"probe shape {part!r} is out of range (batch up to {MAX_BATCH}, "
+                                 f"sequence up to {MAX_SEQUENCE}, {MAX_TOKENS} tokens in all)")
+        shapes.append((batch, sequence))
     return shapes
 
 

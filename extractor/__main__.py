@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         _error(err, exc)
     except PrefixError as exc:
         if "several encoders" in str(exc) or "no transformer encoder" in str(exc):
-            _list(args, err)
+            _list(args, out)  # what there is, to choose from: on stdout, the error alone on stderr
         _error(err, exc)
     except ExtractorError as exc:
         _error(err, exc)
@@ -171,11 +171,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _bench(argv: list[str], out: Console, err: Console) -> int:
+    from diagnostics.errors import ShapeSpecError
+    from diagnostics.probe import parse_shapes
+
     try:
         args = _bench_parser().parse_args(argv)
-        shapes = tuple(_shape(text) for text in args.shapes.split(","))
+        shapes = tuple(parse_shapes(args.shapes))
         extra = dict(_named_path(text) for text in args.extra)
-    except _UsageError as exc:
+        if args.threads < 1 or args.runs < 1:
+            raise _UsageError("python -m extractor bench: --threads and --runs must be at least 1")
+    except (_UsageError, ShapeSpecError) as exc:
         err.print(str(exc), markup=False, highlight=False)
         return EXIT_USAGE
     directory = Path(args.directory)
@@ -274,13 +279,6 @@ def _load_batches(path: Path) -> list:
     if isinstance(batches, (dict, torch.Tensor)) or not isinstance(batches, (list, tuple)):
         batches = [batches]
     return list(batches)
-
-
-def _shape(text: str) -> tuple[int, int]:
-    batch, _, sequence = text.strip().partition("x")
-    if not (batch.isdigit() and sequence.isdigit()) or int(batch) * int(sequence) == 0:
-        raise _UsageError(f"python -m extractor bench: bad shape {text!r} (want BATCHxSEQUENCE)")
-    return int(batch), int(sequence)
 
 
 def _named_path(text: str) -> tuple[str, Path]:

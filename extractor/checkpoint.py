@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import pickle
 import re
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from diagnostics.file_kinds import describe, safetensors_problem, torch_zip_problem
 
 from .errors import CheckpointError, UnsafeCheckpointError
 
@@ -69,17 +70,42 @@ def load_checkpoint(path: str | Path, trust: bool = False) -> Checkpoint:
         raise CheckpointError(f"no such file or directory: {path}")
     if path.is_dir():
         return _load_directory(path, trust)
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path} is empty")
-    if path.suffix == ".safetensors" or _looks_like_safetensors(path):
+    kind = _recognise(path)
+    if kind == "safetensors":
         state_dict = _load_safetensors(path)
         return Checkpoint(path, "safetensors", state_dict, "top level", trusted=trust,
                           weights_file=path)
-    obj, fmt, mmap, stand_ins = _torch_load(path, trust)
+    obj, fmt, mmap, stand_ins = _torch_load(path, trust, kind)
     state_dict, location = find_state_dict(obj, path)
     extra = _extra_entries(obj, state_dict)
     return Checkpoint(path, fmt, state_dict, location, extra, trusted=trust, mmap=mmap,
                       stand_ins=stand_ins, weights_file=path)
+
+
+def _recognise(path: Path) -> str:
+    """"safetensors", "torch-zip" or "torch-legacy" from the file's bytes; else refuse it.
+
+    Raises:
+        CheckpointError: what the file looks like instead, in a few words.
+    """
+    try:
+        kind = describe(path)
+    except OSError as exc:
+        raise CheckpointError(f"{path} cannot be read: {_first_line(exc)}") from None
+    if kind == "a safetensors file":
+        return "safetensors"
+    if path.suffix == ".safetensors":
+        raise CheckpointError(f"{path} is not a readable safetensors file: "
+                              f"{safetensors_problem(path)}")
+    if kind == "a zip":
+        problem = torch_zip_problem(path)
+        if problem:
+            raise CheckpointError(f"{path} is {problem}")
+        return "torch-zip"
+    if kind == "a PyTorch checkpoint (legacy format)":
+        return "torch-legacy"
+    hint = "; python -m diagnostics reads ONNX files" if kind == "an ONNX model" else ""
+    raise CheckpointError(f"{path} is {kind}, not a PyTorch checkpoint or safetensors file{hint}")
 
 
 def _load_directory(path: Path, trust: bool) -> Checkpoint:
@@ -139,32 +165,40 @@ def _directory_weights(path: Path) -> Path | None:
 def _load_sharded(index_file: Path, trust: bool) -> StateDict:
     try:
         weight_map = json.loads(index_file.read_text())["weight_map"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{index_file} is not a valid shard index: {exc}") from None
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{index_file} is not a valid shard index: "
+                              f"{_first_line(exc)}") from None
+    if not isinstance(weight_map, dict) or not all(
+        isinstance(v, str) and v for v in weight_map.values()
+    ):
+        raise CheckpointError(f"{index_file} is not a valid shard index: weight_map is not a "
+                              "mapping of names to shard files")
     state_dict: StateDict = {}
     for shard in sorted(set(weight_map.values())):
-        state_dict.update(load_checkpoint(index_file.parent / shard, trust).state_dict)
+        shard_path = (index_file.parent / shard).resolve()
+        if index_file.parent.resolve() not in shard_path.parents:
+            raise CheckpointError(f"{index_file} names shard {shard!r} outside its directory")
+        if not shard_path.is_file():
+            raise CheckpointError(f"{index_file} names shard {shard!r}, which is missing")
+        state_dict.update(load_checkpoint(shard_path, trust).state_dict)
+    missing = [name for name in weight_map if name not in state_dict]
+    if missing:
+        raise CheckpointError(f"{index_file} lists {len(missing)} tensors its shards do not "
+                              f"hold (e.g. {missing[0]})")
     return state_dict
 
 
-def _looks_like_safetensors(path: Path) -> bool:
-    # A safetensors file starts with a little-endian u64 header length, then '{'.
-    with path.open("rb") as f:
-        head = f.read(9)
-    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 1 << 30
-
-
 def _load_safetensors(path: Path) -> StateDict:
-    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
         return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path} is not a readable safetensors file: {exc}") from None
+    except Exception as exc:  # the file passed the header check: whatever fails is the file's
+        raise CheckpointError(f"{path} is not a readable safetensors file: "
+                              f"{_first_line(exc)}") from None
 
 
-def _torch_load(path: Path, trust: bool) -> tuple[Any, str, bool, tuple[str, ...]]:
+def _torch_load(path: Path, trust: bool, fmt: str) -> tuple[Any, str, bool, tuple[str, ...]]:
     """The unpickled object, its format, whether it is memory-mapped, and the stand-ins used.
 
     Untrusted files go through torch's weights-only unpickler. A class it does not
@@ -172,8 +206,7 @@ def _torch_load(path: Path, trust: bool) -> tuple[Any, str, bool, tuple[str, ...
     by an inert stand-in that keeps the object's data and runs none of its code, so a
     checkpoint from a project that is not installed still yields its weights and config.
     """
-    is_zip = zipfile.is_zipfile(path)
-    fmt = "torch-zip" if is_zip else "torch-legacy"
+    is_zip = fmt == "torch-zip"
     if trust:
         return _trusted_load(path, is_zip), fmt, is_zip, ()
     stand_ins: dict[str, type] = {}
@@ -188,7 +221,7 @@ def _torch_load(path: Path, trust: bool) -> tuple[Any, str, bool, tuple[str, ...
             if name is None or name in stand_ins or len(stand_ins) >= _MAX_STAND_INS:
                 raise _unpickling_error(path, exc) from None
             stand_ins[name] = stand_in_class(name)
-        except _LOAD_ERRORS as exc:
+        except Exception as exc:  # recognised as torch's format: a failure is the file's
             raise _corrupt(path, exc) from None
 
 
@@ -201,21 +234,10 @@ def _trusted_load(path: Path, is_zip: bool) -> Any:
             "the source of the project that saved it importable (PYTHONPATH), or leave out "
             "--trust-checkpoint to read its data without running its code"
         ) from None
-    except (pickle.UnpicklingError, *_LOAD_ERRORS) as exc:
+    except Exception as exc:  # recognised as torch's format: a failure is the file's
         raise _corrupt(path, exc) from None
 
 
-_LOAD_ERRORS = (
-    RuntimeError,
-    EOFError,
-    KeyError,
-    ValueError,
-    OSError,
-    AttributeError,
-    ImportError,
-    TypeError,
-    IndexError,
-)
 _MAX_STAND_INS = 64
 
 

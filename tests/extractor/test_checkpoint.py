@@ -204,11 +204,18 @@ def test_pickled_module_gives_its_state_dict_when_trusted(tmp_path):
 @pytest.mark.parametrize(
     "name, content, message",
     [
-        ("empty.bin", b"", "is empty"),
-        ("text.bin", b"hello, this is a text file\n", r"cannot be read .*checkpoint\): \S"),
-        # torch 2.13 puts this one's reason on the line after "WeightsUnpickler error:".
-        ("note.bin", b"not a checkpoint\n", r"cannot be read .*checkpoint\): Unsupported operand"),
-        ("noise.safetensors", b"\x00" * 64, "not a readable safetensors"),
+        ("empty.bin", b"", "is empty, not a PyTorch checkpoint"),
+        ("text.bin", b"hello, this is a text file\n", "is a text file, not a PyTorch checkpoint"),
+        # torch's unpickler raised IndexError (pop from empty list) on this one.
+        ("note.bin", b"this is a text file, not a checkpoint", "is a text file"),
+        ("config.json", b'{"model_type": "bert"}', "is a JSON file, not"),
+        ("noise.safetensors", b"\x00" * 64, "not a readable safetensors file: no safetensors "
+         "header"),
+        ("cut.safetensors", b"\x10" + b"\x00" * 7 + b'{"a": {"dtype": ', "header that does not "
+         "parse"),
+        ("junk.zip", b"PK\x03\x04" + b"\x00" * 40, "a zip that does not open"),
+        ("plain.pkl", b"\x80\x04K\x01.", "a Python pickle \\(not one torch.save wrote\\)"),
+        ("model.onnx", b"\x08\x07\x12\x07pytorch", "an ONNX model.*python -m diagnostics"),
     ],
 )
 def test_bad_files_give_one_clear_error(tmp_path, name, content, message):
@@ -216,6 +223,27 @@ def test_bad_files_give_one_clear_error(tmp_path, name, content, message):
     path.write_bytes(content)
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(path)
+
+
+def test_a_zip_that_is_not_a_torch_archive_names_what_it_holds(tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "notes.zip", "w") as archive:
+        archive.writestr("notes.txt", "hello")
+    with pytest.raises(CheckpointError, match="a zip without data.pkl \\(holds notes.txt\\)"):
+        load_checkpoint(tmp_path / "notes.zip")
+
+
+def test_a_sharded_index_with_a_missing_shard_says_which(tmp_path):
+    save_file({"a": torch.zeros(1)}, tmp_path / "a.safetensors")
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"a": "a.safetensors", "b": "b.safetensors"}}))
+    with pytest.raises(CheckpointError, match="names shard 'b.safetensors', which is missing"):
+        load_checkpoint(tmp_path)
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {"a": "../a.safetensors"}}))
+    with pytest.raises(CheckpointError, match="outside its directory"):
+        load_checkpoint(tmp_path)
 
 
 def test_truncated_checkpoints_are_reported_as_corrupt(tmp_path):

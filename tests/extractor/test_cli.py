@@ -127,7 +127,7 @@ def _bad_inputs(workdir):
     return {
         "missing file": ([str(workdir / "nope.bin")], "no such file"),
         "directory without weights": ([str(workdir / "empty_dir")], "directory without weights"),
-        "text file": ([str(workdir / "text.bin")], "cannot be read"),
+        "text file": ([str(workdir / "text.bin")], "is a text file, not a PyTorch checkpoint"),
         "truncated": ([str(workdir / "cut.bin")], "corrupt"),
         "unsafe pickle": ([str(workdir / "unsafe.bin")], "its pickle calls posix.system"),
         "unknown prefix": ([ckpt, "--prefix", "bret."], "closest: 'bert.'"),
@@ -190,11 +190,12 @@ def test_two_encoders_without_prefix_show_the_list_and_exit_2(workdir, capsys):
     state["model"].update(extra)
     torch.save(state, workdir / "two.bin")
     assert main([str(workdir / "two.bin")]) == EXIT_USAGE
-    err = capsys.readouterr().err
-    assert "bert.  39 tensors" in err and "extra_bert.  39 tensors" in err
-    assert err.strip().splitlines()[-1] == (
+    captured = capsys.readouterr()
+    err = captured.err
+    assert "bert.  39 tensors" in captured.out and "extra_bert.  39 tensors" in captured.out
+    assert err.strip().splitlines() == [
         "error: several encoders found ('bert.', 'extra_bert.'); choose one with --prefix"
-    )
+    ]
     assert not list(workdir.glob("two-*"))
 
 
