@@ -1,22 +1,21 @@
-"""CPU speed: PyTorch eager vs exported fp32 vs optimized vs int8, ratios from one run.
+"""CPU speed at every accuracy tier, subgraft's files against the peers, in one run.
 
     python benchmarks/bench_speed.py [--threads 2] [--runs 20] [--workdir DIR]
 
 Builds a OneIE-layout checkpoint with random bert-base-uncased weights (speed does
-not depend on the values), runs `python -m extractor CKPT --optimize --quantize
-int8` on it (timed: the export + optimize + quantize target), then times every
-model with `extractor.speed.benchmark` (what `python -m extractor bench DIR` runs)
-at (batch, sequence) = (1, 128), (8, 128) and (1, 16) with the same thread count,
-the models taking turns: medians of their timed runs, ratios from this run. The
-int8 accuracy gate is measured on real weights (MiniLM) by the tests and the
-extractor itself, not here; the random model borrows MiniLM's tokenizer (the same
-uncased WordPiece vocabulary).
+not depend on the values; the model borrows MiniLM's tokenizer, the same uncased
+WordPiece vocabulary), runs `python -m extractor CKPT --optimize --quantize int8`
+(plus `--precision bf16 --runtime openvino` where OpenVINO and bf16 instructions
+are here; timed: the export + optimize + quantize target), then runs what
+`python -m extractor bench DIR --peers` runs: every engine's accuracy against
+PyTorch fp32 on real text, then every engine timed in turns at (batch, sequence) =
+(1, 128), (8, 128) and (1, 16) with the same threads. It prints one markdown
+table per tier (the README's) and, per tier and shape, subgraft's fastest file
+against the fastest peer that meets the same gate.
 
 Optimum (optimum-onnx) requires transformers < 4.58 and cannot be installed next
-to this project's transformers 5; to compare, export the same model in a separate
-environment (`optimum-cli export onnx --model DIR --optimize O3 out/` and
-`optimum-cli onnxruntime quantize --avx512_vnni --onnx_model out/ -o out-int8/`)
-and pass the resulting files with --extra NAME=PATH to time them in this run.
+to this project's transformers 5; its row says so. CTranslate2 is timed when
+installed (`pip install ctranslate2`).
 """
 
 from __future__ import annotations
@@ -61,16 +60,11 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--no-pooler", action="store_true",
                         help="extract without the pooler (Optimum's exports have none)")
-    parser.add_argument(
-        "--extra",
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="another ONNX model to time in the same run (e.g. Optimum's)",
-    )
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="subgraft-speed-"))
     os.environ["HF_HUB_OFFLINE"] = "1"
+
+    from extractor.runtimes import bf16_problem
 
     checkpoint, _ = make_checkpoint(workdir)
     out = workdir / "out"
@@ -89,6 +83,8 @@ def main() -> None:
             "--optimize",
             "--quantize",
             "int8",
+            *(["--precision", "bf16", "--runtime", "openvino"] if bf16_problem() is None
+              else []),
             *(["--no-pooler"] if args.no_pooler else []),
         ],
         cwd=ROOT,
@@ -107,21 +103,33 @@ def main() -> None:
     print(f"  of which export {seconds['export']:.1f} s, optimize + quantize (with their "
           f"checks) {seconds['optimize']:.1f} s: {seconds['export'] + seconds['optimize']:.1f} s")
 
-    from rich.console import Console
+    from extractor.accuracy import TIERS
+    from extractor.peers import PYTORCH_FP32, compare_peers, fastest
 
-    from extractor.report import render_speed
-    from extractor.speed import benchmark
-
-    extra = {name: Path(path) for name, path in (item.split("=", 1) for item in args.extra)}
-    timings = benchmark(out, args.threads, args.runs, extra=extra)
-    print("\nbert-base (random weights)")
-    render_speed(Console(width=120), timings, args.threads)
-    shapes = list(dict.fromkeys((t.batch, t.sequence) for t in timings))
-    print("\n| model | " + " | ".join(f"{b}x{s}" for b, s in shapes) + " |")
-    print("|---|" + "---:|" * len(shapes))
-    for model in dict.fromkeys(t.model for t in timings):
-        cells = [f"{t.ms:.1f} ms ({t.speedup:.2f}x)" for t in timings if t.model == model]
-        print(f"| {model} | " + " | ".join(cells) + " |")
+    found = compare_peers(out, args.threads, args.runs)
+    shapes = list(dict.fromkeys(shape for e in found for shape in e.ms))
+    base = next(e.ms for e in found if e.name == PYTORCH_FP32)
+    print(f"\nbert-base (random weights), {args.threads} threads, median ms "
+          "(speed-up over PyTorch fp32 in the same run); accuracy on real text")
+    for tier in TIERS:
+        print(f"\n{tier} tier\n\n| engine | " + " | ".join(f"{b}x{s}" for b, s in shapes)
+              + " | token cos | sentence cos | max abs | gate |")
+        print("|---|" + "---:|" * (len(shapes) + 3) + "---|")
+        for e in (e for e in found if e.tier == tier):
+            name = ("**subgraft** " if e.ours else "") + e.name
+            if e.runner is None:
+                print(f"| {name} | " + f"not run: {e.unavailable} |" + " |" * (len(shapes) + 3))
+                continue
+            a = e.agreement
+            cells = [f"{e.ms[s]:.1f} ({base[s] / e.ms[s]:.2f}x)" for s in shapes]
+            print(f"| {name} | " + " | ".join(cells) + f" | {a.token_cosine_mean:.5f} | "
+                  f"{a.sentence_cosine_mean:.6f} | {a.max_abs:.1e} | "
+                  f"{'meets' if a.ok else 'misses'} |")
+        for shape in shapes:
+            ours, peer = fastest(found, tier, shape, True), fastest(found, tier, shape, False)
+            if ours and peer:
+                print(f"- {shape[0]}x{shape[1]}: subgraft's fastest ({ours.name}) is "
+                      f"{peer.ms[shape] / ours.ms[shape]:.2f}x the fastest peer ({peer.name})")
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -20,7 +20,8 @@ from rich.console import Console
 if TYPE_CHECKING:
     from .findings import Report
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3
+EXIT_CODES = {"clean": EXIT_OK, "findings": EXIT_FAILED, "incomplete": EXIT_INCOMPLETE}
 _DEFAULT_PROBE = "default"
 
 
@@ -68,7 +69,8 @@ def _add_check(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--dummy",
         metavar="batch=N,sequence=M",
-        help="export dummy sizes, when the model does not record them (default batch=2,sequence=8)",
+        help="export dummy sizes by symbol (batch, sequence, height, ...), when the model does not "
+        "record them (text default batch=2,sequence=8)",
     )
     _add_netron_flags(parser, focus="--focus")
     parser.set_defaults(handler=_check)
@@ -116,7 +118,8 @@ def _add_show(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--dummy",
         metavar="batch=N,sequence=M",
-        help="export dummy sizes, when the model does not record them (default batch=2,sequence=8)",
+        help="export dummy sizes by symbol (batch, sequence, height, ...), when the model does not "
+        "record them (text default batch=2,sequence=8)",
     )
     _add_netron_flags(parser, focus=None)
     parser.set_defaults(handler=_show, netron=True, json=False)
@@ -159,7 +162,7 @@ def _check(args: argparse.Namespace, out: Console) -> int:
         render_check(out, report)
     if args.netron:
         _serve_netron(args, report, Console(stderr=True) if args.json else out)
-    return EXIT_OK if report.ok else EXIT_FAILED
+    return EXIT_CODES[report.verdict]
 
 
 def _show(args: argparse.Namespace, out: Console) -> int:
@@ -205,7 +208,8 @@ def _add_repair(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--dummy",
         metavar="batch=N,sequence=M",
-        help="export dummy sizes, when the model does not record them (default batch=2,sequence=8)",
+        help="export dummy sizes by symbol (batch, sequence, height, ...), when the model does not "
+        "record them (text default batch=2,sequence=8)",
     )
     parser.add_argument(
         "--shapes", metavar="SHAPES", help="more BATCHxSEQUENCE shapes to verify at, e.g. 1x300"
@@ -254,9 +258,10 @@ def _parse_dummy(text: str) -> dict[str, int]:
 
     sizes = {}
     for part in text.replace(" ", "").split(","):
-        match = re.fullmatch(r"(batch|sequence)=(\d{1,9})", part)
+        match = re.fullmatch(r"([A-Za-z_][\w.]{0,63})=(\d{1,9})", part)
         if not match:
-            raise ShapeSpecError(f"bad --dummy {part!r}: write batch=N,sequence=M")
+            raise ShapeSpecError(f"bad --dummy {part!r}: write NAME=N,... e.g. batch=2,sequence=8 "
+                                 "or batch=2,height=224")
         if int(match[2]) < 1:
             raise ShapeSpecError(f"bad --dummy {part!r}: sizes are at least 1")
         sizes[match[1]] = int(match[2])

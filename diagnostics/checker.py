@@ -16,7 +16,7 @@ from .findings import Finding, Report
 from .frozen import find_frozen
 from .inputs import read_signature
 from .loading import load_model
-from .probe import default_shapes, run_probe
+from .probe import _text_inputs, default_shapes, default_sizes, run_probe
 from .source import node_source
 from .symbols import Interpreter
 
@@ -40,13 +40,15 @@ def check(
     loaded = load_model(source)
     graph = loaded.model.graph
     signature = read_signature(loaded.model, dummy)
-    interpreter = Interpreter(graph, loaded.read_tensor)
+    sizes = {s.name: s.dummy for s in signature.symbols if s.dummy is not None}
+    interpreter = Interpreter(graph, loaded.read_tensor, loaded.model, sizes=sizes)
     for name, dims in signature.seeds.items():
         interpreter.set_input(name, dims)
-    sizes = {s.name: s.dummy for s in signature.symbols if s.dummy is not None}
-    found, skipped = find_frozen(interpreter, graph, sizes)
+    found, skipped = find_frozen(interpreter, graph, interpreter.sizes)
     nodes = {node.name: node for node in graph.node}
-    findings = list(signature.findings) + [
+    static = [f for f in signature.findings
+              if f.node in signature.batched and not _reads_batch(interpreter, graph, found)]
+    findings = [f for f in signature.findings if f not in static] + [
         _with_source(f, nodes.get(f.node)) for f in sorted(found, key=_order(graph))
     ]
     notes = []
@@ -61,7 +63,9 @@ def check(
         )
     result = None
     if probe:
-        shapes = list(probe_shapes) if probe_shapes else default_shapes(signature.dummy)
+        text = not isinstance(_text_inputs(loaded.model), str)
+        shapes = (list(probe_shapes) if probe_shapes else
+                  default_shapes(signature.dummy) if text else default_sizes(loaded.model))
         result = run_probe(loaded, findings, shapes)
     return Report(
         model=loaded.name,
@@ -79,6 +83,19 @@ def check(
         probe=result,
         nodes=len(graph.node),
     )
+
+
+def _reads_batch(interpreter: Interpreter, graph: onnx.GraphProto, found: list[Finding]) -> bool:
+    """Whether the graph treats axis 0 as a batch: a frozen batch, or a Reshape, Flatten or
+    matrix product whose data carries the batch symbol."""
+    if any("batch" in (v.symbol or "") for f in found for v in f.frozen):
+        return True
+    for node in graph.node:
+        if node.op_type in ("Reshape", "Flatten", "MatMul", "Gemm", "Softmax"):
+            shape = interpreter.shape(node.input[0])
+            if shape and any(d.expr is not None and "batch" in d.expr.symbols for d in shape):
+                return True
+    return False
 
 
 def _with_source(finding: Finding, node: onnx.NodeProto | None) -> Finding:

@@ -99,6 +99,13 @@ class ProbeRun:
     error: str | None = None
     node: str | None = None  # the node the onnxruntime error names
     finding: int | None = None  # index into Report.findings of the finding for that node
+    sizes: tuple[tuple[str, int], ...] = ()  # every symbol's size, for models that are not text
+
+    @property
+    def label(self) -> str:
+        if self.sizes:
+            return ", ".join(f"{k}={v}" for k, v in self.sizes)
+        return f"{self.batch}x{self.sequence}"
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,13 @@ class InvarianceRun:
     ok: bool
     max_abs: float | None = None
     error: str | None = None
+    sizes: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def label(self) -> str:
+        if self.sizes:
+            return ", ".join(f"{k}={v}" for k, v in self.sizes)
+        return f"{self.batch}x{self.sequence}"
 
 
 @dataclass(frozen=True)
@@ -145,6 +159,14 @@ class Report:
     def ok(self) -> bool:
         return not self.findings and (self.probe is None or self.probe.failures == 0)
 
+    @property
+    def verdict(self) -> str:
+        """"findings" (or probe failures), else "incomplete" when nodes were not judged,
+        else "clean": a clean verdict only where every shape-consuming node was judged."""
+        if not self.ok:
+            return "findings"
+        return "incomplete" if self.skipped else "clean"
+
     def open_in_netron(self, model: Any = None, **options: Any) -> NetronView:
         """Serve the annotated model in Netron; `.url`, `.focus_url`, `.stop()`.
 
@@ -165,4 +187,5 @@ class Report:
         data["invariance"] = probe["invariance"] if probe else []
         data["probe_skipped"] = probe["skipped"] if probe else None
         data["ok"] = self.ok
+        data["verdict"] = self.verdict
         return data

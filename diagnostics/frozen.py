@@ -99,9 +99,11 @@ def reshape_rule(it: Interpreter, node: onnx.NodeProto, context: Context) -> Ver
         numel_ok = _numel_fits(data, resolved)
         if numel_ok:
             return None  # mixes a symbol with literals, but consistently: not ours to judge
+        # Sizes the data has as literals too (heads, head size) are the model's, not frozen.
+        own = {d.literal for d in data if d.literal is not None}
         frozen = tuple(
             FrozenValue(i, target[i].literal, None, explain(target[i].literal, None, context.dummy))
-            for i in literal
+            for i in literal if target[i].literal not in own
         )
         reason = "the target cannot fit the symbolic data at any other size"
         return Verdict(_finding(node, frozen, reason), None)

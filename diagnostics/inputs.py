@@ -1,7 +1,11 @@
 """Read the graph's signature: which input dims are symbols, and what the export dummy was.
 
-Text encoder inputs are the rank-2 integer inputs (`input_ids`, `attention_mask`,
-...): axis 0 is `batch`, axis 1 is `sequence`. A static size there is a finding.
+Every dynamic input dim is a symbol, named by its dim_param (`height`, `frames`,
+`past_sequence`) or generated (`input.axis`). Text encoder inputs are the rank-2
+integer inputs (`input_ids`, `attention_mask`, ...): axis 0 is `batch`, axis 1 is
+`sequence`. A static size there is a finding. In a PyTorch export whose every
+input is static, axis 0 of the other inputs is analysed as `batch` too: a finding
+where the graph reads a batch from it (see `checker`).
 For the frozen-shape analysis such a static dim is treated as the symbol it
 should have been, so every node that froze it is found too. Dummy sizes come from
 the extractor's metadata, else the static input dims, else `--dummy`.
@@ -32,6 +36,7 @@ class Signature:
     dummy_source: str
     exporter: str | None
     findings: tuple[Finding, ...]  # static-input
+    batched: tuple[str, ...] = ()  # non-text inputs whose static axis 0 is analysed as batch
 
 
 def read_signature(model: onnx.ModelProto, dummy: dict[str, int] | None = None) -> Signature:
@@ -41,13 +46,19 @@ def read_signature(model: onnx.ModelProto, dummy: dict[str, int] | None = None) 
     initializers = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initializers]
     text = [i for i in inputs if _is_text(i)]
-    dummy_sizes, dummy_source = _dummy(metadata, text, dummy)
     exporter = metadata.get(METADATA + "exporter") or _guess_exporter(model)
+    # A PyTorch export whose every input is static: axis 0 of each other input of rank >= 2
+    # is analysed as the batch it should have been (a finding only where the graph reads it).
+    static_export = (model.producer_name == "pytorch" and bool(inputs)
+                     and all(isinstance(d, int) for t in inputs for d in _dims(t)))
+    batched = [t for t in inputs if static_export and t not in text and len(_dims(t)) >= 2]
+    dummy_sizes, dummy_source = _dummy(metadata, text, dummy, batched)
 
     names: dict[str, str] = {}  # dim_param -> symbol
     for tensor in text:
         for axis, dim in enumerate(_dims(tensor)[:2]):
-            if isinstance(dim, str):
+            # One dim_param per role: a mask over `past_sequence + sequence` is its own symbol.
+            if isinstance(dim, str) and ROLES[axis] not in names.values():
                 names.setdefault(dim, ROLES[axis])
     symbols: dict[str, SymbolInfo] = {}
     seeds: dict[str, list[Dim]] = {}
@@ -60,6 +71,8 @@ def read_signature(model: onnx.ModelProto, dummy: dict[str, int] | None = None) 
         frozen = []
         for axis, dim in enumerate(dims):
             role = ROLES[axis] if tensor.name in text_names and axis < 2 else None
+            if tensor in batched and axis == 0:
+                role = "batch"
             if isinstance(dim, int) and role is None:
                 seed.append(lit(dim))
                 continue
@@ -70,10 +83,10 @@ def read_signature(model: onnx.ModelProto, dummy: dict[str, int] | None = None) 
                 symbol = role or f"{tensor.name}.{axis}"
             else:
                 symbol = names.get(dim, dim)
+                role = role if symbol == role else None
             if symbol not in symbols:
-                symbols[symbol] = SymbolInfo(
-                    symbol, role, tensor.name, axis, dummy_sizes.get(role) if role else None
-                )
+                size = dummy_sizes.get(role) if role else (dummy or {}).get(symbol)
+                symbols[symbol] = SymbolInfo(symbol, role, tensor.name, axis, size)
             seed.append(Dim(Expr.of(symbol)))
         seeds[tensor.name] = seed
         if frozen:
@@ -83,7 +96,8 @@ def read_signature(model: onnx.ModelProto, dummy: dict[str, int] | None = None) 
                     tensor.name,
                     "",
                     tuple(frozen),
-                    _static_cause(metadata, frozen, text, tensor.name, exporter),
+                    _static_cause(metadata, frozen, text, tensor.name, exporter,
+                                  tensor in batched),
                 )
             )
     order = [t.name for t in inputs]
@@ -97,6 +111,7 @@ def read_signature(model: onnx.ModelProto, dummy: dict[str, int] | None = None) 
         dummy_source,
         exporter,
         tuple(static),
+        tuple(t.name for t in batched),
     )
 
 
@@ -123,8 +138,15 @@ def _info(tensor: onnx.ValueInfoProto) -> TensorInfo:
 
 
 def _dummy(
-    metadata: dict[str, str], text: list[onnx.ValueInfoProto], given: dict[str, int] | None
+    metadata: dict[str, str], text: list[onnx.ValueInfoProto], given: dict[str, int] | None,
+    batched: list[onnx.ValueInfoProto] = (),
 ) -> tuple[dict[str, int], str]:
+    """Sizes of the roles (batch, sequence) this model has, and where they came from."""
+    if not text:
+        static = {"batch": _dims(batched[0])[0]} if batched else {}
+        roles = {"batch"} if batched else set()
+        sizes = {**{k: v for k, v in (given or {}).items() if k in roles}, **static}
+        return sizes, "static inputs" if static else "--dummy" if given else "default"
     recorded = {
         role: int(metadata[METADATA + "dummy_" + role])
         for role in ROLES
@@ -158,8 +180,13 @@ def _static_cause(
     text: list[onnx.ValueInfoProto],
     name: str,
     exporter: str | None,
+    batched: bool = False,
 ) -> str:
     roles = " and ".join(f.symbol or "?" for f in frozen)
+    if batched:
+        cause = ("every input is static: dynamic_axes keys that match no input_names (the "
+                 "TorchScript exporter only warns), none given, or a dummy size specialised")
+        return f"static {roles} on an input the graph reads a batch from: {cause}"
     dynamic_elsewhere = any(
         isinstance(d, str) for t in text if t.name != name for d in _dims(t)[:2]
     )

@@ -1,5 +1,9 @@
 """Prove frozen shapes by running the model in onnxruntime at shapes the dummy never had.
 
+Text encoders run at (batch, sequence) pairs; any other model at sizes for each of
+its symbols (`run_probe_any`: batch 1 and 3, other sizes than the dummy), with
+inputs built from each input's dtype and rank.
+
 Every shape runs, whatever failed before; each onnxruntime error is turned into the
 node it names and linked to the static finding for that node. Batch invariance: a
 row run alone must give what it gives inside a batch, which catches frozen shapes
@@ -29,8 +33,10 @@ _INVARIANCE_RUNS = 2
 MAX_BATCH, MAX_SEQUENCE, MAX_TOKENS = 4096, 1 << 20, 1 << 24
 
 
-def parse_shapes(text: str) -> list[tuple[int, int]]:
-    """ "1x8,2x16" -> [(1, 8), (2, 16)]."""
+def parse_shapes(text: str) -> list[tuple[int, int]] | list[dict[str, int]]:
+    """ "1x8,2x16" -> [(1, 8), (2, 16)]; "batch=1,height=64;batch=3,height=96" -> sizes."""
+    if "=" in text:
+        return [_parse_sizes(part) for part in text.split(";") if part.strip()]
     shapes = []
     for part in text.replace(" ", "").split(","):
         match = re.fullmatch(r"(\d{1,9})[xX*](\d{1,9})", part)
@@ -42,6 +48,17 @@ def parse_shapes(text: str) -> list[tuple[int, int]]:
                                  f"sequence up to {MAX_SEQUENCE}, {MAX_TOKENS} tokens in all)")
         shapes.append((batch, sequence))
     return shapes
+
+
+def _parse_sizes(text: str) -> dict[str, int]:
+    sizes = {}
+    for item in text.replace(" ", "").split(","):
+        match = re.fullmatch(r"([A-Za-z_][\w.]{0,63})=(\d{1,9})", item)
+        if not match or int(match[2]) < 1 or int(match[2]) > MAX_SEQUENCE:
+            raise ShapeSpecError(f"bad probe sizes {item!r}: write NAME=N,...;NAME=N,... e.g. "
+                                 "batch=1,height=64;batch=3,height=96")
+        sizes[match[1]] = int(match[2])
+    return sizes
 
 
 def default_shapes(dummy: dict[str, int]) -> list[tuple[int, int]]:
@@ -62,16 +79,10 @@ def run_probe(
         return Probe(skipped=f"weights not found ({files}): the probe needs them")
     inputs = _text_inputs(loaded.model)
     if isinstance(inputs, str):
-        return Probe(skipped=inputs)
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 4
-    source = str(loaded.path) if loaded.path else loaded.model.SerializeToString()
-    try:
-        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime's own error types are not exported
-        return Probe(skipped=f"onnxruntime cannot load the model: {_first_line(exc)}")
+        return run_probe_any(loaded, findings, [s for s in shapes if isinstance(s, dict)], seed)
+    session = _session(loaded)
+    if isinstance(session, Probe):
+        return session
     vocab = _vocab(loaded.model, inputs)
     runs, outputs = [], {}
     for batch, sequence in shapes:
@@ -92,8 +103,23 @@ def run_probe(
     return Probe(tuple(runs), tuple(invariance))
 
 
-def _row_alone(session, feed, batched, batch: int, sequence: int, row: int) -> InvarianceRun:
-    single = {name: value[row : row + 1] for name, value in feed.items()}
+def _session(loaded: LoadedModel):
+    """An onnxruntime session on the CPU, or a skipped Probe saying why it cannot load."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    source = str(loaded.path) if loaded.path else loaded.model.SerializeToString()
+    try:
+        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime's own error types are not exported
+        return Probe(skipped=f"onnxruntime cannot load the model: {_first_line(exc)}")
+
+
+def _row_alone(session, feed, batched, batch: int, sequence: int, row: int,
+               single: dict | None = None) -> InvarianceRun:
+    """`single`: the row's inputs, where not every input is batched on axis 0."""
+    single = single or {name: value[row : row + 1] for name, value in feed.items()}
     try:
         alone = session.run(None, single)
     except Exception as exc:  # a row alone is batch 1: it may fail where the batch ran
@@ -179,3 +205,110 @@ def _link(node: str | None, findings: Sequence[Finding]) -> int | None:
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return " ".join(text.split())[:1000]
+
+
+# -- any model ---------------------------------------------------------------------------------
+
+_SPATIAL, _OTHER = 32, 16  # base sizes for symbols whose dummy is unknown
+
+
+def default_sizes(model: onnx.ModelProto) -> list[dict[str, int]]:
+    """The dummy (where known), then batch 1 and batch 3 with the other symbols moved."""
+    from .inputs import read_signature
+
+    signature = read_signature(model)
+    ranks = {t.name: len(t.dims) for t in signature.inputs}
+    base: dict[str, int] = {}
+    for symbol in signature.symbols:
+        if "+" in symbol.name:
+            continue
+        spatial = ranks.get(symbol.input, 0) >= 4 and symbol.axis >= 2
+        base[symbol.name] = symbol.dummy or (2 if symbol.role == "batch" or symbol.name == "batch"
+                                             else _SPATIAL if spatial else _OTHER)
+    moved = {k: v if k == "batch" else v + (_SPATIAL if v >= _SPATIAL else 5)
+             for k, v in base.items()}
+    trials = [base, {**moved, "batch": 1} if "batch" in base else moved]
+    if "batch" in base:
+        trials.append({**base, "batch": 3})
+    return list({tuple(sorted(t.items())): t for t in trials}.values())
+
+
+def run_probe_any(loaded: LoadedModel, findings: Sequence[Finding],
+                  trials: Sequence[dict[str, int]], seed: int = 0) -> Probe:
+    """Run any model at sizes per symbol; batch invariance where a batch symbol exists."""
+    from .inputs import read_signature
+
+    signature = read_signature(loaded.model)
+    trials = list(trials) or default_sizes(loaded.model)
+    session = _session(loaded)
+    if isinstance(session, Probe):
+        return session
+    runs, invariance = [], []
+    for sizes in trials:
+        sizes = _with_sums(signature, sizes)
+        label = tuple(sorted((k, v) for k, v in sizes.items() if "+" not in k))
+        feed, batched = any_feed(loaded.model, signature, sizes, seed)
+        batch = sizes.get("batch", 0)
+        try:
+            result = session.run(None, feed)
+        except Exception as exc:  # keep going past failures: the matrix is the point
+            message = _first_line(exc)
+            node = _named_node(message)
+            runs.append(ProbeRun(batch, 0, False, message, node, _link(node, findings), label))
+            continue
+        runs.append(ProbeRun(batch, 0, True, sizes=label))
+        if batch >= 2 and batched and len(invariance) < _INVARIANCE_RUNS * 2:
+            for row in (0, batch - 1):
+                single = {k: v[row: row + 1] if k in batched else v for k, v in feed.items()}
+                run = _row_alone(session, feed, result, batch, 0, row, single)
+                invariance.append(InvarianceRun(run.batch, 0, row, run.ok, run.max_abs,
+                                                run.error, label))
+    return Probe(tuple(runs), tuple(invariance))
+
+
+def _with_sums(signature, sizes: dict[str, int]) -> dict[str, int]:
+    """Symbols spelt as sums of others (`past_sequence + sequence`) get their sum."""
+    sizes = dict(sizes)
+    for symbol in signature.symbols:
+        parts = [p.strip() for p in symbol.name.split("+")]
+        if len(parts) > 1 and all(p in sizes for p in parts):
+            sizes.setdefault(symbol.name, sum(sizes[p] for p in parts))
+    return sizes
+
+
+def any_feed(model: onnx.ModelProto, signature, sizes: dict[str, int], seed: int
+             ) -> tuple[dict[str, np.ndarray], set[str]]:
+    """Inputs from each input's dtype and rank at `sizes`, and the names batched on axis 0."""
+    from onnx import helper
+
+    rng = np.random.default_rng(seed + sum(sizes.values()))
+    tables = {t.name: t.dims for t in model.graph.initializer}
+    vocab = {node.input[1]: int(tables[node.input[0]][0]) for node in model.graph.node
+             if node.op_type == "Gather" and node.input[0] in tables}
+    feed, batched = {}, set()
+    elem = {t.name: t.type.tensor_type.elem_type for t in model.graph.input}
+    for name, dims in signature.seeds.items():
+        shape = []
+        for dim in dims:
+            if dim.literal is not None:
+                shape.append(dim.literal)
+            else:
+                value = sizes.get(str(dim.expr))
+                shape.append(value if value is not None else _OTHER)
+        if dims and dims[0].expr is not None and "batch" in dims[0].expr.symbols:
+            batched.add(name)
+        dtype = helper.tensor_dtype_to_np_dtype(elem[name])
+        if np.issubdtype(dtype, np.floating):
+            value = rng.standard_normal(shape).astype(dtype)
+        elif dtype == np.bool_:
+            value = np.ones(shape, dtype)
+        elif "mask" in name:
+            value = np.ones(shape, dtype)
+        elif "type" in name:
+            value = np.zeros(shape, dtype)
+        else:  # ids below the vocabulary, other indices below the smallest other size
+            inner = [v for k, v in sizes.items() if k != "batch" and v > 0]
+            high = vocab.get(name) or max(1, min(inner, default=2))
+            value = rng.integers(0, high, shape).astype(dtype)
+        feed[name] = value
+    return feed, batched

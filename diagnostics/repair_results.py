@@ -80,12 +80,12 @@ class Verification:
             if self.after.skipped:
                 out.append(f"probe skipped: {self.after.skipped}")
             out += [
-                f"fails at {r.batch}x{r.sequence}: {r.node or r.error}"
+                f"fails at {r.label}: {r.node or r.error}"
                 for r in self.after.runs
                 if not r.ok
             ]
             out += [
-                f"batch invariance fails at {r.batch}x{r.sequence} row {r.row}"
+                f"batch invariance fails at {r.label} row {r.row}"
                 for r in self.after.invariance
                 if not r.ok
             ]

@@ -199,11 +199,11 @@ def _shapes(
     from .frozen import find_frozen
 
     signature = read_signature(model, dummy)
-    interpreter = Interpreter(model.graph, read_tensor)
+    sizes = {s.name: s.dummy for s in signature.symbols if s.dummy is not None}
+    interpreter = Interpreter(model.graph, read_tensor, model, sizes=sizes)
     for name, dims in signature.seeds.items():
         interpreter.set_input(name, dims)
-    sizes = {s.name: s.dummy for s in signature.symbols if s.dummy is not None}
-    find_frozen(interpreter, model.graph, sizes)
+    find_frozen(interpreter, model.graph, interpreter.sizes)
     return interpreter.shapes
 
 

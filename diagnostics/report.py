@@ -41,13 +41,19 @@ def render_check(console: Console, report: Report) -> None:
 
 def _summary(report: Report) -> str:
     dummy = ", ".join(f"{k}={v}" for k, v in report.dummy.items())
+    dummy = (f"export dummy {dummy} ({report.dummy_source})" if dummy
+             else "export dummy sizes unknown (--dummy NAME=N gives them)")
     head = (
         f"[bold]{report.model}[/]: {report.nodes} nodes, exporter {report.exporter or '?'}, "
-        f"export dummy {dummy} ({report.dummy_source})"
+        f"{dummy}"
     )
     if report.weights == "missing":
         head += ", [yellow]weights not read[/]"
-    if not report.findings:
+    if not report.findings and report.skipped:
+        reasons = ", ".join(dict.fromkeys(s.reason for s in report.skipped))
+        verdict = (f"[bold yellow]incomplete: {len(report.skipped)} node(s) not judged[/] "
+                   f"({reasons}); no frozen shapes found among the rest")
+    elif not report.findings:
         verdict = "[bold green]no frozen shapes found[/]"
     else:
         kinds: dict[str, int] = {}
@@ -67,7 +73,7 @@ def _inputs_line(report: Report) -> str:
     parts = []
     for tensor in report.inputs:
         dims = ", ".join("?" if d is None else str(d) for d in tensor.dims)
-        parts.append(f"{tensor.name}[{dims}]")
+        parts.append(escape(f"{tensor.name}[{dims}]"))
     return "inputs: " + "  ".join(parts)
 
 
@@ -108,11 +114,12 @@ def _render_probe(console: Console, report: Report) -> None:
         console.print(f"[yellow]probe skipped[/]: {probe.skipped}", highlight=False)
         return
     table = Table(title="probe (onnxruntime)", title_justify="left")
-    for column in ("batch x sequence", "result", "failing node", "finding", "error"):
+    shape = "sizes" if any(r.sizes for r in probe.runs) else "batch x sequence"
+    for column in (shape, "result", "failing node", "finding", "error"):
         table.add_column(column, overflow="fold")
     for run in probe.runs:
         table.add_row(
-            f"{run.batch}x{run.sequence}",
+            run.label,
             "[green]ok[/]" if run.ok else "[red]FAIL[/]",
             run.node or "",
             "" if run.finding is None else f"#{run.finding} {report.findings[run.finding].node}",
@@ -132,7 +139,7 @@ def _render_probe(console: Console, report: Report) -> None:
                 if run.ok
                 else f"[red]FAIL[/] {short_error(run.error) or 'rows mixed'}"
             )
-            rows.add_row(f"{run.batch}x{run.sequence}", str(run.row), result, diff)
+            rows.add_row(run.label, str(run.row), result, diff)
         console.print(rows)
 
 

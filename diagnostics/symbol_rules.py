@@ -101,12 +101,12 @@ def _elementwise(it: Interpreter, node: onnx.NodeProto) -> None:
     if any(len(v) not in (1, length) for v in values):
         return
     rows = [[v[0]] * length if len(v) == 1 else v for v in values]
-    result = [_arith(node.op_type, [row[i] for row in rows]) for i in range(length)]
+    result = [_arith(node.op_type, [row[i] for row in rows], it) for i in range(length)]
     if all(r is not None for r in result):
         it.values[node.output[0]] = result
 
 
-def _arith(op: str, args: list[Dim]) -> Dim | None:
+def _arith(op: str, args: list[Dim], it: Interpreter | None = None) -> Dim | None:
     exprs = [a.expr for a in args]
     if any(e is None for e in exprs):
         return UNKNOWN
@@ -118,7 +118,13 @@ def _arith(op: str, args: list[Dim]) -> Dim | None:
         return Dim(a * b)
     if op == "Div" and b is not None:
         quotient = a / b
-        return Dim(quotient) if quotient.valid or quotient.literal is not None else UNKNOWN
+        if quotient.valid or quotient.literal is not None:
+            return Dim(quotient)
+        if it is not None and a.powers and b.literal is not None and b.literal > 0:
+            size = it.size_of(a)  # integer division of a size: height // patch
+            return it.derive(f"floor({a}/{b.literal})",
+                             None if size is None else size // b.literal)
+        return UNKNOWN
     if op in ("Add", "Sub") and b is not None:
         if b.literal == 0:
             return args[0]
@@ -126,6 +132,8 @@ def _arith(op: str, args: list[Dim]) -> Dim | None:
             return args[1]
         if a.literal is not None and b.literal is not None:
             return lit(a.literal + b.literal if op == "Add" else a.literal - b.literal)
+        if it is not None and (a.literal is None or a.literal > 0):  # past + sequence
+            return _sum(it, args, [1, 1 if op == "Add" else -1])
         return UNKNOWN
     if op == "Equal" and b is not None:
         if a == b:
@@ -224,8 +232,26 @@ def _concat(it: Interpreter, node: onnx.NodeProto) -> None:
             out.append(lit(sum(d.literal for d in dims)))
         else:
             nonzero = [d for d in dims if d.literal != 0]
-            out.append(nonzero[0] if len(nonzero) == 1 else UNKNOWN)
+            out.append(nonzero[0] if len(nonzero) == 1 else _sum(it, nonzero))
     it.shapes[node.output[0]] = out
+
+
+def _sum(it: Interpreter, dims: list[Dim], signs: list[int] | None = None) -> Dim:
+    """`a + b` of sizes that are not all literal: a derived symbol (its dummy summed too)."""
+    if any(d.expr is None for d in dims):
+        return UNKNOWN
+    signs = signs or [1] * len(dims)
+    literal = sum(s * d.literal for s, d in zip(signs, dims, strict=True) if d.literal is not None)
+    terms = sorted(str(d.expr) for s, d in zip(signs, dims, strict=True) if d.literal is None
+                   and s > 0)
+    minus = sorted(str(d.expr) for s, d in zip(signs, dims, strict=True) if d.literal is None
+                   and s < 0)
+    text = " + ".join(terms) + "".join(f" - {t}" for t in minus)
+    if literal:
+        text += f" + {literal}" if literal > 0 else f" - {-literal}"
+    sizes = [it.size_of(d.expr) for d in dims]
+    size = None if None in sizes else sum(s * v for s, v in zip(signs, sizes, strict=True))
+    return it.derive(text, size)
 
 
 def _slice(it: Interpreter, node: onnx.NodeProto) -> None:
@@ -453,6 +479,9 @@ def _layer_norm(it: Interpreter, node: onnx.NodeProto) -> None:
 
 def _reshape(it: Interpreter, node: onnx.NodeProto) -> None:
     out = reshape_output(it.shape(node.input[0]), it.value(node.input[1]), node)
+    target = it.shape(node.input[1])
+    if out is None and target and len(target) == 1 and target[0].literal is not None:
+        out = [UNKNOWN] * target[0].literal  # a computed target: its rank is known
     it.shapes[node.output[0]] = out
     values = it.value(node.input[0])
     if values is not None and out is not None and len(out) <= 1:
@@ -485,6 +514,115 @@ def _softmax_like(it: Interpreter, node: onnx.NodeProto) -> None:
     it.shapes[node.output[0]] = it.shape(node.input[0])
     for name in node.output[1:]:
         it.shapes[name] = None
+
+
+def _conv(it: Interpreter, node: onnx.NodeProto) -> None:
+    """Conv, ConvTranspose and the pools: batch passes through, spatial sizes by formula.
+
+    A spatial size that stays a symbol's (stride 1, padding that undoes the kernel) is
+    that symbol; any other computed from a symbol is a derived symbol named by its
+    formula (`(floor((frames + -1)/2) + 1)`), with its dummy size where known.
+    """
+    x = it.shape(node.input[0])
+    weight = it.shape(_input(node, 1)) if node.op_type in ("Conv", "ConvTranspose") else None
+    if x is None or len(x) < 3:
+        it.shapes[node.output[0]] = None
+        return
+    spatial = len(x) - 2
+    kernel = _attr(node, "kernel_shape")
+    if kernel is None and weight is not None and len(weight) == len(x):
+        kernel = [d.literal for d in weight[2:]]
+    if node.op_type.startswith("Global"):
+        it.shapes[node.output[0]] = [x[0], x[1]] + [lit(1)] * spatial
+        return
+    if kernel is None or None in kernel:
+        it.shapes[node.output[0]] = [x[0]] + [UNKNOWN] * (len(x) - 1)
+        return
+    strides = list(_attr(node, "strides", [1] * spatial))
+    dilations = list(_attr(node, "dilations", [1] * spatial))
+    pads = list(_attr(node, "pads", [0] * 2 * spatial))
+    auto_pad = _attr(node, "auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)
+    ceil_mode = bool(_attr(node, "ceil_mode", 0))
+    if node.op_type == "Conv":
+        channels = weight[0] if weight else UNKNOWN
+    elif node.op_type == "ConvTranspose":
+        group = int(_attr(node, "group", 1))
+        channels = Dim(weight[1].expr * lit(group).expr) if weight and weight[1].expr else UNKNOWN
+    else:
+        channels = x[1]
+    out = [x[0], channels]
+    output_shape = _attr(node, "output_shape")
+    for axis in range(spatial):
+        k, s, d = kernel[axis], strides[axis], dilations[axis]
+        padding = pads[axis] + pads[axis + spatial]
+        if output_shape is not None:
+            out.append(lit(int(output_shape[axis])))
+        elif node.op_type == "ConvTranspose":
+            extra = list(_attr(node, "output_padding", [0] * spatial))[axis]
+            out.append(_affine(it, x[2 + axis], s, extra + (k - 1) * d + 1 - padding - s, 1,
+                               False, transpose=True))
+        elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            out.append(_affine(it, x[2 + axis], 1, s - 1, s, False))
+        else:
+            if auto_pad == "VALID":
+                padding = 0
+            out.append(_affine(it, x[2 + axis], 1, padding - d * (k - 1) - 1, s, ceil_mode,
+                               plus_one=True))
+    it.shapes[node.output[0]] = out
+
+
+def _affine(it: Interpreter, size: Dim, scale: int, offset: int, stride: int, ceil: bool,
+            plus_one: bool = False, transpose: bool = False) -> Dim:
+    """floor((scale*size + offset) / stride) (+ 1): literally, as the same symbol, or derived."""
+    def apply(value: int) -> int:
+        top = scale * value + offset
+        result = -(-top // stride) if ceil else top // stride
+        return result + (1 if plus_one else 0)
+
+    if size.literal is not None:
+        return lit(apply(size.literal))
+    if size.expr is None:
+        return UNKNOWN
+    if scale == 1 and stride == 1 and offset + (1 if plus_one else 0) == 0:
+        return size
+    known = it.size_of(size.expr)
+    if transpose:
+        text = f"{stride}*{size.expr} + {offset}"
+    elif plus_one:
+        text = f"{'ceil' if ceil else 'floor'}(({size.expr} + {offset})/{stride}) + 1"
+    else:
+        text = f"ceil(({size.expr} + {offset - stride + 1})/{stride})"
+    if transpose:
+        known = None if known is None else stride * known + offset
+        return it.derive(text, known)
+    return it.derive(text, None if known is None else apply(known))
+
+
+def _resize(it: Interpreter, node: onnx.NodeProto) -> None:
+    """Output sizes from `sizes` (symbolic where computed) or from literal `scales`."""
+    x = it.shape(node.input[0])
+    sizes = it.value(_input(node, 3)) if _input(node, 3) else None
+    if sizes is not None and (x is None or len(sizes) == len(x)):
+        it.shapes[node.output[0]] = list(sizes)
+        return
+    scales_name = _input(node, 2)
+    tensor = it.initializers.get(scales_name) if scales_name else None
+    scales = it.read_tensor(tensor) if tensor is not None else None
+    if x is None or scales is None or len(scales.reshape(-1)) != len(x):
+        it.shapes[node.output[0]] = None if x is None else [UNKNOWN] * len(x)
+        return
+    out = []
+    for dim, scale in zip(x, scales.reshape(-1).tolist(), strict=True):
+        if scale == 1:
+            out.append(dim)
+        elif dim.literal is not None:
+            out.append(lit(int(dim.literal * scale)))
+        elif float(scale).is_integer() and dim.expr is not None:
+            out.append(Dim(dim.expr * lit(int(scale)).expr))
+        else:
+            out.append(UNKNOWN)
+    it.shapes[node.output[0]] = out
 
 
 HANDLERS: dict[str, Callable[[Interpreter, onnx.NodeProto], None]] = {
@@ -526,3 +664,7 @@ for _op in (
     HANDLERS[_op] = _softmax_like
 for _op in "ReduceMean ReduceSum ReduceMax ReduceMin ReduceProd ReduceL2 ArgMax ArgMin".split():
     HANDLERS[_op] = _reduce
+for _op in ("Conv ConvTranspose ConvInteger MaxPool AveragePool LpPool GlobalAveragePool "
+            "GlobalMaxPool GlobalLpPool").split():
+    HANDLERS[_op] = _conv
+HANDLERS["Resize"] = _resize

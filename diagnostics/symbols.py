@@ -1,9 +1,12 @@
-"""Propagate the input symbols (`batch`, `sequence`) through a graph, without the weights.
+"""Propagate the input symbols (`batch`, `sequence`, `height`...) through a graph, without weights.
 
 Small integer tensors (shapes and indices) carry their values too, so `Shape -> Gather ->
 Concat` chains are followed; the per-op rules are in `symbol_rules`. Where a symbol meets a
 literal the interpreter records a `Conflict` with the literal's origin and keeps the symbol,
 so one frozen value gives one conflict, not a cascade. Unknown stays unknown: nothing guesses.
+Ops without a rule of our own get their output shapes from onnx's shape inference run on
+that one node with the shapes we hold (`node_inference`); control flow and other domains'
+ops are named as not followed.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from math import prod
 
 import onnx
 
-from .shape_algebra import UNKNOWN, Dim, Origin, Shape, lit, merge
+from .node_inference import infer_node
+from .shape_algebra import UNKNOWN, Dim, Expr, Origin, Shape, lit, merge
 from .symbol_rules import HANDLERS, INT_TYPES, MAX_VALUES
 
 
@@ -34,11 +38,17 @@ class Interpreter:
 
     graph: onnx.GraphProto
     read_tensor: Callable[[onnx.TensorProto], object | None]
+    model: onnx.ModelProto | None = None  # for onnx's inference of ops without a rule
     shapes: dict[str, Shape] = field(default_factory=dict)
     values: dict[str, list[Dim]] = field(default_factory=dict)
     constants: set[str] = field(default_factory=set)
     conflicts: list[Conflict] = field(default_factory=list)
     unhandled: dict[str, int] = field(default_factory=dict)
+    # symbol -> its size in the export dummy, where known; derived symbols are added here
+    sizes: dict[str, int] = field(default_factory=dict)
+    inferred: dict[str, int] = field(default_factory=dict)  # op -> nodes onnx inference followed
+    types: dict[str, int] | None = None  # element types, computed when first needed
+    initializers: dict[str, onnx.TensorProto] = field(default_factory=dict)
     _consumers: dict[str, tuple[str, str, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -46,6 +56,7 @@ class Interpreter:
             for index, name in enumerate(node.input):
                 self._consumers.setdefault(name, (node.name, node.op_type, index))
         for tensor in self.graph.initializer:
+            self.initializers[tensor.name] = tensor
             self._add_constant(tensor.name, list(tensor.dims), tensor)
 
     # -- state -----------------------------------------------------------------------------
@@ -84,6 +95,27 @@ class Interpreter:
             for i, v in enumerate(array.reshape(-1).tolist())
         ]
 
+    def size_of(self, expr: Expr | None) -> int | None:
+        """The export dummy's value of `expr`, where every symbol in it has a known size."""
+        if expr is None:
+            return None
+        if expr.literal is not None:
+            return expr.literal
+        sizes = [self.sizes.get(name) for name in expr.symbols]
+        if None in sizes:
+            return None
+        value = expr.coef * prod(s**p for s, (_, p) in zip(sizes, expr.powers, strict=True))
+        return int(value) if value.denominator == 1 else None
+
+    def derive(self, text: str, size: int | None) -> Dim:
+        """A size computed from symbols in a way a monomial cannot write (a sum, a strided
+        convolution): a symbol of its own, named by how it is computed, so the same
+        computation gives the same symbol; its dummy size goes along where it is known."""
+        name = f"({text})"
+        if size is not None:
+            self.sizes.setdefault(name, size)
+        return Dim(Expr.of(name))
+
     def conflict(self, node: onnx.NodeProto, literal: Dim, symbol: Dim) -> None:
         self.conflicts.append(Conflict(node.name, node.op_type, literal, symbol))
 
@@ -97,12 +129,14 @@ class Interpreter:
                 self.values[node.input[i]] = values
         try:
             handler = HANDLERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-            if handler is None:
+            if handler is not None:
+                handler(self, node)
+            elif infer_node(self, node):
+                self.inferred[node.op_type] = self.inferred.get(node.op_type, 0) + 1
+            else:
                 self.unhandled[node.op_type] = self.unhandled.get(node.op_type, 0) + 1
                 for name in node.output:
                     self.shapes[name] = None
-                return
-            handler(self, node)
         finally:
             if override:
                 for i, values in saved.items():

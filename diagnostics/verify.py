@@ -13,7 +13,17 @@ from collections.abc import Sequence
 import numpy as np
 
 from .loading import LoadedModel
-from .probe import _feed, _first_line, _text_inputs, _vocab, default_shapes, run_probe
+from .probe import (
+    _feed,
+    _first_line,
+    _text_inputs,
+    _vocab,
+    any_feed,
+    default_shapes,
+    default_sizes,
+    run_probe,
+    run_probe_any,
+)
 from .repair_results import Comparison, Verification
 
 RTOL = 1e-5
@@ -35,6 +45,8 @@ def verify(
 ) -> Verification:
     if original.weights == "missing":
         return Verification(skipped="the original's weights are not here to compare against")
+    if isinstance(_text_inputs(original.model), str):
+        return _verify_any(original, repaired)
     before = run_probe(original, (), shapes)
     after = run_probe(repaired, (), shapes)
     reference = (dummy.get("batch", 2), dummy.get("sequence", 8))
@@ -56,13 +68,34 @@ def verify(
     return Verification(compared, before, after, notes=tuple(notes))
 
 
+def _verify_any(original: LoadedModel, repaired: LoadedModel) -> Verification:
+    """Any model: both probed at sizes per symbol, compared where the original runs."""
+    from .inputs import read_signature
+
+    trials = default_sizes(original.model)
+    before = run_probe_any(original, (), trials)
+    after = run_probe_any(repaired, (), trials)
+    ran = [t for t, r in zip(trials, before.runs, strict=True) if r.ok]
+    if not ran:
+        return Verification((), before, after,
+                            notes=("the original runs at none of the probe sizes: not compared",))
+    feed, _ = any_feed(original.model, read_signature(original.model), ran[0], seed=7)
+    try:
+        compared = _compare(original, repaired, ran[0].get("batch", 0), 0, feed)
+    except Exception as exc:  # onnxruntime's error types are not exported
+        return Verification((), before, after, notes=(f"compare failed: {_first_line(exc)}",))
+    return Verification(compared, before, after)
+
+
 def _compare(
-    original: LoadedModel, repaired: LoadedModel, batch: int, sequence: int
+    original: LoadedModel, repaired: LoadedModel, batch: int, sequence: int,
+    feed: dict[str, np.ndarray] | None = None,
 ) -> tuple[Comparison, ...]:
-    inputs = _text_inputs(original.model)
-    if isinstance(inputs, str):
-        raise ValueError(inputs)
-    feed = _feed(inputs, batch, sequence, _vocab(original.model, inputs), seed=7)
+    if feed is None:
+        inputs = _text_inputs(original.model)
+        if isinstance(inputs, str):
+            raise ValueError(inputs)
+        feed = _feed(inputs, batch, sequence, _vocab(original.model, inputs), seed=7)
     want = _session(original).run(None, feed)
     got = _session(repaired).run(None, feed)
     names = [o.name for o in original.model.graph.output]

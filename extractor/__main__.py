@@ -105,6 +105,19 @@ def _parser() -> argparse.ArgumentParser:
         "on real text",
     )
     parser.add_argument(
+        "--precision",
+        choices=("bf16",),
+        help="also write openvino/model.xml, run in bf16 by OpenVINO (optional extra; CPUs "
+        "with bf16 instructions), gated on cosine similarity to fp32 on real text",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=("onnxruntime", "openvino"),
+        default="onnxruntime",
+        help="openvino: also write openvino/model.xml (OpenVINO IR), checked in f32 on real "
+        "text (optional extra: pip install \"subgraft[openvino]\")",
+    )
+    parser.add_argument(
         "--keep-failed",
         action="store_true",
         help="when verification fails, keep the outputs in <output>.failed to inspect",
@@ -127,6 +140,10 @@ def _bench_parser() -> argparse.ArgumentParser:
                         help="BATCHxSEQUENCE shapes (default 1x128,8x128,1x16)")
     parser.add_argument("--extra", action="append", default=[], metavar="NAME=PATH",
                         help="another ONNX model to time in the same run (e.g. Optimum's)")
+    parser.add_argument("--peers", action="store_true",
+                        help="also time the engines a user would pick instead (PyTorch bf16 "
+                        "autocast, torch.ao int8, OpenVINO, CTranslate2, Optimum), one table "
+                        "per accuracy tier, each with its accuracy on real text")
     parser.add_argument("--json", action="store_true", help="print the timings as JSON")
     return parser
 
@@ -177,6 +194,8 @@ def _bench(argv: list[str], out: Console, err: Console) -> int:
     try:
         args = _bench_parser().parse_args(argv)
         shapes = tuple(parse_shapes(args.shapes))
+        if any(isinstance(shape, dict) for shape in shapes):
+            raise _UsageError("python -m extractor bench: --shapes takes BATCHxSEQUENCE pairs")
         extra = dict(_named_path(text) for text in args.extra)
         if args.threads < 1 or args.runs < 1:
             raise _UsageError("python -m extractor bench: --threads and --runs must be at least 1")
@@ -195,6 +214,20 @@ def _bench(argv: list[str], out: Console, err: Console) -> int:
 
     hf_logging.disable_progress_bar()
 
+    if args.peers:
+        from .peers import compare_peers
+        from .report import render_peers
+
+        if not any((directory / name).is_file() for name in ("vocab.txt", "tokenizer.json")):
+            _error(err, f"{directory} has no tokenizer: --peers measures accuracy on real text")
+            return EXIT_USAGE
+        with err.status("measuring every engine on real text, then timing them in turns..."):
+            found = compare_peers(directory, args.threads, args.runs, shapes)
+        if args.json:
+            print(to_json([e.to_dict() for e in found]))
+        else:
+            render_peers(out, found, args.threads)
+        return EXIT_OK
     with err.status("timing PyTorch and onnxruntime..."):
         timings = benchmark(directory, args.threads, args.runs, shapes, extra)
     if args.json:
@@ -350,6 +383,8 @@ def _extract(args: argparse.Namespace, out: Console, err: Console) -> int:
             force=args.force,
             optimize=args.optimize,
             quantize=args.quantize,
+            precision=args.precision,
+            runtime=args.runtime,
             keep_failed=args.keep_failed,
             step=step,
         )

@@ -23,7 +23,7 @@ from diagnostics import Report as FrozenCheck
 from diagnostics import check
 
 from . import __version__
-from .accuracy import Agreement, text_inputs
+from .accuracy import Agreement, compare_embeddings, text_inputs
 from .architecture import ResolvedConfig, resolve_config
 from .checkpoint import Checkpoint, load_checkpoint, strip_prefix
 from .config_sources import TOKENIZER_FILES
@@ -62,8 +62,21 @@ from .parity import (
 )
 from .prefixes import choose_prefix, encoder_match
 from .quantize import INT8_NAME, quantize_within_gate
+from .runtimes import (
+    RuntimeUnavailable,
+    bf16_problem,
+    calibration_samples,
+    nncf_problem,
+    onnxruntime_runner,
+    openvino_problem,
+    openvino_runner,
+    quantize_openvino_int8,
+    save_openvino_ir,
+)
 
 ONNX_NAME = "model.onnx"
+OPENVINO_NAME = "openvino/model.xml"  # model.onnx as OpenVINO IR; run in f32, or bf16
+OPENVINO_INT8_NAME = "openvino/model.int8.xml"  # static int8 by NNCF, calibrated on real text
 FUSABLE_NAME = "fusable.onnx"  # TorchScript/eager graph that is fused and quantized; not kept
 ISOLATE_EXPORT_BYTES = 256 << 20
 Step = Callable[[str], None]
@@ -84,6 +97,8 @@ class ExtractionReport:
     output: Path | None = None  # None when nothing was written (verification failed)
     files: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    # With two int8 files: which ran faster here, with the timings ({"file", "ms", "why"}).
+    int8_choice: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -102,6 +117,7 @@ class ExtractionReport:
             "parity": self.parity.to_dict(),
             "frozen_shapes": [f["node"] for f in self.frozen.to_dict()["findings"]],
             "variants": [v.to_dict() for v in self.variants],
+            "int8_choice": self.int8_choice,
             "output": str(self.output) if self.output else None,
             "files": self.files,
             "seconds": self.seconds,
@@ -127,6 +143,8 @@ def extract(
     isolate_export: bool | None = None,
     optimize: bool = False,
     quantize: str | None = None,
+    precision: str | None = None,
+    runtime: str = "onnxruntime",
     keep_failed: bool = False,
     step: Step | None = None,
 ) -> ExtractionReport:
@@ -143,6 +161,14 @@ def extract(
             fusions (exported for fusion: TorchScript, eager attention), parity-checked.
         quantize: "int8": also write `model.int8.onnx` (dynamic int8 of the graph exported
             for fusion), gated on cosine similarity on real text.
+            With OpenVINO and NNCF installed, also `openvino/model.int8.xml` (static
+            int8 calibrated on real text, same gate); both are timed and the report
+            records which is faster here (`int8_choice`).
+        precision: "bf16": also write `openvino/model.xml`, the model as OpenVINO IR, run
+            with bf16 arithmetic, gated on real text (token cosine >= 0.9995, sentence
+            >= 0.9999). Needs OpenVINO and a CPU with bf16 instructions.
+        runtime: "openvino": also write `openvino/model.xml`, checked in f32 (the exact
+            tier: max abs <= 1e-4 on real text). Needs OpenVINO.
         keep_failed: when verification fails, keep the outputs in `<output>.failed`
             (with report.json) to inspect, instead of writing nothing.
         step: called with a short label as each long step starts (for progress).
@@ -168,8 +194,18 @@ def extract(
     refuse_unexportable(resolved.config)
     if quantize is not None and quantize != "int8":
         raise ExtractorError(f"unknown quantization {quantize!r}; only 'int8' is supported")
-    if quantize and resolved.tokenizer_dir is None:
-        raise ExtractorError("--quantize needs the model's tokenizer for its accuracy gate on "
+    if precision not in (None, "bf16"):
+        raise ExtractorError(f"unknown precision {precision!r}; only 'bf16' is supported")
+    if precision and (problem := bf16_problem()):
+        raise RuntimeUnavailable(f"--precision bf16: {problem}")
+    if runtime not in ("onnxruntime", "openvino"):
+        raise ExtractorError(f"unknown runtime {runtime!r}; 'onnxruntime' or 'openvino'")
+    if runtime == "openvino" and (problem := openvino_problem()):
+        raise RuntimeUnavailable(f"--runtime openvino: {problem}")
+    openvino = runtime == "openvino" or precision == "bf16"
+    if (quantize or openvino) and resolved.tokenizer_dir is None:
+        flag = "--quantize" if quantize else "--precision" if precision else "--runtime"
+        raise ExtractorError(f"{flag} needs the model's tokenizer for its accuracy gate on "
                              "real text; pass --model DIR (or --config in a directory) that "
                              "holds the tokenizer files")
     step("building the fresh model")
@@ -189,7 +225,7 @@ def extract(
         # tokens but not always on padded ones (ModernBERT: 0.04 apart there).
         encoder.set_attn_implementation("eager")
         references = _references(encoder, hidden_states)
-        text = _text_reference(encoder, staging) if quantize else None
+        text = _text_reference(encoder, staging) if quantize or openvino else None
         isolate = (
             isolate_export
             if isolate_export is not None
@@ -211,6 +247,27 @@ def extract(
         variants = _fast_variants(
             staging, resolved, references, text, optimize, quantize, atol, rtol, step
         )
+        if openvino:
+            step("converting to OpenVINO IR and checking it against fp32 on real text")
+            variants.extend(_openvino_variants(staging, text, precision))
+        int8_choice = None
+        if quantize and nncf_problem() is None:
+            step("static int8 in OpenVINO (NNCF, calibrated on real text)")
+            static = _openvino_int8_variant(staging, text)
+            if static.ok:
+                variants.append(static)
+                step("timing both int8 files")
+                int8_choice = _choose_int8(staging, variants, text[0])
+            else:  # an extra file that misses the gate is dropped, not a failed run
+                folder = (staging / OPENVINO_INT8_NAME).parent
+                for path in folder.glob("model.int8.*"):
+                    path.unlink()
+                if not any(folder.iterdir()):
+                    folder.rmdir()
+                int8_choice = {"file": INT8_NAME, "ms": {}, "rejected": static.to_dict(),
+                               "why": f"{OPENVINO_INT8_NAME} missed the int8 gate on real text "
+                               f"(tokens {static.agreement.token_cosine_mean:.4f}, sentences "
+                               f"{static.agreement.sentence_cosine_mean:.4f}); not kept"}
         if variants:
             timer.lap("optimize")
 
@@ -224,6 +281,7 @@ def extract(
             frozen,
             variants,
             seconds=timer.seconds,
+            int8_choice=int8_choice,
         )
         if report.ok or keep_failed:
             # A failed export goes beside the output, never in its place, for inspection.
@@ -231,7 +289,8 @@ def extract(
             if not report.ok:
                 check_output(target, inputs, force)  # the output itself was checked up front
             report.output = target
-            report.files = sorted([p.name for p in staging.iterdir()] + [REPORT_NAME])
+            report.files = sorted([str(p.relative_to(staging)) for p in staging.rglob("*")
+                                   if p.is_file()] + [REPORT_NAME])
             write_json(staging / REPORT_NAME, report.to_dict())
             commit(staging, target)
     return report
@@ -274,6 +333,8 @@ class Variant:
     agreement: Agreement | None = None
     kept_fp32: list[str] = field(default_factory=list)  # int8: nodes the gate kept in fp32
     merged_projections: int = 0  # int8: MatMul groups (query/key/value) merged into one
+    runtime: str = "onnxruntime"
+    precision: str = "fp32"  # what the runtime computes in: fp32, int8 or bf16
 
     @property
     def ok(self) -> bool:
@@ -293,6 +354,8 @@ class Variant:
             "accuracy": self.agreement.to_dict() if self.agreement else None,
             "kept_fp32": self.kept_fp32,
             "merged_projections": self.merged_projections,
+            "runtime": self.runtime,
+            "precision": self.precision,
         }
 
 
@@ -352,10 +415,61 @@ def _fast_variants(
         quantized = quantize_within_gate(fusable, staging / INT8_NAME, inputs, expected)
         variants.append(Variant("int8", INT8_NAME, agreement=quantized.agreement,
                                 kept_fp32=quantized.kept_fp32,
-                                merged_projections=quantized.merged))
+                                merged_projections=quantized.merged, precision="int8"))
     for leftover in staging.glob(FUSABLE_NAME + "*"):
         leftover.unlink()
     return variants
+
+
+def _openvino_variants(staging: Path, text: tuple[dict, Any], precision: str | None
+                       ) -> list[Variant]:
+    """`openvino/model.xml` (model.onnx as IR) checked in f32, and in bf16 when asked."""
+    inputs, expected = text
+    ir = save_openvino_ir(staging / ONNX_NAME, staging / OPENVINO_NAME)
+    variants = []
+    for tier, hint in (("exact", "f32"), ("bf16", "bf16")):
+        if tier == "bf16" and precision != "bf16":
+            continue
+        got = openvino_runner(ir, hint)(inputs)
+        agreement = compare_embeddings(OPENVINO_NAME, got, expected, inputs["attention_mask"],
+                                       tier)
+        variants.append(Variant(f"openvino-{hint}", OPENVINO_NAME, agreement=agreement,
+                                runtime="openvino", precision="fp32" if hint == "f32" else hint))
+    return variants
+
+
+def _openvino_int8_variant(staging: Path, text: tuple[dict, Any]) -> Variant:
+    """`openvino/model.int8.xml`: NNCF's static int8 calibrated on the real sentences."""
+    inputs, expected = text
+    ir = quantize_openvino_int8(staging / ONNX_NAME, staging / OPENVINO_INT8_NAME,
+                                calibration_samples(inputs))
+    got = openvino_runner(ir, "f32")(inputs)
+    agreement = compare_embeddings(OPENVINO_INT8_NAME, got, expected, inputs["attention_mask"],
+                                   "int8")
+    return Variant("openvino-int8", OPENVINO_INT8_NAME, agreement=agreement,
+                   runtime="openvino", precision="int8")
+
+
+def _choose_int8(staging: Path, variants: list[Variant], inputs: dict[str, Any]
+                 ) -> dict[str, Any]:
+    """Time both int8 files on the real-text batch here; the faster one that passes wins."""
+    from .speed import interleaved_medians
+
+    passing = {v.file: v for v in variants if v.precision == "int8" and v.ok}
+    runners = {}
+    for file in passing:
+        run = (openvino_runner(staging / file, "f32") if file.endswith(".xml")
+               else onnxruntime_runner(staging / file))
+        runners[file] = lambda run=run: run(inputs)
+    if not runners:
+        return {"file": None, "ms": {}, "why": "no int8 file passed the gate"}
+    medians = interleaved_medians(runners, 10)
+    best = min(medians, key=medians.get)
+    shape = "x".join(map(str, inputs["input_ids"].shape))
+    others = ", ".join(f"{f} {ms:.1f} ms" for f, ms in medians.items() if f != best)
+    why = f"fastest on this machine at {shape} (real text): {medians[best]:.1f} ms" + (
+        f" against {others}" if others else "")
+    return {"file": best, "ms": medians, "why": why}
 
 
 def _text_reference(encoder: PreTrainedModel, staging: Path) -> tuple[dict, Any]:

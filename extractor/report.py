@@ -9,11 +9,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
-from .accuracy import SENTENCE_COSINE_MIN, TOKEN_COSINE_MIN
+from .accuracy import TIERS, Agreement
 from .architecture import attention_heads
 from .graft import GraftReport
 from .model import KeyReport
 from .parity import ParityReport
+from .peers import PYTORCH_FP32, Engine, fastest
 from .pipeline import ExtractionReport, Variant
 from .prefixes import PrefixInfo
 from .speed import Timing
@@ -149,6 +150,9 @@ def render_extraction(console: Console, report: ExtractionReport) -> None:
         )
     for variant in report.variants:
         console.print(_variant_line(variant), soft_wrap=True)
+    if report.int8_choice:
+        console.print(f"int8 chosen: {report.int8_choice['file']}: {report.int8_choice['why']}",
+                      soft_wrap=True, highlight=False)
     seconds = sum(report.seconds.values())
     if report.ok:
         console.print(
@@ -191,16 +195,22 @@ def _variant_line(variant: Variant) -> str:
         worst = max((r.max_abs for r in variant.parity.results), default=float("nan"))
         parts.append(f"parity max abs {_num(worst)} at {len(variant.parity.results)} comparisons")
     if variant.agreement is not None:
-        a = variant.agreement
-        parts.append(
-            f"cosine to fp32 on {a.sentences} sentences: tokens {a.token_cosine_mean:.4f} "
-            f"(gate {TOKEN_COSINE_MIN}), sentences {a.sentence_cosine_mean:.4f} "
-            f"(gate {SENTENCE_COSINE_MIN})"
-        )
+        parts.append(_agreement_text(variant.agreement))
     if variant.name == "int8":
         parts.append(f"query/key/value merged in {variant.merged_projections} layer(s); "
                      f"{len(variant.kept_fp32)} node(s) kept in fp32 for the gate")
     return f"{variant.name}: {variant.file}: " + "; ".join(parts) + f" {verdict}"
+
+
+def _agreement_text(a: Agreement) -> str:
+    if a.tier == "exact":
+        return (f"{a.tier} tier: max abs {_num(a.max_abs)} (gate {a.gate['max_abs']}) on "
+                f"{a.sentences} sentences")
+    gate = a.gate
+    return (f"{a.tier} tier, cosine to fp32 on {a.sentences} sentences: tokens "
+            f"{a.token_cosine_mean:.5f} (gate {gate['token_cosine_mean']}), sentences "
+            f"{a.sentence_cosine_mean:.5f} (gate {gate['sentence_cosine_mean']}), max abs "
+            f"{_num(a.max_abs)}")
 
 
 def render_graft(console: Console, report: GraftReport) -> None:
@@ -238,6 +248,38 @@ def render_speed(console: Console, timings: list[Timing], threads: int) -> None:
     for model, row in cells.items():
         table.add_row(model, *(row.get(shape, "-") for shape in shapes))
     console.print(table)
+
+
+def render_peers(console: Console, engines: list[Engine], threads: int) -> None:
+    """One table per accuracy tier: every engine's speed beside its accuracy on real text."""
+    shapes = list(dict.fromkeys(shape for e in engines for shape in e.ms))
+    base = next((e.ms for e in engines if e.name == PYTORCH_FP32), {})
+    for tier in TIERS:
+        rows = [e for e in engines if e.tier == tier]
+        table = Table(title=f"{tier} tier: median ms, {threads} threads (x = speed-up over "
+                      "PyTorch fp32, same run); accuracy against PyTorch fp32 on real text",
+                      title_justify="left")
+        for column in ("engine", *(f"{b}x{s}" for b, s in shapes), "token cos", "sentence cos",
+                       "max abs", "gate"):
+            table.add_column(column, justify="left" if column == "engine" else "right")
+        for e in rows:
+            name = ("[bold]subgraft[/] " if e.ours else "") + e.name
+            if e.runner is None:
+                table.add_row(name, f"[dim]{e.unavailable}[/]")
+                continue
+            cells = [f"{e.ms[s]:.1f} ({base[s] / e.ms[s]:.2f}x)" if s in e.ms else "-"
+                     for s in shapes]
+            a = e.agreement
+            table.add_row(name, *cells, f"{a.token_cosine_mean:.5f}",
+                          f"{a.sentence_cosine_mean:.6f}", _num(a.max_abs),
+                          "[green]meets[/]" if a.ok else "[red]misses[/]")
+        console.print(table)
+        for shape in shapes:
+            ours, peer = fastest(engines, tier, shape, True), fastest(engines, tier, shape, False)
+            if ours and peer:
+                ratio = peer.ms[shape] / ours.ms[shape]
+                console.print(f"  {shape[0]}x{shape[1]}: subgraft's fastest ({ours.name}) is "
+                              f"{ratio:.2f}x the fastest peer ({peer.name})", highlight=False)
 
 
 def to_json(data: object) -> str:

@@ -61,7 +61,7 @@ def benchmark(directory: str | Path, threads: int = 2, runs: int = 20,
     vocab = model.config.vocab_size
     timings = []
     for batch, sequence in shapes:
-        feeds = _inputs(batch, sequence, vocab)
+        feeds = random_inputs(batch, sequence, vocab)
         runners = {PYTORCH: _pytorch_runner(model, feeds)}
         for name, session in sessions.items():
             wanted = {i.name for i in session.get_inputs()}
@@ -105,7 +105,7 @@ def interleaved_medians(runners: dict[str, Callable[[], object]], repeats: int
     return {name: statistics.median(times[name]) for name in names}
 
 
-def _inputs(batch: int, sequence: int, vocab: int) -> dict[str, np.ndarray]:
+def random_inputs(batch: int, sequence: int, vocab: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     return {"input_ids": rng.integers(5, vocab, (batch, sequence)),
             "attention_mask": np.ones((batch, sequence), dtype=np.int64),
