@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from math import prod
 
 import onnx
@@ -46,6 +47,10 @@ def find_frozen(
     for node in graph.node:
         rule = RULES.get(node.op_type) if node.domain in ("", "ai.onnx") else None
         verdict = rule(interpreter, node, context) if rule else None
+        inside = _shape_consumers_inside(node)
+        if inside:  # If, Loop, Scan: their subgraphs are not followed
+            skips.append(Skip(node.name, node.op_type,
+                              f"{inside} shape-consuming node(s) in its subgraphs not followed"))
         interpreter.run(node)
         if isinstance(verdict, Skip):
             skips.append(verdict)
@@ -54,6 +59,21 @@ def find_frozen(
             interpreter.shapes[node.output[0]] = verdict.output
     findings.extend(_from_conflicts(interpreter.conflicts, context))
     return findings, skips
+
+
+SHAPE_CONSUMERS = {"Reshape", "Expand", "Tile", "Slice", "Resize", "ConstantOfShape", "Range"}
+
+
+def _shape_consumers_inside(node: onnx.NodeProto) -> int:
+    """Shape-consuming nodes in a control-flow node's subgraphs, at any depth."""
+    count = 0
+    for attribute in node.attribute:
+        graphs = [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else list(
+            attribute.graphs)
+        for subgraph in graphs:
+            for inner in subgraph.node:
+                count += (inner.op_type in SHAPE_CONSUMERS) + _shape_consumers_inside(inner)
+    return count
 
 
 def explain(value: int, symbol: Expr | None, dummy: dict[str, int]) -> str:
@@ -105,6 +125,13 @@ def reshape_rule(it: Interpreter, node: onnx.NodeProto, context: Context) -> Ver
             FrozenValue(i, target[i].literal, None, explain(target[i].literal, None, context.dummy))
             for i in literal if target[i].literal not in own
         )
+        if not frozen and _drops_batch(data, resolved):
+            # [4, seq, 12] from [batch, 4, seq, 12]: 4 is batch x heads at a dummy batch of 1.
+            frozen = tuple(FrozenValue(i, target[i].literal, None,
+                                       f"{target[i].literal}: the batch is gone, it holds at a "
+                                       "dummy batch of 1 only") for i in literal)
+        if not frozen:  # only the model's own sizes: a constraint of the model, not a dummy
+            return None
         reason = "the target cannot fit the symbolic data at any other size"
         return Verdict(_finding(node, frozen, reason), None)
     frozen = tuple(
@@ -115,6 +142,14 @@ def reshape_rule(it: Interpreter, node: onnx.NodeProto, context: Context) -> Ver
     shown = "[" + ", ".join(str(t) for t in target) + "]"
     reason = f"target {shown} holds export sizes where the data {_text(data)} is dynamic"
     return Verdict(_finding(node, frozen, reason), reshape_output(data, fixed, node))
+
+
+def _drops_batch(data: list[Dim], target: list[Dim]) -> bool:
+    """The data has a batch and no target dim carries it (nor a -1 that could)."""
+    def has_batch(dims: list[Dim]) -> bool:
+        return any(d.expr is not None and "batch" in d.expr.symbols for d in dims)
+
+    return has_batch(data) and not has_batch(target) and all(t.literal != -1 for t in target)
 
 
 def _finding(node: onnx.NodeProto, frozen: tuple[FrozenValue, ...], reason: str) -> Finding:
@@ -165,11 +200,47 @@ def _clean(data: list[Dim], target: list[Dim]) -> bool:
     groups = _groups([d.expr for d in data], exprs)
     if groups is None:
         return False
+    holes = [i for i, t in enumerate(target) if t.literal == -1]
+    if holes:  # the -1 takes whatever is left: judge the dims on each side of it
+        given = [t.expr for t in target]
+        data_exprs = [d.expr for d in data]
+        return (_side_clean(data_exprs, given[: holes[0]])
+                and _side_clean(data_exprs[::-1], given[holes[0] + 1 :][::-1]))
     for left, right in groups:
-        symbolic = any(e.powers for e in left)
-        if symbolic and any(e.literal is not None and e.literal > 1 for e in right):
+        # A group whose data carries a symbol is clean when the target's literal part is the
+        # data's ([batch*4] split into [batch, 4] is; [batch, sequence] as [16] is not).
+        if any(e.powers for e in left) and _literal_part(right) != _literal_part(left):
             return False
     return True
+
+
+def _side_clean(data: list[Expr], side: list[Expr]) -> bool:
+    """The target dims before (or, reversed, after) a -1, covered by the data's from that end:
+    a literal only by literal data (`[-1, 9, 1]` on `[batch, sequence, 18]` is clean), a
+    symbolic dim by the data's same product (`[2, 8, -1]` on `[batch, sequence, ...]` is not)."""
+    i, budget = 0, Fraction(1)
+    for t in side:
+        if t.literal == 1:
+            continue
+        if t.powers:
+            if budget != 1:
+                return False
+            product = ONE
+            while product != t and i < len(data) and len(product.powers) <= len(t.powers):
+                product, i = product * data[i], i + 1
+            if product != t:
+                return False
+            continue
+        while budget % t.coef:
+            if i >= len(data) or data[i].powers:
+                return False
+            budget, i = budget * data[i].coef, i + 1
+        budget /= t.coef
+    return True
+
+
+def _literal_part(exprs: list[Expr]) -> Fraction:
+    return prod((e.coef for e in exprs), start=Fraction(1))
 
 
 def _groups(left: list[Expr], right: list[Expr]) -> list[tuple[list[Expr], list[Expr]]] | None:
@@ -218,6 +289,9 @@ def _fix(data: list[Dim], target: list[Dim], context: Context) -> list[Dim] | No
             fixed[i] = Dim(data[i].expr)
     if fixed != list(target) and _clean(data, fixed):
         return fixed
+    grouped = _fix_by_sizes(data, target, context)
+    if grouped is not None:
+        return grouped
     # One literal standing for a product of symbols (batch*sequence flattened).
     for i, t in enumerate(target):
         for candidate in _products(data):
@@ -227,6 +301,51 @@ def _fix(data: list[Dim], target: list[Dim], context: Context) -> list[Dim] | No
                 if _clean(data, trial):
                     return trial
     return None
+
+
+def _fix_by_sizes(data: list[Dim], target: list[Dim], context: Context) -> list[Dim] | None:
+    """Group data and target dims by equal products of their export sizes; a target literal
+    facing data symbols becomes their product (`[8, 26, 12]` on `[batch, 4, seq, 12]` is
+    `[batch*4, seq, 12]`), or, one data dim split in several, the factors whose sizes match."""
+    sizes = [_dummy_size(d.expr, context) for d in data]
+    if None in sizes or any(t.expr is None for t in target):
+        return None
+    values = [t.literal if t.literal is not None else _dummy_size(t.expr, context)
+              for t in target]
+    if any(v is None or v == 0 for v in values) or values.count(-1) > 1:
+        return None
+    if -1 in values:
+        known = prod(v for v in values if v != -1)
+        if not known or prod(sizes) % known:
+            return None
+        values[values.index(-1)] = prod(sizes) // known
+    fixed, i, j = list(target), 0, 0
+    while i < len(data) and j < len(values):
+        left, right = [i], [j]
+        a, b = sizes[i], values[j]
+        while a != b:
+            if a < b and left[-1] + 1 < len(data):
+                left.append(left[-1] + 1)
+                a *= sizes[left[-1]]
+            elif b < a and right[-1] + 1 < len(values):
+                right.append(right[-1] + 1)
+                b *= values[right[-1]]
+            else:
+                return None
+        exprs = [data[k].expr for k in left]
+        symbolic = any(e.powers for e in exprs)
+        if symbolic and len(right) == 1 and target[j].literal not in (None, -1):
+            fixed[j] = Dim(prod(exprs, start=ONE))
+        elif symbolic and len(left) == 1 and len(right) > 1:
+            factors = [Expr.of(n) for n, p in exprs[0].powers for _ in range(p)]
+            for k in right:
+                match = next((f for f in factors
+                              if _dummy_size(f, context) == values[k] and values[k] > 1), None)
+                if match is not None and target[k].literal != -1:
+                    fixed[k] = Dim(match)
+                    factors.remove(match)
+        i, j = left[-1] + 1, right[-1] + 1
+    return fixed if fixed != list(target) and _clean(data, fixed) else None
 
 
 def _products(data: list[Dim]) -> list[Expr]:

@@ -49,7 +49,9 @@ def read_signature(model: onnx.ModelProto, dummy: dict[str, int] | None = None) 
     exporter = metadata.get(METADATA + "exporter") or _guess_exporter(model)
     # A PyTorch export whose every input is static: axis 0 of each other input of rank >= 2
     # is analysed as the batch it should have been (a finding only where the graph reads it).
-    static_export = (model.producer_name == "pytorch" and bool(inputs)
+    from_pytorch = model.producer_name == "pytorch" or any(k.startswith(METADATA)
+                                                           for k in metadata)
+    static_export = (from_pytorch and bool(inputs)
                      and all(isinstance(d, int) for t in inputs for d in _dims(t)))
     batched = [t for t in inputs if static_export and t not in text and len(_dims(t)) >= 2]
     dummy_sizes, dummy_source = _dummy(metadata, text, dummy, batched)
@@ -73,6 +75,8 @@ def read_signature(model: onnx.ModelProto, dummy: dict[str, int] | None = None) 
             role = ROLES[axis] if tensor.name in text_names and axis < 2 else None
             if tensor in batched and axis == 0:
                 role = "batch"
+            if isinstance(dim, int) and not from_pytorch:
+                role = None  # tf2onnx, paddle2onnx...: a static size is theirs to choose
             if isinstance(dim, int) and role is None:
                 seed.append(lit(dim))
                 continue

@@ -22,13 +22,17 @@ from .shape_algebra import ONE, Expr
 def repair_reshape(edit: GraphEdit, finding: Finding, index: int) -> Change:
     node = edit.node(finding.node)
     target = edit.constant(node.input[1])
-    if target is None or target.ndim != 1:
-        raise Declined("the target is computed, not a literal: nothing frozen to rewrite")
     data, out = edit.shapes.get(node.input[0]), edit.shapes.get(node.output[0])
+    if target is None or target.ndim != 1:
+        return _rebuild_computed(edit, node, finding, index, data, out)
     if data is None or any(d.expr is None for d in data):
         raise Declined("the data shape is not known symbolically")
     if out is None or len(out) != len(target) or any(d.expr is None for d in out):
-        raise Declined("the target cannot be rebuilt: the output it should give is not known")
+        unsized = sorted(n for n, s in edit.symbols.items() if s.dummy is None and "+" not in n)
+        hint = (f" (the export sizes of {', '.join(unsized)} are not recorded: --dummy "
+                + ",".join(f"{n}=N" for n in unsized) + " gives them)") if unsized else ""
+        raise Declined("the target cannot be rebuilt: the output it should give is not known"
+                       + hint)
     frozen = [f.position for f in finding.frozen]
     if any(f.symbol is None for f in finding.frozen):
         raise Declined("the target cannot be rebuilt: no symbol fits its literal dims")
@@ -61,6 +65,30 @@ def repair_reshape(edit: GraphEdit, finding: Finding, index: int) -> Change:
     node.input[1] = name
     edit.release(old)
     after = vector_text(new)
+    edit.note(node, f"target {before} -> {after} ({action})")
+    return Change(index, node.name, node.op_type, action, before, after, added)
+
+
+def _rebuild_computed(edit: GraphEdit, node, finding: Finding, index: int, data, out) -> Change:
+    """A computed target holding a literal (`Concat([4], seq, 12)` traced at batch 1): the
+    whole target rebuilt from the output it should give, its sizes read off the data."""
+    if (data is None or out is None or any(d.expr is None for d in [*data, *out])
+            or any(f.symbol is None for f in finding.frozen)):
+        raise Declined("the target is computed and the output it should give is not known")
+    allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
+    new: list[int | Expr] = [
+        0 if not allowzero and i < len(data) and data[i].expr == d.expr and d.expr.powers
+        else d.literal if d.literal is not None else d.expr
+        for i, d in enumerate(out)
+    ]
+    count = sum(len(v) for v in edit.inserts.values())
+    name = edit.vector(new, node.name, data=node.input[0])
+    added = tuple(n.name for v in edit.inserts.values() for n in v)[count:]
+    old = node.input[1]
+    node.input[1] = name
+    edit.release(old)
+    before, after = finding.frozen_text, vector_text(new)
+    action = "computed target rebuilt from Shape -> Gather -> Concat of the data"
     edit.note(node, f"target {before} -> {after} ({action})")
     return Change(index, node.name, node.op_type, action, before, after, added)
 

@@ -31,7 +31,7 @@ def render_check(console: Console, report: Report) -> None:
     for note in report.notes:
         console.print(f"[dim]note: {note}[/]", highlight=False)
     if report.skipped:
-        nodes = ", ".join(s.node for s in report.skipped[:5])
+        nodes = ", ".join(s.node or f"({s.op_type})" for s in report.skipped[:5])
         more = f" (+{len(report.skipped) - 5})" if len(report.skipped) > 5 else ""
         console.print(f"[dim]not judged: {len(report.skipped)} node(s): {nodes}{more}[/]")
     if report.unhandled_ops:

@@ -18,7 +18,7 @@ from .shape_algebra import ONE, UNKNOWN, Dim, Origin, Shape, lit
 if TYPE_CHECKING:
     from .symbols import Interpreter
 
-_BIG = 1 << 62  # Slice ends at or past this mean "to the end"
+_BIG = 10**9  # Slice ends at or past this mean "to the end" (tf2onnx writes 1e9)
 MAX_VALUES = 64  # integer tensors up to this size carry their values
 INT_TYPES = {onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.BOOL}
 
@@ -122,8 +122,10 @@ def _arith(op: str, args: list[Dim], it: Interpreter | None = None) -> Dim | Non
             return Dim(quotient)
         if it is not None and a.powers and b.literal is not None and b.literal > 0:
             size = it.size_of(a)  # integer division of a size: height // patch
-            return it.derive(f"floor({a}/{b.literal})",
-                             None if size is None else size // b.literal)
+            divisor = b.literal
+            return it.derive(f"floor({a}/{divisor})",
+                             None if size is None else size // divisor,
+                             lambda ev: ev(a) // divisor)
         return UNKNOWN
     if op in ("Add", "Sub") and b is not None:
         if b.literal == 0:
@@ -132,7 +134,7 @@ def _arith(op: str, args: list[Dim], it: Interpreter | None = None) -> Dim | Non
             return args[1]
         if a.literal is not None and b.literal is not None:
             return lit(a.literal + b.literal if op == "Add" else a.literal - b.literal)
-        if it is not None and (a.literal is None or a.literal > 0):  # past + sequence
+        if it is not None:  # past + sequence, samples // 10 - 1
             return _sum(it, args, [1, 1 if op == "Add" else -1])
         return UNKNOWN
     if op == "Equal" and b is not None:
@@ -251,7 +253,9 @@ def _sum(it: Interpreter, dims: list[Dim], signs: list[int] | None = None) -> Di
         text += f" + {literal}" if literal > 0 else f" - {-literal}"
     sizes = [it.size_of(d.expr) for d in dims]
     size = None if None in sizes else sum(s * v for s, v in zip(signs, sizes, strict=True))
-    return it.derive(text, size)
+    exprs = [d.expr for d in dims]
+    return it.derive(text, size, lambda ev: sum(
+        s * ev(e) for s, e in zip(signs, exprs, strict=True)))
 
 
 def _slice(it: Interpreter, node: onnx.NodeProto) -> None:
@@ -462,6 +466,12 @@ def _split(it: Interpreter, node: onnx.NodeProto) -> None:
     sizes = _attr(node, "split")
     if sizes is None and _input(node, 1):
         sizes = it.literal_values(node.input[1])
+    if sizes is None and shape is not None:  # equal parts (opset 18: num_outputs)
+        whole = shape[axis % len(shape)].literal
+        parts = len(node.output)
+        if whole is not None and parts:
+            step = -(-whole // parts)
+            sizes = [min(step, whole - step * i) for i in range(parts)]
     for i, name in enumerate(node.output):
         if shape is None:
             it.shapes[name] = None
@@ -563,7 +573,7 @@ def _conv(it: Interpreter, node: onnx.NodeProto) -> None:
             out.append(_affine(it, x[2 + axis], s, extra + (k - 1) * d + 1 - padding - s, 1,
                                False, transpose=True))
         elif auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-            out.append(_affine(it, x[2 + axis], 1, s - 1, s, False))
+            out.append(_affine(it, x[2 + axis], 1, 0, s, True))  # ceil(x / s)
         else:
             if auto_pad == "VALID":
                 padding = 0
@@ -574,29 +584,33 @@ def _conv(it: Interpreter, node: onnx.NodeProto) -> None:
 
 def _affine(it: Interpreter, size: Dim, scale: int, offset: int, stride: int, ceil: bool,
             plus_one: bool = False, transpose: bool = False) -> Dim:
-    """floor((scale*size + offset) / stride) (+ 1): literally, as the same symbol, or derived."""
+    """floor((scale*size + offset) / stride) (+ 1): literally, as the same symbol, or derived.
+
+    A derived size is named in one canonical form, `floor((x + c)/s)` (`floor(x/s)` when c is
+    0), so a convolution's output and the same size computed as `x // s` are one symbol.
+    """
+    if plus_one:  # floor((x + o)/s) + 1 == floor((x + o + s)/s)
+        offset, plus_one = offset + stride, False
+
     def apply(value: int) -> int:
         top = scale * value + offset
-        result = -(-top // stride) if ceil else top // stride
-        return result + (1 if plus_one else 0)
+        return -(-top // stride) if ceil else top // stride
 
     if size.literal is not None:
         return lit(apply(size.literal))
     if size.expr is None:
         return UNKNOWN
-    if scale == 1 and stride == 1 and offset + (1 if plus_one else 0) == 0:
+    if scale == 1 and stride == 1 and offset == 0:
         return size
     known = it.size_of(size.expr)
+    expr = size.expr
     if transpose:
-        text = f"{stride}*{size.expr} + {offset}"
-    elif plus_one:
-        text = f"{'ceil' if ceil else 'floor'}(({size.expr} + {offset})/{stride}) + 1"
-    else:
-        text = f"ceil(({size.expr} + {offset - stride + 1})/{stride})"
-    if transpose:
-        known = None if known is None else stride * known + offset
-        return it.derive(text, known)
-    return it.derive(text, None if known is None else apply(known))
+        return it.derive(f"{scale}*{expr} + {offset}",
+                         None if known is None else scale * known + offset,
+                         lambda ev: scale * ev(expr) + offset)
+    inner = f"{expr}" if offset == 0 else f"({expr} + {offset})"
+    text = f"{'ceil' if ceil else 'floor'}({inner}/{stride})"
+    return it.derive(text, None if known is None else apply(known), lambda ev: apply(ev(expr)))
 
 
 def _resize(it: Interpreter, node: onnx.NodeProto) -> None:

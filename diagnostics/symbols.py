@@ -11,6 +11,7 @@ ops are named as not followed.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from math import prod
@@ -20,6 +21,8 @@ import onnx
 from .node_inference import infer_node
 from .shape_algebra import UNKNOWN, Dim, Expr, Origin, Shape, lit, merge
 from .symbol_rules import HANDLERS, INT_TYPES, MAX_VALUES
+
+_POINTS = 3  # values of the input symbols at which derived sizes are compared
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,8 @@ class Interpreter:
     types: dict[str, int] | None = None  # element types, computed when first needed
     initializers: dict[str, onnx.TensorProto] = field(default_factory=dict)
     _consumers: dict[str, tuple[str, str, int]] = field(default_factory=dict)
+    _formulas: dict[str, Callable] = field(default_factory=dict)  # derived symbol -> formula
+    _by_values: dict[tuple[int, ...], str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for node in self.graph.node:
@@ -107,14 +112,45 @@ class Interpreter:
         value = expr.coef * prod(s**p for s, (_, p) in zip(sizes, expr.powers, strict=True))
         return int(value) if value.denominator == 1 else None
 
-    def derive(self, text: str, size: int | None) -> Dim:
+    def derive(self, text: str, size: int | None,
+               formula: Callable[[Callable[[Expr], int]], int] | None = None) -> Dim:
         """A size computed from symbols in a way a monomial cannot write (a sum, a strided
-        convolution): a symbol of its own, named by how it is computed, so the same
-        computation gives the same symbol; its dummy size goes along where it is known."""
+        convolution): a symbol of its own, named by how it is computed; its dummy size goes
+        along where it is known.
+
+        `formula` computes it from a way to evaluate exprs. Two derived sizes that agree at
+        a few large random values of the input symbols are the same size written two ways
+        (a convolution's output and `samples // 10 - 1`): the first name stands for both.
+        """
         name = f"({text})"
+        if formula is not None and name not in self._formulas:
+            try:
+                key = tuple(formula(lambda e, i=i: self._evaluate(e, i)) for i in range(_POINTS))
+            except (ZeroDivisionError, KeyError):
+                key = None
+            if key is not None and key in self._by_values:
+                name = self._by_values[key]
+            else:
+                self._formulas[name] = formula
+                if key is not None:
+                    self._by_values[key] = name
         if size is not None:
             self.sizes.setdefault(name, size)
         return Dim(Expr.of(name))
+
+    def _evaluate(self, expr: Expr, point: int) -> int:
+        """`expr` at the point-th set of large pseudo-random values of the input symbols."""
+        value = expr.coef
+        for name, power in expr.powers:
+            formula = self._formulas.get(name)
+            if formula is not None:
+                base = formula(lambda e: self._evaluate(e, point))
+            else:
+                base = 1000 + zlib.crc32(f"{name}#{point}".encode()) % 99000
+            value *= base**power
+        if value.denominator != 1:
+            raise KeyError(str(expr))  # a fraction: not a size at this point
+        return int(value)
 
     def conflict(self, node: onnx.NodeProto, literal: Dim, symbol: Dim) -> None:
         self.conflicts.append(Conflict(node.name, node.op_type, literal, symbol))

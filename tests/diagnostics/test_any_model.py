@@ -33,6 +33,32 @@ def test_healthy_exports_are_clean_and_every_symbol_is_named(corpus, model):
     assert report.probe.runs and report.probe.failures == 0, report.probe
 
 
+@pytest.mark.parametrize("model", ["vit", "wav2vec2", "gpt2"])
+def test_dynamo_exports_are_clean_where_sizes_are_computed_two_ways(corpus, model):
+    # dynamo computes a conv's output length as `samples // 10 - 1` and a ViT's patch grid
+    # as `height // 6`: the same sizes the Conv rules derive, recognised as one symbol.
+    report = check(corpus(model, "healthy-dynamo"))
+    assert report.verdict == "clean", (report.findings, report.skipped)
+
+
+def test_repair_rebuilds_a_vits_frozen_attention_given_the_export_dummy(corpus, tmp_path):
+    from diagnostics.repairer import repair
+
+    source = corpus("vit", "python-ints")
+    refused = repair(source, tmp_path / "no_dummy.onnx")
+    assert refused.refusals and "--dummy batch=N,height=N,width=N" in refused.refusals[0].reason
+    entry = onnx_corpus.entry("vit", "python-ints")
+    repaired = repair(source, tmp_path / "repaired.onnx", dummy=entry.dummy)
+    assert repaired.ok and len(repaired.changes) == 8, repaired.refusals
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tmp_path / "repaired.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    for sizes in entry.trials:  # the dummy, then batch 1 and 3 at other image sizes
+        out = session.run(None, onnx_corpus.feeds("vit", sizes))[0]
+        assert out.shape[0] == sizes["batch"]
+
+
 def test_vit_with_python_ints_is_flagged_at_the_attention_reshapes(corpus):
     report = check(corpus("vit", "python-ints"), probe=True)
     assert report.verdict == "findings"
