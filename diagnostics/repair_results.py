@@ -55,6 +55,10 @@ class Comparison:
     max_rel: float  # max_abs / max |original|
     ok: bool
 
+    @property
+    def label(self) -> str:
+        return f"{self.batch}x{self.sequence}" if self.sequence else f"batch {self.batch}"
+
 
 @dataclass(frozen=True)
 class Verification:
@@ -68,7 +72,7 @@ class Verification:
     def failures(self) -> list[str]:
         """What failed, one line each (empty when everything passed)."""
         out = [
-            f"{c.output} at {c.batch}x{c.sequence} changed: max abs {c.max_abs:.2e}"
+            f"{c.output} at {c.label} changed: max abs {c.max_abs:.2e}"
             for c in self.compared
             if not c.ok
         ]

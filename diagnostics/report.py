@@ -258,20 +258,21 @@ def _render_verification(console: Console, verification: Verification) -> None:
     for c in verification.compared:
         mark = "[green]same numbers[/]" if c.ok else "[red]CHANGED[/]"
         console.print(
-            f"{mark} at {c.batch}x{c.sequence} ({c.output}): max abs {c.max_abs:.2e}, "
+            f"{mark} at {c.label} ({c.output}): max abs {c.max_abs:.2e}, "
             f"relative {c.max_rel:.2e}",
             highlight=False,
         )
     before, after = verification.before, verification.after
     if after is not None and not after.skipped:
         table = Table(title="onnxruntime before -> after repair", title_justify="left")
-        for column in ("batch x sequence", "before", "after", "error after"):
+        shape = "sizes" if any(r.sizes for r in after.runs) else "batch x sequence"
+        for column in (shape, "before", "after", "error after"):
             table.add_column(column, overflow="fold")
-        was = {(r.batch, r.sequence): r for r in (before.runs if before else ())}
+        was = {r.label: r for r in (before.runs if before else ())}
         for run in after.runs:
-            old = was.get((run.batch, run.sequence))
+            old = was.get(run.label)
             table.add_row(
-                f"{run.batch}x{run.sequence}",
+                run.label,
                 "-" if old is None else ("ok" if old.ok else f"FAIL {old.node or ''}".strip()),
                 "[green]ok[/]" if run.ok else "[red]FAIL[/]",
                 short_error(run.error),
@@ -281,7 +282,7 @@ def _render_verification(console: Console, verification: Verification) -> None:
             diff = "-" if run.max_abs is None else f"{run.max_abs:.2e}"
             result = "[green]ok[/]" if run.ok else "[red]FAIL[/]"
             console.print(
-                f"batch invariance {run.batch}x{run.sequence} row {run.row}: {result} ({diff})",
+                f"batch invariance {run.label} row {run.row}: {result} ({diff})",
                 highlight=False,
             )
     for failure in verification.failures:
