@@ -65,7 +65,7 @@ def check(
     if probe:
         text = not isinstance(_text_inputs(loaded.model), str)
         shapes = (list(probe_shapes) if probe_shapes else
-                  default_shapes(signature.dummy) if text else default_sizes(loaded.model))
+                  default_shapes(signature.dummy) if text else default_sizes(loaded.model, dummy))
         result = run_probe(loaded, findings, shapes)
     return Report(
         model=loaded.name,

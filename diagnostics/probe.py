@@ -212,11 +212,12 @@ def _first_line(exc: Exception) -> str:
 _SPATIAL, _OTHER = 32, 16  # base sizes for symbols whose dummy is unknown
 
 
-def default_sizes(model: onnx.ModelProto) -> list[dict[str, int]]:
-    """The dummy (where known), then batch 1 and batch 3 with the other symbols moved."""
+def default_sizes(model: onnx.ModelProto, dummy: dict[str, int] | None = None
+                  ) -> list[dict[str, int]]:
+    """The dummy (recorded, static or given), then batch 1 and 3 with the others moved."""
     from .inputs import read_signature
 
-    signature = read_signature(model)
+    signature = read_signature(model, dummy)
     ranks = {t.name: len(t.dims) for t in signature.inputs}
     base: dict[str, int] = {}
     for symbol in signature.symbols:

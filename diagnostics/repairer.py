@@ -85,7 +85,8 @@ def repair(
     else:
         repaired = LoadedModel(_with_weights(result.model, loaded), None, "inline")
     original = loaded if loaded.path is not None else LoadedModel(loaded.model, None, "inline")
-    checked = verify(original, repaired, report.dummy, verify_shapes(report.dummy, shapes or ()))
+    sizes = {**(dummy or {}), **report.dummy}  # every symbol's given size, for any model
+    checked = verify(original, repaired, sizes, verify_shapes(report.dummy, shapes or ()))
     return RepairReport(
         output=str(out_path) if out_path else None,
         dry_run=False,

@@ -46,7 +46,7 @@ def verify(
     if original.weights == "missing":
         return Verification(skipped="the original's weights are not here to compare against")
     if isinstance(_text_inputs(original.model), str):
-        return _verify_any(original, repaired)
+        return _verify_any(original, repaired, dummy)
     before = run_probe(original, (), shapes)
     after = run_probe(repaired, (), shapes)
     reference = (dummy.get("batch", 2), dummy.get("sequence", 8))
@@ -68,11 +68,12 @@ def verify(
     return Verification(compared, before, after, notes=tuple(notes))
 
 
-def _verify_any(original: LoadedModel, repaired: LoadedModel) -> Verification:
+def _verify_any(original: LoadedModel, repaired: LoadedModel, dummy: dict[str, int]
+                ) -> Verification:
     """Any model: both probed at sizes per symbol, compared where the original runs."""
     from .inputs import read_signature
 
-    trials = default_sizes(original.model)
+    trials = default_sizes(original.model, dummy)
     before = run_probe_any(original, (), trials)
     after = run_probe_any(repaired, (), trials)
     ran = [t for t, r in zip(trials, before.runs, strict=True) if r.ok]
