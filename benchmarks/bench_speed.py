@@ -104,7 +104,7 @@ def main() -> None:
           f"checks) {seconds['optimize']:.1f} s: {seconds['export'] + seconds['optimize']:.1f} s")
 
     from extractor.accuracy import TIERS
-    from extractor.peers import PYTORCH_FP32, compare_peers, fastest
+    from extractor.peers import PYTORCH_FP32, compare_peers, comparisons
 
     found = compare_peers(out, args.threads, args.runs)
     shapes = list(dict.fromkeys(shape for e in found for shape in e.ms))
@@ -125,11 +125,8 @@ def main() -> None:
             print(f"| {name} | " + " | ".join(cells) + f" | {a.token_cosine_mean:.5f} | "
                   f"{a.sentence_cosine_mean:.6f} | {a.max_abs:.1e} | "
                   f"{'meets' if a.ok else 'misses'} |")
-        for shape in shapes:
-            ours, peer = fastest(found, tier, shape, True), fastest(found, tier, shape, False)
-            if ours and peer:
-                print(f"- {shape[0]}x{shape[1]}: subgraft's fastest ({ours.name}) is "
-                      f"{peer.ms[shape] / ours.ms[shape]:.2f}x the fastest peer ({peer.name})")
+        for line in comparisons(found, tier):
+            print(f"- {line}")
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -88,10 +88,9 @@ def agreement(
     tier: str = "int8",
 ) -> Agreement:
     """Cosine similarity of `last_hidden_state` (onnxruntime) against fp32 PyTorch."""
-    import onnxruntime as ort
+    from .runtimes import onnxruntime_runner
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run(["last_hidden_state"], inputs)[0]
+    got = onnxruntime_runner(onnx_path)(inputs)
     return compare_embeddings(Path(onnx_path).name, got, expected, inputs["attention_mask"], tier)
 
 

@@ -162,6 +162,17 @@ def fastest(found: list[Engine], tier: str, shape: tuple[int, int], ours: bool
     return min(timed, key=lambda e: e.ms[shape], default=None)
 
 
+def comparisons(found: list[Engine], tier: str) -> list[str]:
+    """Per shape: subgraft's fastest file of `tier` against the fastest peer meeting its gate."""
+    lines = []
+    for shape in dict.fromkeys(shape for e in found for shape in e.ms):
+        ours, peer = fastest(found, tier, shape, True), fastest(found, tier, shape, False)
+        if ours and peer:
+            lines.append(f"{shape[0]}x{shape[1]}: subgraft's fastest ({ours.name}) is "
+                         f"{peer.ms[shape] / ours.ms[shape]:.2f}x the fastest peer ({peer.name})")
+    return lines
+
+
 def _bf16(make: Callable[[], Runner]) -> Runner:
     if problem := bf16_problem():
         raise RuntimeUnavailable(problem)

@@ -14,7 +14,7 @@ from .architecture import attention_heads
 from .graft import GraftReport
 from .model import KeyReport
 from .parity import ParityReport
-from .peers import PYTORCH_FP32, Engine, fastest
+from .peers import PYTORCH_FP32, Engine, comparisons
 from .pipeline import ExtractionReport, Variant
 from .prefixes import PrefixInfo
 from .speed import Timing
@@ -274,12 +274,8 @@ def render_peers(console: Console, engines: list[Engine], threads: int) -> None:
                           f"{a.sentence_cosine_mean:.6f}", _num(a.max_abs),
                           "[green]meets[/]" if a.ok else "[red]misses[/]")
         console.print(table)
-        for shape in shapes:
-            ours, peer = fastest(engines, tier, shape, True), fastest(engines, tier, shape, False)
-            if ours and peer:
-                ratio = peer.ms[shape] / ours.ms[shape]
-                console.print(f"  {shape[0]}x{shape[1]}: subgraft's fastest ({ours.name}) is "
-                              f"{ratio:.2f}x the fastest peer ({peer.name})", highlight=False)
+        for line in comparisons(engines, tier):
+            console.print(f"  {line}", highlight=False)
 
 
 def to_json(data: object) -> str:

@@ -145,7 +145,7 @@ def export_torchscript(
 ) -> Path:
     """TorchScript exporter with `dynamic_axes` keyed by `axes_keys` (the inputs, normally)."""
     axes = {0: "batch", 1: "sequence"}
-    with _quiet(), torch.no_grad():
+    with quiet(), torch.no_grad():
         torch.onnx.export(
             PositionalEncoder(model),
             dummy_inputs(batch, sequence, model.config.vocab_size),
@@ -165,7 +165,7 @@ def export_dynamo(
 ) -> Path:
     """The torch.export-based exporter with `batch` and `sequence` dims, weights inline."""
     dims = {0: torch.export.Dim("batch"), 1: torch.export.Dim("sequence")}
-    with _quiet(), torch.no_grad():
+    with quiet(), torch.no_grad():
         program = torch.onnx.export(
             PositionalEncoder(model),
             dummy_inputs(batch, sequence, model.config.vocab_size),
@@ -182,10 +182,14 @@ def export_dynamo(
     return path
 
 
+EXPORT_LOGGERS = ("torch.onnx", "torch.export", "torch._export", "onnxscript", "torch.fx")
+
+
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet(*more_loggers: str) -> Iterator[None]:
+    """Exports without their warnings, log lines and printed progress."""
     levels = {}
-    for name in ("torch.onnx", "torch.export", "torch._export", "onnxscript", "torch.fx"):
+    for name in EXPORT_LOGGERS + more_loggers:
         levels[name] = logging.getLogger(name).level
         logging.getLogger(name).setLevel(logging.ERROR)
     try:

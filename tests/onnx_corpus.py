@@ -32,12 +32,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.metadata
-import io
-import logging
 import os
 import types
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +44,7 @@ import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
+from broken_models import quiet  # noqa: E402
 from transformers import AttentionInterface  # noqa: E402
 from transformers.masking_utils import AttentionMaskInterface, eager_mask  # noqa: E402
 from transformers.models.deberta_v2 import modeling_deberta_v2  # noqa: E402
@@ -448,20 +446,8 @@ def export_dynamo(spec: Spec, wrapper: torch.nn.Module, path: Path, sizes: dict[
     return path
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    levels = {}
-    for name in ("torch.onnx", "torch.export", "torch._export", "onnxscript", "torch.fx",
-                 "torch._dynamo", "torch.utils._sympy", "transformers"):
-        levels[name] = logging.getLogger(name).level
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
+def _quiet() -> contextlib.AbstractContextManager[None]:
+    return quiet("torch._dynamo", "torch.utils._sympy", "transformers")
 
 
 BUILDERS: dict[str, Callable[[Spec, Path, dict[str, int]], Path]] = {
