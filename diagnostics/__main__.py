@@ -1,6 +1,6 @@
 """python -m diagnostics check MODEL.onnx [--probe [SHAPES]] [--json] [--dummy batch=N,sequence=M]
-                           [--netron [--focus NODE] [--no-browser] [--port N]]
-python -m diagnostics repair MODEL.onnx -o OUT.onnx [--dry-run] [--shapes SHAPES] [--json]
+                           [--expect NAME[dim,...]] [--netron [--focus NODE] [--no-browser]]
+python -m diagnostics repair MODEL.onnx -o OUT.onnx [--dry-run] [--keep-failed] [--json]
                             [--netron ...]
 python -m diagnostics show MODEL.onnx [--node NAME] [--no-browser] [--port N]
 
@@ -72,8 +72,29 @@ def _add_check(subparsers: argparse._SubParsersAction) -> None:
         help="export dummy sizes by symbol (batch, sequence, height, ...), when the model does not "
         "record them (text default batch=2,sequence=8)",
     )
+    _add_expect(parser)
+    _add_inputs(parser, "probe")
     _add_netron_flags(parser, focus="--focus")
     parser.set_defaults(handler=_check)
+
+
+def _add_inputs(parser: argparse.ArgumentParser, purpose: str) -> None:
+    parser.add_argument(
+        "--inputs",
+        metavar="FILE.npz[,FILE.npz]",
+        help=f"{purpose} on these inputs (numpy.savez, one array per graph input), for models "
+        "whose inputs must agree in value (GLiNER's words and spans)",
+    )
+
+
+def _add_expect(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--expect",
+        metavar="NAME[dim,...]",
+        help="the input dims you expect, a name for each dynamic one, ';' between inputs, "
+        "e.g. 'pixel_values[batch,3,height,width]': a static dim there, a missing input "
+        "or another rank is a finding",
+    )
 
 
 def _add_netron_flags(parser: argparse.ArgumentParser, focus: str | None) -> None:
@@ -144,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check(args: argparse.Namespace, out: Console) -> int:
     from . import check
+    from .inputs import parse_expect
     from .probe import parse_shapes
     from .report import render_check, to_json
 
@@ -152,9 +174,11 @@ def _check(args: argparse.Namespace, out: Console) -> int:
         shapes = parse_shapes(args.probe)
     report = check(
         args.model,
-        probe=args.probe is not None,
+        probe=args.probe is not None or bool(args.inputs),
         probe_shapes=shapes,
         dummy=_parse_dummy(args.dummy) if args.dummy else None,
+        expect=parse_expect(args.expect) if args.expect else None,
+        probe_inputs=args.inputs.split(",") if args.inputs else None,
     )
     if args.json:
         print(to_json(report))
@@ -197,14 +221,20 @@ def _add_repair(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Repair what check finds with the smallest rewrite that can be proved (0/-1 or "
             "Shape->Gather->Concat in Reshape targets, sizes from Shape, aranges as Range, "
-            "static inputs made symbolic), refuse the rest with the reason, write -o "
-            "(never the input), then verify in onnxruntime against the original."
+            "static inputs made symbolic), refuse the rest with the reason, verify in "
+            "onnxruntime against the original, and write -o (never the input) only when "
+            "all of it is proved."
         ),
     )
     parser.add_argument("model", help="ONNX file, or a directory holding model.onnx")
     parser.add_argument("-o", "--output", help="where to write the repaired model")
     parser.add_argument("--dry-run", action="store_true", help="show the plan; write nothing")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    parser.add_argument(
+        "--keep-failed",
+        action="store_true",
+        help="write -o even when the repair is not proved (to inspect it; do not ship it)",
+    )
     parser.add_argument(
         "--dummy",
         metavar="batch=N,sequence=M",
@@ -214,11 +244,14 @@ def _add_repair(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--shapes", metavar="SHAPES", help="more BATCHxSEQUENCE shapes to verify at, e.g. 1x300"
     )
+    _add_expect(parser)
+    _add_inputs(parser, "verify")
     _add_netron_flags(parser, focus="--focus")
     parser.set_defaults(handler=_repair)
 
 
 def _repair(args: argparse.Namespace, out: Console) -> int:
+    from .inputs import parse_expect
     from .probe import parse_shapes
     from .repairer import OutputPathError, repair
     from .report import render_repair, repair_to_json
@@ -231,6 +264,9 @@ def _repair(args: argparse.Namespace, out: Console) -> int:
         dry_run=args.dry_run,
         dummy=_parse_dummy(args.dummy) if args.dummy else None,
         shapes=parse_shapes(args.shapes) if args.shapes else None,
+        keep_failed=args.keep_failed,
+        expect=parse_expect(args.expect) if args.expect else None,
+        inputs=args.inputs.split(",") if args.inputs else None,
     )
     if args.json:
         print(repair_to_json(report))

@@ -13,12 +13,17 @@ from collections.abc import Sequence
 import onnx
 
 from .findings import Finding, Report
-from .frozen import find_frozen
 from .inputs import read_signature
 from .loading import load_model
-from .probe import _text_inputs, default_shapes, default_sizes, run_probe
+from .probe import (
+    _text_inputs,
+    default_shapes,
+    default_sizes,
+    run_probe,
+)
+from .probe_inputs import load_feeds, run_probe_feeds
 from .source import node_source
-from .symbols import Interpreter
+from .symbols import Interpreter, interpret
 
 
 def check(
@@ -26,6 +31,8 @@ def check(
     probe: bool = False,
     probe_shapes: Sequence[tuple[int, int]] | None = None,
     dummy: dict[str, int] | None = None,
+    expect: dict[str, tuple[int | str, ...]] | None = None,
+    probe_inputs: Sequence | None = None,
 ) -> Report:
     """Find every shape frozen from the export dummy; never prints.
 
@@ -33,18 +40,18 @@ def check(
         source: a path to an `.onnx` file (or a directory holding `model.onnx`), or a model.
         probe: also run the model in onnxruntime at `probe_shapes` (default: a built-in set).
         dummy: export sizes by role ({"batch": 2, "sequence": 8}) when the model records none.
+        expect: the input dims the user expects ({"pixel_values": ("batch", 3, "height",
+            "width")}, a name meaning dynamic): what the file does otherwise is a finding.
+        probe_inputs: run the probe on these inputs instead (`.npz` paths or dicts of arrays
+            named as the graph's inputs): for models whose inputs must agree in value.
 
     Raises:
         DiagnosticsError: the file is missing, not ONNX, truncated, or uses unknown domains.
     """
     loaded = load_model(source)
     graph = loaded.model.graph
-    signature = read_signature(loaded.model, dummy)
-    sizes = {s.name: s.dummy for s in signature.symbols if s.dummy is not None}
-    interpreter = Interpreter(graph, loaded.read_tensor, loaded.model, sizes=sizes)
-    for name, dims in signature.seeds.items():
-        interpreter.set_input(name, dims)
-    found, skipped = find_frozen(interpreter, graph, interpreter.sizes)
+    signature = read_signature(loaded.model, dummy, expect)
+    interpreter, found, skipped = interpret(loaded.model, loaded.read_tensor, dummy, expect)
     nodes = {node.name: node for node in graph.node}
     static = [f for f in signature.findings
               if f.node in signature.batched and not _reads_batch(interpreter, graph, found)]
@@ -57,15 +64,21 @@ def check(
             f"weights not read: external data {', '.join(loaded.missing)} not found "
             "(the static check does not need them; --probe does)"
         )
-    if signature.findings:
+    if any(f.kind == "static-input" for f in signature.findings):
         notes.append(
-            "static text inputs were analysed as if dynamic, to find every node that froze them"
+            "static inputs were analysed as if dynamic, to find every node that froze them"
         )
     result = None
-    if probe:
+    if probe_inputs:
+        result = run_probe_feeds(loaded, findings, load_feeds(loaded.model, probe_inputs))
+    elif probe:
         text = not isinstance(_text_inputs(loaded.model), str)
+        if probe_shapes and isinstance(probe_shapes[0], dict):  # sizes by the file's names too
+            probe_shapes = [{signature.aliases.get(k, k): v for k, v in sizes.items()}
+                            for sizes in probe_shapes]
         shapes = (list(probe_shapes) if probe_shapes else
-                  default_shapes(signature.dummy) if text else default_sizes(loaded.model, dummy))
+                  default_shapes(signature.dummy, interpreter.limits.get("sequence")) if text else
+                  default_sizes(loaded.model, dummy, interpreter))
         result = run_probe(loaded, findings, shapes)
     return Report(
         model=loaded.name,
@@ -82,6 +95,7 @@ def check(
         notes=tuple(notes),
         probe=result,
         nodes=len(graph.node),
+        limits=dict(interpreter.limits),
     )
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .netron_view import NetronView
 
-KINDS = ("static-input", "frozen-shape", "folded-constant", "shape-conflict")
+KINDS = ("static-input", "frozen-shape", "folded-constant", "shape-conflict", "signature")
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,7 @@ class ProbeRun:
     node: str | None = None  # the node the onnxruntime error names
     finding: int | None = None  # index into Report.findings of the finding for that node
     sizes: tuple[tuple[str, int], ...] = ()  # every symbol's size, for models that are not text
+    note: str | None = None  # e.g. the sizes asked for were past the end of a position table
 
     @property
     def label(self) -> str:
@@ -132,10 +133,23 @@ class Probe:
     runs: tuple[ProbeRun, ...] = ()
     invariance: tuple[InvarianceRun, ...] = ()
     skipped: str | None = None  # why the probe did not run
+    given: bool = False  # run on the user's inputs (--inputs), not on built ones
+
+    @property
+    def inconclusive(self) -> bool:
+        """The first run (at the export sizes, or a guess at them) failed and no finding
+        explains it: the probe's inputs are not ones this model takes (values that must
+        agree, such as GLiNER's spans and word counts), so its unexplained failures prove
+        nothing."""
+        first = self.runs[0] if self.runs else None
+        return first is not None and not self.given and not first.ok and first.finding is None
 
     @property
     def failures(self) -> int:
-        return sum(not r.ok for r in self.runs) + sum(not r.ok for r in self.invariance)
+        """Failed runs and invariance checks; when inconclusive, only those a finding explains."""
+        counted = [r for r in self.runs
+                   if not r.ok and not (self.inconclusive and r.finding is None)]
+        return len(counted) + sum(not r.ok for r in self.invariance)
 
 
 @dataclass(frozen=True)
@@ -154,6 +168,7 @@ class Report:
     notes: tuple[str, ...] = ()
     probe: Probe | None = None
     nodes: int = 0
+    limits: dict[str, int] = field(default_factory=dict)  # symbol -> most (a table it slices)
 
     @property
     def ok(self) -> bool:
@@ -161,11 +176,13 @@ class Report:
 
     @property
     def verdict(self) -> str:
-        """"findings" (or probe failures), else "incomplete" when nodes were not judged,
-        else "clean": a clean verdict only where every shape-consuming node was judged."""
+        """"findings" (or probe failures), else "incomplete" when nodes were not judged or the
+        probe was inconclusive, else "clean": a clean verdict only where every
+        shape-consuming node was judged (and, probed, the model ran at its own sizes)."""
         if not self.ok:
             return "findings"
-        return "incomplete" if self.skipped else "clean"
+        inconclusive = self.probe is not None and self.probe.inconclusive
+        return "incomplete" if self.skipped or inconclusive else "clean"
 
     def open_in_netron(self, model: Any = None, **options: Any) -> NetronView:
         """Serve the annotated model in Netron; `.url`, `.focus_url`, `.stop()`.
@@ -186,6 +203,7 @@ class Report:
         data["probe"] = probe["runs"] if probe else []
         data["invariance"] = probe["invariance"] if probe else []
         data["probe_skipped"] = probe["skipped"] if probe else None
+        data["probe_inconclusive"] = self.probe.inconclusive if self.probe else False
         data["ok"] = self.ok
         data["verdict"] = self.verdict
         return data

@@ -109,7 +109,7 @@ def reshape_rule(it: Interpreter, node: onnx.NodeProto, context: Context) -> Ver
     if any(d.expr is None for d in data):
         return Skip(node.name, node.op_type, "the data shape is not fully known")
     if any(t.expr is None for t in target):
-        return Skip(node.name, node.op_type, "the target is only partly known")
+        return _partly_known(node, data, target, literal, context)
     allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
     resolved = _resolve_zeros(data, target, allowzero)
     if _clean(data, resolved):
@@ -142,6 +142,31 @@ def reshape_rule(it: Interpreter, node: onnx.NodeProto, context: Context) -> Ver
     shown = "[" + ", ".join(str(t) for t in target) + "]"
     reason = f"target {shown} holds export sizes where the data {_text(data)} is dynamic"
     return Verdict(_finding(node, frozen, reason), reshape_output(data, fixed, node))
+
+
+def _partly_known(node: onnx.NodeProto, data: list[Dim], target: list[Dim], literal: list[int],
+                  context: Context) -> Verdict | Skip | None:
+    """A target with elements computed at run time from data (GLiNER's longest text, from
+    `text_lengths.max()`): those cannot be frozen; each literal is judged against the export
+    sizes of the data's dims, which must all be known."""
+    names = sorted({name for d in data for name in d.expr.symbols})
+    missing = [name for name in names if context.dummy.get(name) is None]
+    if missing:
+        return Skip(node.name, node.op_type, "the target is only partly known and the export "
+                    f"size of {', '.join(missing)} is not (--dummy gives it)")
+    sizes = {}
+    for dim in data:
+        if dim.symbolic:
+            value = dim.expr.coef * prod(context.dummy[n] ** p for n, p in dim.expr.powers)
+            sizes.setdefault(int(value), str(dim.expr))
+    frozen = tuple(FrozenValue(i, target[i].literal, sizes[target[i].literal],
+                               f"{target[i].literal} = export {sizes[target[i].literal]}")
+                   for i in literal if target[i].literal in sizes)
+    if not frozen:
+        return None
+    shown = "[" + ", ".join(str(t) for t in target) + "]"
+    reason = f"target {shown} holds export sizes of the data {_text(data)}"
+    return Verdict(_finding(node, frozen, reason), None)
 
 
 def _drops_batch(data: list[Dim], target: list[Dim]) -> bool:
@@ -217,11 +242,15 @@ def _clean(data: list[Dim], target: list[Dim]) -> bool:
 def _side_clean(data: list[Expr], side: list[Expr]) -> bool:
     """The target dims before (or, reversed, after) a -1, covered by the data's from that end:
     a literal only by literal data (`[-1, 9, 1]` on `[batch, sequence, 18]` is clean), a
-    symbolic dim by the data's same product (`[2, 8, -1]` on `[batch, sequence, ...]` is not)."""
-    i, budget = 0, Fraction(1)
+    symbolic dim by the data's same product (`[2, 8, -1]` on `[batch, sequence, ...]` is not).
+    The literal part of a symbolic data dim may be split off next to the -1, which takes the
+    rest: `[-1, 4, sequence, sequence]` on `[4*batch, sequence, sequence]` splits heads."""
+    i, budget, split = 0, Fraction(1), False
     for t in side:
         if t.literal == 1:
             continue
+        if split:
+            return False  # the symbol split off goes to the -1: nothing may come after it
         if t.powers:
             if budget != 1:
                 return False
@@ -232,9 +261,12 @@ def _side_clean(data: list[Expr], side: list[Expr]) -> bool:
                 return False
             continue
         while budget % t.coef:
-            if i >= len(data) or data[i].powers:
+            if i >= len(data):
                 return False
+            split = bool(data[i].powers)
             budget, i = budget * data[i].coef, i + 1
+            if split and budget % t.coef:
+                return False
         budget /= t.coef
     return True
 

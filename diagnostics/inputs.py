@@ -13,10 +13,12 @@ the extractor's metadata, else the static input dims, else `--dummy`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import onnx
 
+from .errors import ShapeSpecError
 from .findings import Finding, FrozenValue, SymbolInfo, TensorInfo
 from .shape_algebra import Dim, Expr, lit
 
@@ -28,6 +30,7 @@ _INTEGER = {onnx.TensorProto.INT64, onnx.TensorProto.INT32}
 
 @dataclass(frozen=True)
 class Signature:
+    aliases: dict[str, str]  # a text input's dim_param -> its symbol (batch_size -> batch)
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
     symbols: tuple[SymbolInfo, ...]
@@ -39,8 +42,31 @@ class Signature:
     batched: tuple[str, ...] = ()  # non-text inputs whose static axis 0 is analysed as batch
 
 
-def read_signature(model: onnx.ModelProto, dummy: dict[str, int] | None = None) -> Signature:
-    """Args: dummy: sizes from `--dummy`, used when the model does not record its own."""
+Expect = dict[str, tuple[int | str, ...]]  # input -> dims the user expects (a name: dynamic)
+
+
+def parse_expect(text: str) -> Expect:
+    """`pixel_values[batch,3,height,width];input_ids[batch,sequence]` -> {name: dims}."""
+    expect: Expect = {}
+    for part in text.replace(" ", "").split(";"):
+        match = re.fullmatch(r"([^\[\];,]{1,200})\[([^\[\]]{0,400})\]", part)
+        dims = match[2].split(",") if match and match[2] else []
+        if not match or not all(re.fullmatch(r"\d{1,9}|[A-Za-z_][\w.]{0,63}", d) for d in dims):
+            raise ShapeSpecError(f"bad --expect {part!r}: write NAME[dim,...];... e.g. "
+                                 "pixel_values[batch,3,height,width] (a name is dynamic)")
+        expect[match[1]] = tuple(int(d) if d.isdigit() else d for d in dims)
+    return expect
+
+
+def read_signature(model: onnx.ModelProto, dummy: dict[str, int] | None = None,
+                   expect: Expect | None = None) -> Signature:
+    """Args:
+        dummy: sizes from `--dummy`, used when the model does not record its own.
+        expect: the dims the user expects (`--expect`): a static dim where a name is expected
+            is a static-input finding analysed as that symbol (torch.export specialises
+            dims silently); a missing input or another rank is a signature finding.
+    """
+    expect = expect or {}
     graph = model.graph
     metadata = {p.key: p.value for p in model.metadata_props}
     initializers = {t.name for t in graph.initializer}
@@ -54,14 +80,15 @@ def read_signature(model: onnx.ModelProto, dummy: dict[str, int] | None = None) 
     static_export = (from_pytorch and bool(inputs)
                      and all(isinstance(d, int) for t in inputs for d in _dims(t)))
     batched = [t for t in inputs if static_export and t not in text and len(_dims(t)) >= 2]
-    dummy_sizes, dummy_source = _dummy(metadata, text, dummy, batched)
-
     names: dict[str, str] = {}  # dim_param -> symbol
     for tensor in text:
         for axis, dim in enumerate(_dims(tensor)[:2]):
             # One dim_param per role: a mask over `past_sequence + sequence` is its own symbol.
             if isinstance(dim, str) and ROLES[axis] not in names.values():
                 names.setdefault(dim, ROLES[axis])
+    # --dummy may name a dim as the file does (batch_size) or as the analysis does (batch).
+    dummy = {names.get(k, k): v for k, v in dummy.items()} if dummy else dummy
+    dummy_sizes, dummy_source = _dummy(metadata, text, dummy, batched)
     symbols: dict[str, SymbolInfo] = {}
     seeds: dict[str, list[Dim]] = {}
     static: list[Finding] = []
@@ -71,10 +98,26 @@ def read_signature(model: onnx.ModelProto, dummy: dict[str, int] | None = None) 
         dims = _dims(tensor)
         seed = []
         frozen = []
+        wanted = expect.get(tensor.name)
+        if wanted is not None and len(wanted) != len(dims):
+            static.append(_unexpected(tensor.name, f"rank {len(dims)} {list(dims)}, expected "
+                                      f"{len(wanted)} {list(wanted)} (--expect)"))
+            wanted = None
         for axis, dim in enumerate(dims):
             role = ROLES[axis] if tensor.name in text_names and axis < 2 else None
             if tensor in batched and axis == 0:
                 role = "batch"
+            hoped = wanted[axis] if wanted is not None else None
+            if isinstance(dim, int) and isinstance(hoped, str):  # static where dynamic expected
+                symbol = role or names.get(hoped, hoped)
+                frozen.append(FrozenValue(axis, dim, symbol, f"{dim} where {hoped} was expected"))
+                if symbol not in symbols:
+                    symbols[symbol] = SymbolInfo(symbol, role, tensor.name, axis, dim)
+                seed.append(Dim(Expr.of(symbol)))
+                continue
+            if isinstance(hoped, int) and dim != hoped:
+                static.append(_unexpected(tensor.name, f"dim {axis} is {dim or '?'}, expected "
+                                          f"{hoped} (--expect)"))
             if isinstance(dim, int) and not from_pytorch:
                 role = None  # tf2onnx, paddle2onnx...: a static size is theirs to choose
             if isinstance(dim, int) and role is None:
@@ -100,13 +143,19 @@ def read_signature(model: onnx.ModelProto, dummy: dict[str, int] | None = None) 
                     tensor.name,
                     "",
                     tuple(frozen),
-                    _static_cause(metadata, frozen, text, tensor.name, exporter,
-                                  tensor in batched),
+                    _SPECIALISED if wanted is not None and not any(f.symbol in ROLES
+                                                                   for f in frozen)
+                    else _static_cause(metadata, frozen, text, tensor.name, exporter,
+                                       tensor in batched),
                 )
             )
+    names_in = {t.name for t in inputs}
+    static += [_unexpected(name, f"no such input (the model has {', '.join(sorted(names_in))})")
+               for name in expect if name not in names_in]
     order = [t.name for t in inputs]
-    static.sort(key=lambda f: order.index(f.node))
+    static.sort(key=lambda f: order.index(f.node) if f.node in order else len(order))
     return Signature(
+        names,
         tuple(_info(t) for t in inputs),
         tuple(_info(t) for t in graph.output),
         tuple(symbols.values()),
@@ -117,6 +166,17 @@ def read_signature(model: onnx.ModelProto, dummy: dict[str, int] | None = None) 
         tuple(static),
         tuple(t.name for t in batched),
     )
+
+
+_SPECIALISED = (
+    "static where --expect names a dynamic dim: torch.export makes a dim static when the "
+    "dummy takes a branch that fixes it (a square image at the checkpoint's size) or when "
+    "no dynamic shape names it; export again with a dummy of another size"
+)
+
+
+def _unexpected(name: str, what: str) -> Finding:
+    return Finding("signature", name, "", (), f"{name}: {what}")
 
 
 def _is_text(tensor: onnx.ValueInfoProto) -> bool:

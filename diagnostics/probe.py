@@ -2,10 +2,14 @@
 
 Text encoders run at (batch, sequence) pairs; any other model at sizes for each of
 its symbols (`run_probe_any`: batch 1 and 3, other sizes than the dummy), with
-inputs built from each input's dtype and rank.
+inputs built from each input's dtype and rank, at sizes the graph allows (a
+convolution's minimum, a position table's length); or on the user's own inputs
+(`run_probe_feeds`), for models whose inputs must agree in value (GLiNER's).
 
 Every shape runs, whatever failed before; each onnxruntime error is turned into the
-node it names and linked to the static finding for that node. Batch invariance: a
+node it names and linked to the static finding for that node; when the first run
+fails with nothing to explain it, the built inputs are not ones the model takes and
+the probe is inconclusive (`Probe.inconclusive`). Batch invariance: a
 row run alone must give what it gives inside a batch, which catches frozen shapes
 that run without error but mix rows (the `[2, 8, -1, 32]` form).
 """
@@ -61,11 +65,12 @@ def _parse_sizes(text: str) -> dict[str, int]:
     return sizes
 
 
-def default_shapes(dummy: dict[str, int]) -> list[tuple[int, int]]:
-    """The export dummy, batch 1, and other pairs including a long sequence."""
+def default_shapes(dummy: dict[str, int], longest: int | None = None) -> list[tuple[int, int]]:
+    """The export dummy, batch 1, and other pairs including a long sequence (at most
+    `longest`: the rows of a position table the graph slices by the sequence)."""
     batch, sequence = dummy.get("batch", 2), dummy.get("sequence", 8)
     wanted = [(batch, sequence), (1, sequence), (1, 5), (batch + 1, sequence + 3), (4, 4), (2, 128)]
-    return list(dict.fromkeys(wanted))
+    return list(dict.fromkeys((b, min(s, longest or s)) for b, s in wanted))
 
 
 def run_probe(
@@ -83,17 +88,25 @@ def run_probe(
     session = _session(loaded)
     if isinstance(session, Probe):
         return session
-    vocab = _vocab(loaded.model, inputs)
+    vocab, tables = _vocab(loaded.model, inputs), _tables(loaded.model)
     runs, outputs = [], {}
-    for batch, sequence in shapes:
-        feed = _feed(inputs, batch, sequence, vocab, seed)
-        try:
-            outputs[(batch, sequence)] = (feed, session.run(None, feed))
-            runs.append(ProbeRun(batch, sequence, True))
-        except Exception as exc:  # keep going past failures: the matrix is the point
-            message = _first_line(exc)
-            node = _named_node(message)
-            runs.append(ProbeRun(batch, sequence, False, message, node, _link(node, findings)))
+    for batch, asked in shapes:
+        sequence, note = asked, None
+        while True:
+            feed = _feed(inputs, batch, sequence, vocab, seed)
+            try:
+                outputs[(batch, sequence)] = (feed, session.run(None, feed))
+                runs.append(ProbeRun(batch, sequence, True, note=note))
+            except Exception as exc:  # keep going past failures: the matrix is the point
+                message = _first_line(exc)
+                node = _named_node(message)
+                if _past_table(message, node, tables) and sequence > 1:
+                    sequence //= 2  # the model's own length limit: try within it
+                    note = f"{batch}x{asked} is past the end of {node}'s table"
+                    continue
+                runs.append(ProbeRun(batch, sequence, False, message, node,
+                                     _link(node, findings), note=note))
+            break
     invariance = []
     for (batch, sequence), (feed, result) in outputs.items():
         if batch < 2 or len(invariance) >= _INVARIANCE_RUNS * 2:
@@ -154,11 +167,42 @@ def _text_inputs(model: onnx.ModelProto) -> list[tuple[str, int]] | str:
 
 
 def _vocab(model: onnx.ModelProto, inputs: list[tuple[str, int]]) -> int:
+    return input_vocab(model).get(inputs[0][0], 100) if inputs else 100
+
+
+_PASS = {"Reshape", "Unsqueeze", "Squeeze", "Flatten", "Cast", "Identity"}
+
+
+def input_vocab(model: onnx.ModelProto) -> dict[str, int]:
+    """Graph input -> rows of the embedding table it indexes (through reshapes and casts)."""
     tables = {t.name: t.dims for t in model.graph.initializer}
+    producer = {out: node for node in model.graph.node for out in node.output}
+    inputs = {i.name for i in model.graph.input}
+    vocab: dict[str, int] = {}
     for node in model.graph.node:
-        if node.op_type == "Gather" and node.input[1] == inputs[0][0] and node.input[0] in tables:
-            return int(tables[node.input[0]][0])
-    return 100
+        if node.op_type != "Gather" or node.input[0] not in tables or not tables[node.input[0]]:
+            continue
+        name = node.input[1]
+        while name not in inputs and name in producer and producer[name].op_type in _PASS:
+            name = producer[name].input[0]
+        if name in inputs:
+            rows = int(tables[node.input[0]][0])
+            vocab[name] = min(vocab.get(name, rows), rows)
+    return vocab
+
+
+def _tables(model: onnx.ModelProto) -> set[str]:
+    """Gather nodes reading a constant table (positions, vocabulary): indices past its end
+    are past the model's own limit (64 positions), not a frozen shape."""
+    constant = {t.name for t in model.graph.initializer}
+    constant |= {out for node in model.graph.node if node.op_type == "Constant"
+                 for out in node.output}
+    return {node.name for node in model.graph.node
+            if node.op_type == "Gather" and node.input[0] in constant}
+
+
+def _past_table(message: str, node: str | None, tables: set[str]) -> bool:
+    return node in tables and "out of data bounds" in message
 
 
 def _feed(inputs, batch: int, sequence: int, vocab: int, seed: int) -> dict[str, np.ndarray]:
@@ -210,23 +254,43 @@ def _first_line(exc: Exception) -> str:
 # -- any model ---------------------------------------------------------------------------------
 
 _SPATIAL, _OTHER = 32, 16  # base sizes for symbols whose dummy is unknown
+_LARGEST = 2048  # ... doubled up to this while the model needs more
 
 
-def default_sizes(model: onnx.ModelProto, dummy: dict[str, int] | None = None
-                  ) -> list[dict[str, int]]:
-    """The dummy (recorded, static or given), then batch 1 and 3 with the others moved."""
+def default_sizes(model: onnx.ModelProto, dummy: dict[str, int] | None = None,
+                  interpreter=None) -> list[dict[str, int]]:
+    """The dummy (recorded, static or given), then batch 1 and 3 with the others moved.
+
+    Symbols whose dummy is unknown start at 32 (image axes) or 16 and are doubled (up to
+    2048) while a size the graph derives from them (a strided convolution's output) would be
+    below 1 (a strided convolution stack needs more than 16 samples). Sizes moved off the
+    dummy stay within what the graph bounds (a position table sliced by the sequence).
+    """
     from .inputs import read_signature
+    from .loading import LoadedModel
+    from .symbols import interpret
 
     signature = read_signature(model, dummy)
     ranks = {t.name: len(t.dims) for t in signature.inputs}
     base: dict[str, int] = {}
+    unknown = set()
     for symbol in signature.symbols:
         if "+" in symbol.name:
             continue
+        batch = symbol.role == "batch" or symbol.name == "batch"
         spatial = ranks.get(symbol.input, 0) >= 4 and symbol.axis >= 2
-        base[symbol.name] = symbol.dummy or (2 if symbol.role == "batch" or symbol.name == "batch"
-                                             else _SPATIAL if spatial else _OTHER)
-    moved = {k: v if k == "batch" else v + (_SPATIAL if v >= _SPATIAL else 5)
+        base[symbol.name] = symbol.dummy or (2 if batch else _SPATIAL if spatial else _OTHER)
+        if symbol.dummy is None and not batch:
+            unknown.add(symbol.name)
+    if interpreter is None:
+        interpreter = interpret(model, LoadedModel(model, None, "inline").read_tensor, dummy)[0]
+    while unknown and max(base[k] for k in unknown) < _LARGEST:
+        smallest = interpreter.smallest_derived(_with_sums(signature, base))
+        if smallest is None or smallest >= 1:
+            break
+        base = {k: v * 2 if k in unknown else v for k, v in base.items()}
+    moved = {k: v if k == "batch" else min(v + (_SPATIAL if v >= _SPATIAL else 5),
+                                           interpreter.limits.get(k, 1 << 30))
              for k, v in base.items()}
     trials = [base, {**moved, "batch": 1} if "batch" in base else moved]
     if "batch" in base:
@@ -245,26 +309,47 @@ def run_probe_any(loaded: LoadedModel, findings: Sequence[Finding],
     if isinstance(session, Probe):
         return session
     runs, invariance = [], []
-    for sizes in trials:
-        sizes = _with_sums(signature, sizes)
-        label = tuple(sorted((k, v) for k, v in sizes.items() if "+" not in k))
-        feed, batched = any_feed(loaded.model, signature, sizes, seed)
-        batch = sizes.get("batch", 0)
-        try:
-            result = session.run(None, feed)
-        except Exception as exc:  # keep going past failures: the matrix is the point
-            message = _first_line(exc)
-            node = _named_node(message)
-            runs.append(ProbeRun(batch, 0, False, message, node, _link(node, findings), label))
+    tables = _tables(loaded.model)
+    for asked in trials:
+        sizes, note = {k: v for k, v in asked.items() if "+" not in k}, None
+        while True:
+            label = tuple(sorted(sizes.items()))
+            feed, batched = any_feed(loaded.model, signature, _with_sums(signature, sizes), seed)
+            batch = sizes.get("batch", 0)
+            try:
+                result = session.run(None, feed)
+            except Exception as exc:  # keep going past failures: the matrix is the point
+                message = _first_line(exc)
+                node = _named_node(message)
+                smaller = {k: v if k == "batch" else max(1, v // 2) for k, v in sizes.items()}
+                if _past_table(message, node, tables) and smaller != sizes:
+                    note = f"{', '.join(f'{k}={v}' for k, v in asked.items() if '+' not in k)} "
+                    note += f"is past the end of {node}'s table"
+                    sizes = smaller  # the model's own limit: try within it
+                    continue
+                result = None
+                runs.append(ProbeRun(batch, 0, False, message, node, _link(node, findings),
+                                     label, note))
+            break
+        if result is None:
             continue
-        runs.append(ProbeRun(batch, 0, True, sizes=label))
-        if batch >= 2 and batched and len(invariance) < _INVARIANCE_RUNS * 2:
-            for row in (0, batch - 1):
-                single = {k: v[row: row + 1] if k in batched else v for k, v in feed.items()}
-                run = _row_alone(session, feed, result, batch, 0, row, single)
-                invariance.append(InvarianceRun(run.batch, 0, row, run.ok, run.max_abs,
-                                                run.error, label))
+        runs.append(ProbeRun(batch, 0, True, sizes=label, note=note))
+        if len(invariance) < _INVARIANCE_RUNS * 2:
+            invariance += _rows_alone(session, feed, result, batch, batched, label)
     return Probe(tuple(runs), tuple(invariance))
+
+
+def _rows_alone(session, feed, result, batch: int, batched: set[str], label
+                ) -> list[InvarianceRun]:
+    """The first and last rows of a batch run alone (inputs batched on axis 0 cut)."""
+    if batch < 2 or not batched:
+        return []
+    out = []
+    for row in (0, batch - 1):
+        single = {k: v[row: row + 1] if k in batched else v for k, v in feed.items()}
+        run = _row_alone(session, feed, result, batch, 0, row, single)
+        out.append(InvarianceRun(run.batch, 0, row, run.ok, run.max_abs, run.error, label))
+    return out
 
 
 def _with_sums(signature, sizes: dict[str, int]) -> dict[str, int]:
@@ -283,9 +368,7 @@ def any_feed(model: onnx.ModelProto, signature, sizes: dict[str, int], seed: int
     from onnx import helper
 
     rng = np.random.default_rng(seed + sum(sizes.values()))
-    tables = {t.name: t.dims for t in model.graph.initializer}
-    vocab = {node.input[1]: int(tables[node.input[0]][0]) for node in model.graph.node
-             if node.op_type == "Gather" and node.input[0] in tables}
+    vocab = input_vocab(model)
     feed, batched = {}, set()
     elem = {t.name: t.type.tensor_type.elem_type for t in model.graph.input}
     for name, dims in signature.seeds.items():

@@ -2,10 +2,12 @@
 
 Pattern: a `folded-constant` finding. Check, by `part`: for "dim" (an axis of the
 constant is the export size), the constant must be recognisably an arange along
-that one axis (every other axis 1, values start + step * i, at least two of them);
-for "value" (elements are export sizes), an integer vector or scalar. Rewrite: a
-`Range` over the runtime size reshaped to the constant's layout, or the vector
-rebuilt from `Shape -> Gather -> Concat`; every reader of the constant gets it.
+that one axis (every other axis 1, values start + step * i, at least two of them),
+or, frozen on several axes, start + sum of step_k * i_k over them (relative
+positions) or one value everywhere; for "value" (elements are export sizes), an
+integer vector or scalar. Rewrite: a `Range` over the runtime size reshaped to the
+constant's layout (a sum of them, or an Expand), or the vector rebuilt from
+`Shape -> Gather -> Concat`; every reader of the constant gets it.
 """
 
 from __future__ import annotations
@@ -50,8 +52,8 @@ def _arange(
     shape = list(values.shape)
     described = f"{values.dtype} {shape}"
     axes = sorted({f.position for f in finding.frozen})
-    if len(axes) != 1:
-        raise Declined(f"constant {described} is frozen on {len(axes)} axes: not a one-axis arange")
+    if len(axes) > 1:
+        return _affine(edit, finding, values, anchor, axes)
     axis = axes[0]
     expr = parse_expr(finding.frozen[0].symbol)
     if expr is None:
@@ -91,6 +93,63 @@ def _arange(
     end = f"{start} + {step}*{expr}" if (start, step) != (0, 1) else str(expr)
     before = f"{described} = arange({start}, {start + step * flat.size}, {step})"
     return out, before, f"Range({start}, {end}, {step}) as [{dims}]"
+
+
+def _affine(
+    edit: GraphEdit, finding: Finding, values: np.ndarray, anchor: str, axes: list[int]
+) -> tuple[str, str, str]:
+    """Frozen on several axes: rebuilt where each element is start + sum of step_k * i_k
+    (relative positions `j - i`, and those times a weight), as a sum of Ranges broadcast
+    over those axes, in the constant's dtype; one value everywhere is expanded."""
+    shape, dtype = list(values.shape), values.dtype
+    described = f"{dtype} {shape}"
+    symbols = {f.position: parse_expr(f.symbol) for f in finding.frozen}
+    if any(symbols[a] is None for a in axes):
+        raise Declined(f"no symbol known for every frozen axis of constant {described}")
+    if any(size != 1 for i, size in enumerate(shape) if i not in axes):
+        raise Declined(f"constant {described} varies along more than the frozen axes")
+    if dtype.kind not in "iuf":
+        raise Declined(f"constant {described} is not numeric")
+    start = values.reshape(-1)[0]
+    steps = {a: values[tuple(1 if i == a else 0 for i in range(len(shape)))] - start
+             for a in axes}
+    grid = np.indices(shape)
+    fitted = start + sum(steps[a] * grid[a] for a in axes)
+    scale = float(np.abs(values).max()) or 1.0
+    if not np.allclose(values, fitted, rtol=0, atol=1e-6 * scale):
+        head = ", ".join(f"{v:g}" for v in values.reshape(-1)[:6].tolist())
+        raise Declined(f"constant {described} is frozen on {len(axes)} axes and is not "
+                       f"start + step * index along them (values {head}, ...)")
+    to = helper.np_dtype_to_tensor_dtype(dtype)
+    axes0 = edit.add_initializer("/subgraft/axes", np.array([0], np.int64))
+    zero = edit.add_initializer("/subgraft/zero", np.array(0, np.int64))
+    one = edit.add_initializer("/subgraft/one", np.array(1, np.int64))
+    out, terms = None, []
+    for axis in [a for a in axes if steps[a] != 0]:
+        limit = edit.add_node(anchor, "Squeeze", [edit.size(symbols[axis], anchor), axes0],
+                              f"{symbols[axis]} as a scalar")
+        term = edit.add_node(anchor, "Range", [zero, limit, one], f"index over {symbols[axis]}")
+        layout = [-1 if i == axis else 1 for i in range(len(shape))]
+        layout = edit.add_initializer("/subgraft/layout", np.array(layout, np.int64))
+        term = edit.add_node(anchor, "Reshape", [term, layout], "along its axis")
+        if dtype != np.int64:
+            term = edit.add_node(anchor, "Cast", [term], "the constant's dtype", to=to)
+        if steps[axis] != 1:
+            step = edit.add_initializer("/subgraft/step", np.array(steps[axis], dtype))
+            term = edit.add_node(anchor, "Mul", [term, step], "times its step")
+        out = term if out is None else edit.add_node(anchor, "Add", [out, term], "summed")
+        terms.append(f"{steps[axis]:g}*i{axis}" if steps[axis] != 1 else f"i{axis}")
+    dims = ", ".join(str(symbols[i]) if i in axes else "1" for i in range(len(shape)))
+    if out is None:  # one value everywhere: that value expanded to the runtime sizes
+        fill = edit.add_initializer("/subgraft/fill", np.full([1] * len(shape), start, dtype))
+        sizes = edit.vector([symbols[i] if i in axes else 1 for i in range(len(shape))], anchor)
+        out = edit.add_node(anchor, "Expand", [fill, sizes], "filled to the runtime sizes")
+        return out, f"{described} = {start:g} everywhere", f"{start:g} expanded to [{dims}]"
+    if start != 0:
+        first = edit.add_initializer("/subgraft/start", np.array(start, dtype))
+        out = edit.add_node(anchor, "Add", [out, first], "plus the start")
+    formula = " + ".join(([f"{start:g}"] if start else []) + terms).replace("+ -", "- ")
+    return out, f"{described} = {formula} at export size", f"{formula} over [{dims}]"
 
 
 def _vector(

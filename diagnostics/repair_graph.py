@@ -41,6 +41,21 @@ def parse_expr(text: str | None) -> Expr | None:
     return Expr(coef, tuple(sorted(powers.items())))
 
 
+def parse_sum(name: str) -> list[tuple[int, Expr]] | None:
+    """A derived symbol written as a sum, "(past_sequence + sequence)", "(sequence - 1)",
+    -> [(sign, term)]; None for anything else (a floor, a product of sums)."""
+    tokens = name[1:-1].split(" ") if name.startswith("(") and name.endswith(")") else []
+    if not tokens or len(tokens) % 2 == 0 or "(" in name[1:-1]:
+        return None
+    ops = tokens[1::2]
+    if any(op not in ("+", "-") for op in ops):
+        return None
+    terms = [(1, parse_expr(tokens[0]))]
+    terms += [(1 if op == "+" else -1, parse_expr(t)) for op, t in zip(ops, tokens[2::2],
+                                                                       strict=True)]
+    return None if any(t is None for _, t in terms) else terms
+
+
 def symbolic_sizes(finding: Finding, values: np.ndarray) -> tuple[list[int], list[int | Expr]]:
     """The literal size vector, and the same with each frozen position's symbol put in."""
     literal = [int(v) for v in values.reshape(-1)]
@@ -165,9 +180,13 @@ class GraphEdit:
         result = None
         for name, power in expr.powers:
             info = self.symbols.get(name)
-            if info is None:
+            terms = parse_sum(name) if info is None else None
+            if info is None and terms is None:
                 raise Declined(f"no graph input defines the symbol {name!r}")
-            piece = self._gather(anchor, info.input, info.axis, f"{name} from {info.input}")
+            if terms is not None:
+                piece = self._sum(terms, anchor, name)
+            else:
+                piece = self._gather(anchor, info.input, info.axis, f"{name} from {info.input}")
             for _ in range(power):
                 result = (
                     piece
@@ -179,6 +198,23 @@ class GraphEdit:
         if expr.coef != 1:
             factor = self.add_initializer("/subgraft/factor", np.array([int(expr.coef)], np.int64))
             result = self.add_node(anchor, "Mul", [result, factor], f"{expr}")
+        return result
+
+    def _sum(self, terms: list[tuple[int, Expr]], anchor: str, name: str) -> str:
+        result = None
+        for sign, term in terms:
+            if term.literal is not None:
+                piece = self.add_initializer("/subgraft/literal",
+                                             np.array([term.literal], np.int64))
+            else:
+                piece = self.size(term, anchor)
+            if result is None and sign > 0:
+                result = piece
+                continue
+            if result is None:
+                result = self.add_initializer("/subgraft/literal", np.array([0], np.int64))
+            op = "Add" if sign > 0 else "Sub"
+            result = self.add_node(anchor, op, [result, piece], name)
         return result
 
     def vector(

@@ -116,6 +116,8 @@ class RepairReport:
 
     @property
     def ok(self) -> bool:
+        if not self.findings:
+            return True  # nothing to repair
         verified = self.verification.ok if self.verification is not None else self.dry_run
         return not self.refusals and not self.remaining and verified
 

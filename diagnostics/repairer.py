@@ -3,8 +3,10 @@
 Each finding gets the smallest rewrite its rule can prove (`repair_reshape`,
 `repair_sizes`, `repair_constants`) or a refusal with the reason. Static inputs
 become symbolic only when nothing inside is left frozen: `check` is re-run on the
-repaired graph to prove it. The result is then written (temp file, then move) and
-verified against the original in onnxruntime (`verify`). Never prints.
+repaired graph to prove it. The result is staged beside the output, verified
+against the original in onnxruntime (`verify`), and moved into place only when all
+of it is proved: a repair that is not proved writes nothing (an export traced at a
+batch of 1 is often why: its note says so). Never prints.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
@@ -19,18 +22,24 @@ import onnx
 from .checker import check
 from .errors import DiagnosticsError
 from .findings import Finding, Report
-from .inputs import read_signature
 from .loading import LoadedModel, load_model
+from .probe_inputs import load_feeds
 from .repair_constants import repair_constant
 from .repair_graph import REPAIR_KEY, Declined, GraphEdit
 from .repair_reshape import repair_reshape
 from .repair_results import Change, Refusal, RepairReport, RepairResult
 from .repair_sizes import OPS, repair_sizes
 from .shape_algebra import Shape
-from .symbols import Interpreter
+from .symbols import interpret
 from .verify import verify, verify_shapes
 
 Rule = Callable[[GraphEdit, Finding, int], Change]
+
+BATCH_OF_ONE = (
+    "the export's batch was 1: a 1 in a frozen shape may be the batch or a real 1, and "
+    "the graph cannot always tell them apart; export again with a batch of 2 or more"
+)
+UNPROVEN = "written although the repair is not proved (--keep-failed): do not ship it"
 
 
 class OutputPathError(DiagnosticsError):
@@ -43,6 +52,9 @@ def repair(
     dry_run: bool = False,
     dummy: dict[str, int] | None = None,
     shapes: Sequence[tuple[int, int]] | None = None,
+    keep_failed: bool = False,
+    expect: dict[str, tuple[int | str, ...]] | None = None,
+    inputs: Sequence | None = None,
 ) -> RepairReport:
     """Repair the frozen shapes `check` finds; write to `output` unless `dry_run`; verify.
 
@@ -51,13 +63,20 @@ def repair(
         dry_run: plan and prove the plan statically; no writing, no onnxruntime.
         dummy: export sizes by role, as for `check`.
         shapes: extra (batch, sequence) shapes to verify at, besides the built-in ones.
+        keep_failed: write the output even when the repair is not proved (refusals,
+            frozen shapes left, or a failed verification); by default nothing is written then.
+        expect: the input dims the user expects, as for `check`.
+        inputs: verify on these inputs (`.npz` paths or dicts) instead of built ones.
 
     Raises:
         DiagnosticsError: bad input, or an output path that is the input.
     """
     loaded = load_model(source)
+    feeds = load_feeds(loaded.model, inputs) if inputs else ()
     out_path = _output_path(output, loaded) if output is not None and not dry_run else None
-    report = check(loaded.model if loaded.path is None else loaded.path, dummy=dummy)
+    report = check(loaded.model if loaded.path is None else loaded.path, dummy=dummy,
+                   expect=expect)
+    batch_of_one = _batch_of_one(report)
     shapes_now = _shapes(loaded.model, loaded.read_tensor, dummy)
     result = repair_pass(loaded.model, report, shapes_now, loaded.read_tensor)
     remaining = check(result.model, dummy=report.dummy).findings if result.modified else ()
@@ -79,21 +98,35 @@ def repair(
         return RepairReport(
             output=None, dry_run=True, verification=None, notes=tuple(notes), **base
         )
-    if out_path is not None:
-        notes += _write(result.model, out_path, loaded)
-        repaired = load_model(out_path)
-    else:
-        repaired = LoadedModel(_with_weights(result.model, loaded), None, "inline")
+    if not result.modified:
+        notes.append("nothing written" if report.findings else "nothing to repair; nothing written")
+        return RepairReport(
+            output=None, dry_run=False, verification=None, notes=tuple(notes), **base
+        )
     original = loaded if loaded.path is not None else LoadedModel(loaded.model, None, "inline")
     sizes = {**(dummy or {}), **report.dummy}  # every symbol's given size, for any model
-    checked = verify(original, repaired, sizes, verify_shapes(report.dummy, shapes or ()))
-    return RepairReport(
-        output=str(out_path) if out_path else None,
-        dry_run=False,
-        verification=checked,
-        notes=tuple(notes),
-        **base,
-    )
+    trials = verify_shapes(report.dummy, shapes or (), report.limits.get("sequence"))
+    if out_path is None:
+        repaired = LoadedModel(_with_weights(result.model, loaded), None, "inline")
+        checked = verify(original, repaired, sizes, trials, feeds)
+        return RepairReport(
+            output=None, dry_run=False, verification=checked, notes=tuple(notes), **base
+        )
+    staged = out_path.with_name(f".{out_path.name}.{os.getpid()}.staged")
+    try:
+        written = _write(result.model, staged, loaded, out_path.name)
+        checked = verify(original, load_model(staged), sizes, trials, feeds)
+        outcome = RepairReport(
+            output=None, dry_run=False, verification=checked, notes=tuple(notes), **base
+        )
+        if outcome.ok or keep_failed:
+            _commit(staged, out_path)
+            written += [] if outcome.ok else [UNPROVEN]
+            return replace(outcome, output=str(out_path), notes=(*notes, *written))
+    finally:
+        _discard(staged)
+    why = ["nothing written: the repair is not proved", *([BATCH_OF_ONE] if batch_of_one else [])]
+    return replace(outcome, notes=(*notes, *why))
 
 
 def repair_pass(
@@ -127,6 +160,10 @@ def repair_pass(
         entry = edit.model.metadata_props.add()
         entry.key, entry.value = REPAIR_KEY, f"{len(changes)} change(s), {len(refusals)} refused"
     return RepairResult(edit.model, modified, tuple(changes), tuple(refusals))
+
+
+def _batch_of_one(report: Report) -> bool:
+    return any((s.role == "batch" or s.name == "batch") and s.dummy == 1 for s in report.symbols)
 
 
 def _rule(finding: Finding) -> tuple[Rule | None, str]:
@@ -185,10 +222,9 @@ def _relabel_outputs(model: onnx.ModelProto, dummy: dict[str, int]) -> None:
         if dims is None or len(dims) != len(declared):
             continue
         for dim, value in zip(declared, dims, strict=True):
-            if value.symbolic and value.expr.coef == 1 and len(value.expr.powers) == 1:
-                if value.expr.powers[0][1] == 1:
-                    dim.dim_param = value.expr.powers[0][0]
-                    continue
+            if value.symbolic and value.expr.single is not None:
+                dim.dim_param = value.expr.single
+                continue
             if value.symbolic or value.expr is None:
                 dim.Clear()
 
@@ -197,15 +233,7 @@ def _shapes(
     model: onnx.ModelProto, read_tensor: Callable, dummy: dict[str, int] | None
 ) -> dict[str, Shape]:
     """The symbolic shapes `check` propagates, with each flagged node's should-be output."""
-    from .frozen import find_frozen
-
-    signature = read_signature(model, dummy)
-    sizes = {s.name: s.dummy for s in signature.symbols if s.dummy is not None}
-    interpreter = Interpreter(model.graph, read_tensor, model, sizes=sizes)
-    for name, dims in signature.seeds.items():
-        interpreter.set_input(name, dims)
-    find_frozen(interpreter, model.graph, interpreter.sizes)
-    return interpreter.shapes
+    return interpret(model, read_tensor, dummy)[0].shapes
 
 
 # -- files at the edge ---------------------------------------------------------------------------
@@ -220,8 +248,9 @@ def _output_path(output: str | os.PathLike[str], loaded: LoadedModel) -> Path:
     return path
 
 
-def _write(model: onnx.ModelProto, path: Path, loaded: LoadedModel) -> list[str]:
-    """Write atomically; external data stays loadable from the output's directory."""
+def _write(model: onnx.ModelProto, path: Path, loaded: LoadedModel, final: str) -> list[str]:
+    """Write atomically to `path`, a staged name for `final` in the same directory; external
+    data stays loadable from there (`_commit` moves both into place)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     model = copy.deepcopy(model)
     notes = []
@@ -241,7 +270,7 @@ def _write(model: onnx.ModelProto, path: Path, loaded: LoadedModel) -> list[str]
                 all_tensors_to_one_file=True,
                 location=data.name,
             )
-            notes.append(f"weights written to {data.name} beside the output")
+            notes.append(f"weights written to {final}.data beside the output")
         else:
             if external and not same_dir:
                 _relocate(model, loaded.path.parent, path.parent)
@@ -254,6 +283,29 @@ def _write(model: onnx.ModelProto, path: Path, loaded: LoadedModel) -> list[str]
         if tmp.exists():
             tmp.unlink()
     return notes
+
+
+def _commit(staged: Path, path: Path) -> None:
+    """Move a staged output (and the weights file `_write` put beside it) into place."""
+    data = staged.with_name(staged.name + ".data")
+    if not data.exists():
+        os.replace(staged, path)
+        return
+    model = onnx.load(str(staged), load_external_data=False)
+    for tensor in model.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location" and entry.value == data.name:
+                entry.value = path.name + ".data"
+    os.replace(data, path.with_name(path.name + ".data"))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    onnx.save_model(model, str(tmp))
+    os.replace(tmp, path)
+
+
+def _discard(staged: Path) -> None:
+    for leftover in (staged, staged.with_name(staged.name + ".data")):
+        if leftover.exists():
+            leftover.unlink()
 
 
 def _relocate(model: onnx.ModelProto, old: Path, new: Path) -> None:

@@ -63,9 +63,13 @@ def _summary(report: Report) -> str:
         verdict = f"[bold red]{len(report.findings)} finding(s)[/] ({detail})"
     if report.probe is not None and report.probe.skipped is None:
         failed = report.probe.failures
-        verdict += (
-            f"; probe: [red]{failed} failure(s)[/]" if failed else "; probe: [green]all ok[/]"
-        )
+        if report.probe.inconclusive:
+            verdict += ("; probe: [yellow]inconclusive[/] (the model fails at the first sizes "
+                        "too, with no finding to explain it: give --dummy or --probe sizes, or "
+                        "its inputs need values the probe cannot build)")
+        if failed or not report.probe.inconclusive:
+            verdict += (f"; probe: [red]{failed} failure(s)[/]" if failed
+                        else "; probe: [green]all ok[/]")
     return f"{head}\n{verdict}"
 
 
@@ -126,6 +130,9 @@ def _render_probe(console: Console, report: Report) -> None:
             short_error(run.error),
         )
     console.print(table)
+    for run in probe.runs:
+        if run.note:
+            console.print(f"[dim]note: {escape(run.note)}: ran at {run.label}[/]", highlight=False)
     if probe.invariance:
         rows = Table(
             title="batch invariance (a row alone vs inside the batch)", title_justify="left"
@@ -207,7 +214,10 @@ def render_repair(console: Console, report: RepairReport) -> None:
         if len(report.changes) > _MAX_ROWS:
             table.caption = f"{len(report.changes) - _MAX_ROWS} more in --json"
         console.print(table)
-    if report.refusals:
+    reasons = {r.reason for r in report.refusals}
+    if len(report.refusals) > 1 and len(reasons) == 1:  # one cause: say it once
+        console.print(f"[red]all {len(report.refusals)} refused[/]: {escape(reasons.pop())}")
+    elif report.refusals:
         table = Table(title="refused (left as they were)", title_justify="left")
         for column in ("#", "kind", "node", "op", "why"):
             table.add_column(column, overflow="fold")

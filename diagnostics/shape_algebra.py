@@ -34,6 +34,13 @@ class Expr:
         return tuple(name for name, _ in self.powers)
 
     @property
+    def single(self) -> str | None:
+        """The symbol's name when the expr is exactly one symbol (`sequence`), else None."""
+        if self.coef == 1 and len(self.powers) == 1 and self.powers[0][1] == 1:
+            return self.powers[0][0]
+        return None
+
+    @property
     def valid(self) -> bool:
         """A possible dim: a positive integer coefficient and no negative powers."""
         return self.coef.denominator == 1 and self.coef > 0 and all(p > 0 for _, p in self.powers)

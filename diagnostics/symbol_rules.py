@@ -306,6 +306,10 @@ def _slice_to_symbol(
     out = list(shape)
     for axis, start, end, step in zip(axes, starts, ends, steps, strict=False):
         known = start == 0 and step == 1 and end.expr is not None and end.expr.valid
+        table = shape[axis % len(shape)].literal
+        name = end.expr.single if known else None
+        if name is not None and table is not None:  # a table of `table` rows cut at n: n <= it
+            it.limits[name] = min(it.limits.get(name, table), table)
         out[axis % len(shape)] = Dim(end.expr) if known else UNKNOWN
     it.shapes[node.output[0]] = out
 

@@ -55,6 +55,9 @@ class Interpreter:
     _consumers: dict[str, tuple[str, str, int]] = field(default_factory=dict)
     _formulas: dict[str, Callable] = field(default_factory=dict)  # derived symbol -> formula
     _by_values: dict[tuple[int, ...], str] = field(default_factory=dict)
+    # what the graph says of the sizes beyond their shapes, for the probe to choose valid ones:
+    limits: dict[str, int] = field(default_factory=dict)  # symbol -> most (a table sliced by it)
+    equal: dict[str, Expr] = field(default_factory=dict)  # input symbol -> expr it broadcasts with
 
     def __post_init__(self) -> None:
         for node in self.graph.node:
@@ -140,14 +143,25 @@ class Interpreter:
 
     def _evaluate(self, expr: Expr, point: int) -> int:
         """`expr` at the point-th set of large pseudo-random values of the input symbols."""
+        return self._value(expr, lambda name: 1000 + zlib.crc32(f"{name}#{point}".encode()) % 99000)
+
+    def smallest_derived(self, sizes: dict[str, int]) -> int | None:
+        """The smallest derived size (a convolution's output...) at `sizes` of the input
+        symbols; below 1, those sizes are too small for the model. None: nothing derived."""
+        values = []
+        for formula in self._formulas.values():
+            try:
+                values.append(formula(lambda e: self._value(e, sizes.__getitem__)))
+            except (KeyError, ZeroDivisionError):
+                continue
+        return min(values, default=None)
+
+    def _value(self, expr: Expr, base: Callable[[str], int]) -> int:
         value = expr.coef
         for name, power in expr.powers:
             formula = self._formulas.get(name)
-            if formula is not None:
-                base = formula(lambda e: self._evaluate(e, point))
-            else:
-                base = 1000 + zlib.crc32(f"{name}#{point}".encode()) % 99000
-            value *= base**power
+            size = formula(lambda e: self._value(e, base)) if formula is not None else base(name)
+            value *= size**power
         if value.denominator != 1:
             raise KeyError(str(expr))  # a fraction: not a size at this point
         return int(value)
@@ -198,6 +212,11 @@ class Interpreter:
             return UNKNOWN
         symbolic = [d for d in dims if d.symbolic]
         literal = [d for d in dims if not d.symbolic]
+        if broadcast and len({d.expr for d in symbolic}) == 2:  # two names for one size
+            one, other = {d.expr for d in symbolic}
+            for a, b in ((one, other), (other, one)):
+                if a.single is not None:
+                    self.equal.setdefault(a.single, b)
         if symbolic and literal:
             for d in literal:
                 self.conflict(node, d, symbolic[0])
@@ -205,3 +224,19 @@ class Interpreter:
         if literal and len({d.expr for d in literal}) == 1:
             return merge(literal)
         return dims[0]
+
+
+def interpret(model: onnx.ModelProto, read_tensor: Callable, dummy: dict[str, int] | None,
+              expect: dict | None = None) -> tuple[Interpreter, list, list]:
+    """Propagate the signature's symbols through `model` and apply the rules: the
+    interpreter (shapes, derived sizes), findings and skips."""
+    from .frozen import find_frozen
+    from .inputs import read_signature
+
+    signature = read_signature(model, dummy, expect)
+    sizes = {s.name: s.dummy for s in signature.symbols if s.dummy is not None}
+    interpreter = Interpreter(model.graph, read_tensor, model, sizes=sizes)
+    for name, dims in signature.seeds.items():
+        interpreter.set_input(name, dims)
+    found, skipped = find_frozen(interpreter, model.graph, interpreter.sizes)
+    return interpreter, found, skipped

@@ -24,6 +24,7 @@ from .probe import (
     run_probe,
     run_probe_any,
 )
+from .probe_inputs import run_probe_feeds
 from .repair_results import Comparison, Verification
 
 RTOL = 1e-5
@@ -31,10 +32,12 @@ REPORTED_FAILURE = (1, 34)  # the shape of the classic bug report
 
 
 def verify_shapes(
-    dummy: dict[str, int], extra: Sequence[tuple[int, int]] = ()
+    dummy: dict[str, int], extra: Sequence[tuple[int, int]] = (), longest: int | None = None
 ) -> list[tuple[int, int]]:
-    """The probe's default shapes, (1, 34), and any the caller names."""
-    return list(dict.fromkeys([*default_shapes(dummy), REPORTED_FAILURE, *extra]))
+    """The probe's default shapes, (1, 34), and any the caller names; sequences at most
+    `longest` (the rows of a position table the graph slices by the sequence)."""
+    shapes = [*default_shapes(dummy), REPORTED_FAILURE, *extra]
+    return list(dict.fromkeys((b, min(s, longest or s)) for b, s in shapes))
 
 
 def verify(
@@ -42,9 +45,12 @@ def verify(
     repaired: LoadedModel,
     dummy: dict[str, int],
     shapes: Sequence[tuple[int, int]],
+    feeds: Sequence[tuple[str, dict]] = (),
 ) -> Verification:
     if original.weights == "missing":
         return Verification(skipped="the original's weights are not here to compare against")
+    if feeds:
+        return _verify_feeds(original, repaired, feeds)
     if isinstance(_text_inputs(original.model), str):
         return _verify_any(original, repaired, dummy)
     before = run_probe(original, (), shapes)
@@ -83,6 +89,23 @@ def _verify_any(original: LoadedModel, repaired: LoadedModel, dummy: dict[str, i
     feed, _ = any_feed(original.model, read_signature(original.model), ran[0], seed=7)
     try:
         compared = _compare(original, repaired, ran[0].get("batch", 0), 0, feed)
+    except Exception as exc:  # onnxruntime's error types are not exported
+        return Verification((), before, after, notes=(f"compare failed: {_first_line(exc)}",))
+    return Verification(compared, before, after)
+
+
+def _verify_feeds(original: LoadedModel, repaired: LoadedModel,
+                  feeds: Sequence[tuple[str, dict]]) -> Verification:
+    """Given inputs: both run on each, compared on the first the original runs."""
+    before = run_probe_feeds(original, (), feeds)
+    after = run_probe_feeds(repaired, (), feeds)
+    ran = [(run, feed) for run, (_, feed) in zip(before.runs, feeds, strict=True) if run.ok]
+    if not ran:
+        return Verification((), before, after,
+                            notes=("the original runs on none of the given inputs: not compared",))
+    run, feed = ran[0]
+    try:
+        compared = _compare(original, repaired, run.batch, 0, feed)
     except Exception as exc:  # onnxruntime's error types are not exported
         return Verification((), before, after, notes=(f"compare failed: {_first_line(exc)}",))
     return Verification(compared, before, after)

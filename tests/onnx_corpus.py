@@ -1,8 +1,9 @@
 """A corpus of ONNX models that are not BERT-style text encoders, healthy and frozen.
 
 Vision (ViT, CLIP vision), text (CLIP text, T5 encoder, DeBERTa-v2, ModernBERT),
-audio (Whisper encoder, wav2vec2) and decoders (GPT-2, with and without past key
-values), each a tiny random model behind a small positional wrapper, exported
+audio (Whisper encoder, wav2vec2), decoders (GPT-2, with and without past key
+values) and GLiNER's whole span model (its export's inputs, axes and batch-1
+dummy), each a tiny random model behind a small positional wrapper, exported
 by the stock torch.onnx exporters. As in tests/broken_models.py, nothing here
 edits a graph: a frozen shape is whatever the exporter baked in.
 
@@ -89,6 +90,9 @@ class Spec:
     # A dummy for the torch.export-based exporter where the usual one would specialise dims.
     dynamo_dummy: dict[str, int] | None = None
     note: str = ""
+    batch: str = "batch"  # the batch dim's name (GLiNER's export calls it batch_size)
+    # Inputs whose values must agree with each other (GLiNER's words and spans): sizes -> feeds.
+    feeds: Callable[[dict[str, int], int], dict[str, np.ndarray]] | None = None
 
 
 class Wrapper(torch.nn.Module):
@@ -231,6 +235,79 @@ def _modernbert() -> Wrapper:
     return Wrapper(model, _text)
 
 
+# GLiNER (urchade/GLiNER, gliner/model.py, UniEncoderSpan's export_to_onnx): a DeBERTa
+# encoder over `[CLS] <<ENT>> label <<ENT>> label <<SEP>> words [SEP]`, word vectors
+# scattered from each word's first token (words_mask holds 1-based word numbers), label
+# vectors from the <<ENT>> tokens, spans of up to WIDTH words from span_idx; the TorchScript
+# exporter, opset as given, its input names and dynamic axes, and its dummy: one sentence
+# (batch 1). The model below is written for this corpus, the layout is GLiNER's.
+ENT, SEP, WIDTH = 5, 6, 4
+_PROMPT = (1, ENT, 10, ENT, 11, SEP)  # [CLS] <<ENT>> person <<ENT>> place <<SEP>>
+
+
+class TinyGliner(torch.nn.Module):
+    """GLiNER's span model (markerV0 spans, dot-product scores), small and random."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = _deberta_v2().model
+        torch.manual_seed(1)
+        self.start, self.end = torch.nn.Linear(HIDDEN, HIDDEN), torch.nn.Linear(HIDDEN, HIDDEN)
+        self.span = torch.nn.Linear(2 * HIDDEN, HIDDEN)
+        self.prompt = torch.nn.Linear(HIDDEN, HIDDEN)
+
+    def forward(self, input_ids, attention_mask, words_mask, text_lengths, span_idx, span_mask):
+        tokens = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        batch, _, hidden = tokens.size()
+        is_label = input_ids == ENT
+        per_row = is_label.sum(-1, keepdim=True)
+        slots = torch.arange(per_row.max(), dtype=attention_mask.dtype).expand(batch, -1)
+        rows, slot = torch.where(slots < per_row)
+        _, where = torch.where(is_label)
+        labels = torch.zeros(batch, per_row.max(), hidden, dtype=tokens.dtype)
+        labels[rows, slot] = tokens[rows, where]
+        words = torch.zeros(batch, text_lengths.max(), hidden, dtype=tokens.dtype)
+        rows, position = torch.where(words_mask > 0)
+        words[rows, words_mask[rows, position] - 1] = tokens[rows, position]
+        b, length, d = words.size()
+
+        def pick(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+            return torch.gather(x, 1, index.unsqueeze(2).expand(-1, -1, d))
+
+        ends = torch.cat([pick(self.start(words), span_idx[:, :, 0]),
+                          pick(self.end(words), span_idx[:, :, 1])], dim=-1).relu()
+        spans = self.span(ends).view(b, length, WIDTH, d)
+        logits = torch.einsum("BLKD,BCD->BLKC", spans, self.prompt(labels))
+        return (logits.masked_fill(span_mask.view(b, length, WIDTH, 1) == 0, -1e4),)
+
+
+def _gliner_feeds(sizes: dict[str, int], seed: int = 0) -> dict[str, np.ndarray]:
+    """One sentence per row: the prompt, `sequence_length - 7` one-token words, [SEP]; every
+    span of up to WIDTH words (num_spans = words x WIDTH), as GLiNER's collator builds them."""
+    batch, words = sizes["batch_size"], sizes["sequence_length"] - len(_PROMPT) - 1
+    generator = np.random.default_rng(seed)
+    ids = np.array([[*_PROMPT, *generator.integers(12, 99, words), 2] for _ in range(batch)])
+    words_mask = np.zeros_like(ids)
+    words_mask[:, len(_PROMPT):-1] = np.arange(1, words + 1)
+    starts = np.repeat(np.arange(words), WIDTH)
+    stops = starts + np.tile(np.arange(WIDTH), words)
+    spans = np.stack([starts, np.minimum(stops, words - 1)], -1)
+    return {
+        "input_ids": ids.astype(np.int64),
+        "attention_mask": np.ones_like(ids, dtype=np.int64),
+        "words_mask": words_mask.astype(np.int64),
+        "text_lengths": np.full((batch, 1), words, np.int64),
+        "span_idx": np.broadcast_to(spans, (batch, *spans.shape)).astype(np.int64),
+        "span_mask": np.broadcast_to(stops < words, (batch, len(stops))).astype(np.int64),
+    }
+
+
+def _gliner_sizes(batch: int, sequence: int) -> dict[str, int]:
+    words = sequence - len(_PROMPT) - 1
+    return {"batch_size": batch, "sequence_length": sequence, "value": 1,
+            "num_spans": words * WIDTH, "idx": 2}
+
+
 def _text_spec(name: str, make: Callable[[], Wrapper]) -> Spec:
     return Spec(
         name, make,
@@ -296,6 +373,21 @@ SPECS: dict[str, Spec] = {spec.name: spec for spec in (
     _text_spec("t5-encoder", _t5),
     _text_spec("deberta-v2", _deberta_v2),
     _text_spec("modernbert", _modernbert),
+    Spec(
+        "gliner", TinyGliner,
+        (Port("input_ids", ("batch_size", "sequence_length")),
+         Port("attention_mask", ("batch_size", "sequence_length")),
+         Port("words_mask", ("batch_size", "sequence_length")),
+         Port("text_lengths", ("batch_size", "value")),
+         Port("span_idx", ("batch_size", "num_spans", "idx")),
+         Port("span_mask", ("batch_size", "num_spans"))),
+        # GLiNER names the logits' word axis sequence_length and its width axis num_spans.
+        (Port("logits", ("batch_size", "sequence_length", "num_spans", "num_classes")),),
+        _gliner_sizes(1, 14), (_gliner_sizes(1, 20), _gliner_sizes(3, 11)),
+        ("healthy-torchscript", "static-inputs", "python-ints"), attention=(14, 14, True),
+        batch="batch_size", feeds=_gliner_feeds,
+        note="GLiNER's export: TorchScript at batch 1; sizes from text_lengths.max() are data",
+    ),
 )}
 
 
@@ -307,6 +399,8 @@ def size_of(dim: int | str, sizes: dict[str, int]) -> int:
 
 def feeds(model: str, sizes: dict[str, int], seed: int = 0) -> dict[str, np.ndarray]:
     """Inputs for `model` at `sizes` (e.g. {"batch": 3, "sequence": 5}); the last row is padded."""
+    if SPECS[model].feeds is not None:
+        return SPECS[model].feeds(sizes, seed)
     generator = np.random.default_rng(seed)
     result = {}
     for spec in SPECS[model].inputs:
@@ -512,7 +606,7 @@ def _attention_targets(spec: Spec, batch: int) -> tuple[tuple[int, ...], ...]:
         # GPT-2 merges heads by attn_output.shape and its Conv1D views by x.size(): the
         # frozen sizes flow on into three more targets.
         targets += [(batch, sequence, -1), (batch, sequence, HIDDEN), (-1, HIDDEN)]
-    if spec.name == "deberta-v2":
+    if spec.name in ("deberta-v2", "gliner"):
         # Its own split: [batch, sequence, heads, -1] then [batch x heads, sequence, -1]; the
         # relative embeddings (32 = 2 x position_buckets) go through it too, harmlessly.
         targets = [(batch, sequence, HEADS, -1), (rows, sequence, -1), (HEADS, 32, -1)]
@@ -525,7 +619,7 @@ def entry(model: str, variant: str) -> Entry:
     broken one runs at its dummy, fails at its last trial with `error`, and has `targets`)."""
     spec = SPECS[model]
     batch_one = variant == "dummy-batch-1"
-    dummy = {**spec.dummy, "batch": 1} if batch_one else dict(spec.dummy)
+    dummy = {**spec.dummy, spec.batch: 1} if batch_one else dict(spec.dummy)
     if variant == "healthy-dynamo" and spec.dynamo_dummy:
         dummy = dict(spec.dynamo_dummy)
     trials = (dummy, *spec.others)
@@ -541,10 +635,10 @@ def entry(model: str, variant: str) -> Entry:
                   "Reshape targets too")
         error = "Got invalid dimensions for input"
     elif variant == "python-ints":
-        targets = _attention_targets(spec, dummy["batch"])
+        targets = _attention_targets(spec, dummy[spec.batch])
         frozen = "Reshape targets " + ", ".join(str(list(t)) for t in targets)
         # The first Reshape to fail splits heads: [batch x heads, ...] ([batch, ...] in DeBERTa).
-        first = dummy["batch"] if model == "deberta-v2" else dummy["batch"] * HEADS
+        first = dummy[spec.batch] * (1 if model in ("deberta-v2", "gliner") else HEADS)
         error = f"requested shape:{{{first},"
     elif variant == "dynamo-specialised":
         frozen = ("height and width static at 30 although given as Dims (the exporter "

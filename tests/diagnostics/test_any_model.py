@@ -1,7 +1,8 @@
 """`check` on models that are not BERT-style text encoders (issue 14), from tests/onnx_corpus.py.
 
-A representative subset: ViT healthy and frozen three ways, a Whisper encoder, GPT-2
-with past key values. The whole corpus runs in benchmarks/bench_corpus.py.
+A representative subset: ViT healthy and frozen four ways, a Whisper encoder, GPT-2
+with past key values, wav2vec2, CLIP text, T5, GLiNER's whole span model. The whole
+corpus runs in benchmarks/bench_corpus.py.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def test_repair_rebuilds_a_vits_frozen_attention_given_the_export_dummy(corpus, 
     source = corpus("vit", "python-ints")
     refused = repair(source, tmp_path / "no_dummy.onnx")
     assert refused.refusals and "--dummy batch=N,height=N,width=N" in refused.refusals[0].reason
+    assert refused.output is None and list(tmp_path.iterdir()) == []  # not proved: not written
     entry = onnx_corpus.entry("vit", "python-ints")
     repaired = repair(source, tmp_path / "repaired.onnx", dummy=entry.dummy)
     assert repaired.ok and len(repaired.changes) == 8, repaired.refusals
@@ -57,6 +59,42 @@ def test_repair_rebuilds_a_vits_frozen_attention_given_the_export_dummy(corpus, 
     for sizes in entry.trials:  # the dummy, then batch 1 and 3 at other image sizes
         out = session.run(None, onnx_corpus.feeds("vit", sizes))[0]
         assert out.shape[0] == sizes["batch"]
+
+
+def test_a_repair_of_a_batch_one_export_that_mixes_rows_writes_nothing(corpus, tmp_path):
+    from diagnostics.repairer import BATCH_OF_ONE, repair
+
+    source = corpus("vit", "dummy-batch-1")
+    dummy = onnx_corpus.entry("vit", "dummy-batch-1").dummy
+    report = repair(source, tmp_path / "out.onnx", dummy=dummy)
+    assert len(report.findings) == 8 and report.changes and not report.ok
+    # Rebuilt, it runs at batch 3 but a row alone no longer gives what it gives in the batch.
+    failures = report.verification.failures
+    assert failures and all("batch invariance fails" in f for f in failures), failures
+    assert report.output is None and BATCH_OF_ONE in report.notes
+    assert list(tmp_path.iterdir()) == []
+    healthy = repair(corpus("vit", "healthy-torchscript"), tmp_path / "clean.onnx")
+    assert healthy.ok and healthy.output is None and "nothing to repair" in healthy.notes[-1]
+
+
+def test_a_repair_that_fails_verification_is_written_only_when_asked(corpus, tmp_path, capsys):
+    source = str(corpus("t5-encoder", "static-inputs"))  # relative positions folded at 7x7
+    out = tmp_path / "t5.onnx"
+    args = ["repair", source, "-o", str(out), "--dummy", "batch=2,sequence=7", "--json"]
+    assert main(args) == EXIT_FAILED
+    data = json.loads(capsys.readouterr().out)
+    assert data["output"] is None and data["refusals"] and list(tmp_path.iterdir()) == []
+    # j - i and a bucket limit are rebuilt; the bidirectional bucket (0 below the diagonal,
+    # 16 above) is a step function of j - i, which no Range sum writes.
+    changes = {c["node"].rsplit("/", 1)[-1]: c["after"] for c in data["changes"]}
+    assert changes["Abs"] == "-1*i0 + i1 over [sequence, sequence]"
+    assert changes["Min"] == "15 expanded to [sequence, sequence]"
+    assert "is not start + step * index" in data["refusals"][0]["reason"]
+    assert main([*args, "--keep-failed"]) == EXIT_FAILED
+    data = json.loads(capsys.readouterr().out)
+    assert data["output"] == str(out) and out.is_file()
+    assert any("do not ship it" in note for note in data["notes"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t5.onnx"]  # no staged leftovers
 
 
 def test_vit_with_python_ints_is_flagged_at_the_attention_reshapes(corpus):
@@ -75,6 +113,52 @@ def test_fully_static_vit_is_a_static_input_finding_with_its_cause(corpus):
     assert [f.node for f in static] == ["pixel_values"]
     assert static[0].frozen[0].value == 2 and "every input is static" in static[0].reason
     assert report.dummy == {"batch": 2}
+
+
+def test_expect_turns_a_silently_specialised_export_into_findings(corpus, capsys):
+    """torch.export made height and width static (a square dummy at the checkpoint's size):
+    nothing in the graph tells it from a fixed-size design, the user's expectation does."""
+    from diagnostics.inputs import parse_expect
+
+    source = corpus("vit", "dynamo-specialised")
+    assert check(source).verdict == "clean"  # the graph alone: a fixed 30x30 model
+    expect = parse_expect("pixel_values[batch,3,height,width]")
+    report = check(source, expect=expect)
+    (static,) = [f for f in report.findings if f.kind == "static-input"]
+    assert [(v.position, v.value, v.symbol) for v in static.frozen] == [
+        (2, 30, "height"), (3, 30, "width")]
+    assert "torch.export" in static.reason
+    # Analysed as symbols, the sizes derived from them show where the 30s were baked in.
+    reshapes = [f for f in report.findings if f.op_type == "Reshape"]
+    assert len(reshapes) == 9 and {v.value for f in reshapes for v in f.frozen} == {25, 26}
+    # A healthy export meets the same expectation; a wrong name or rank is a finding.
+    assert check(corpus("vit", "healthy-dynamo"), expect=expect).verdict == "clean"
+    wrong = check(corpus("vit", "healthy-dynamo"),
+                  expect=parse_expect("pixel[batch];pixel_values[batch,3,30]"))
+    assert sorted(f.reason.split(":")[1].split("(")[0].strip() for f in wrong.findings) == [
+        "no such input", "rank 4 ['batch', 3, 'height', 'width'], expected 3 ['batch', 3, 30]"]
+    assert main(["check", str(source), "--expect", "pixel_values[batch,3,height"]) == 2
+    assert capsys.readouterr().err.startswith("error: bad --expect")
+
+
+def test_probe_sizes_respect_what_the_graph_says_of_them(corpus):
+    """No sizes given: wav2vec2's convolutions need more than 16 samples (grown until every
+    derived size is at least 1), CLIP text slices a 64-row position table by the sequence
+    (the long run is capped), GPT-2 reshapes input_ids before its 99-row embedding (ids drawn
+    below it) and its position table is indexed past 64 (retried at half the sizes)."""
+    source = corpus("wav2vec2", "healthy-torchscript")
+    wav2vec2 = check(source, probe=True)
+    assert wav2vec2.verdict == "clean" and wav2vec2.probe.failures == 0
+    samples = [dict(r.sizes)["samples"] for r in wav2vec2.probe.runs]
+    assert min(samples) == 32, samples  # doubled once from 16, which is too short:
+    short = check(source, probe=True, probe_shapes=[{"batch": 2, "samples": 16}])
+    assert short.probe.runs[0].node.endswith("conv/Conv")
+    assert short.probe.inconclusive and short.verdict == "incomplete"  # not the model's fault
+    clip = check(corpus("clip-text", "healthy-torchscript"), probe=True)
+    assert clip.verdict == "clean" and max(r.sequence for r in clip.probe.runs) == 64
+    past = check(corpus("gpt2-past", "healthy-torchscript"), probe=True)
+    assert past.verdict == "clean", past.probe
+    assert any(r.note and "past the end of /model/wpe/Gather" in r.note for r in past.probe.runs)
 
 
 def test_static_models_that_do_not_come_from_pytorch_are_not_flagged(tmp_path):
@@ -126,3 +210,65 @@ def test_exit_codes_tell_clean_findings_and_incomplete_apart(corpus, tmp_path, c
     data = json.loads(capsys.readouterr().out)
     assert data["verdict"] == "incomplete" and data["unhandled_ops"] == {"Loop": 1}
     assert [s["node"] for s in data["skipped"]] == ["frozen_or_not"]
+
+
+# -- GLiNER's whole model: its export's inputs, axes and batch-1 dummy --------------------------
+
+GLINER_DUMMY = "batch_size=1,sequence_length=14,num_spans=28,value=1,idx=2"  # the file's names
+
+
+def _feeds_on_disk(tmp_path, trials):
+    import numpy as np
+
+    paths = []
+    for index, sizes in enumerate(trials):
+        paths.append(str(tmp_path / f"inputs{index}.npz"))
+        np.savez(paths[-1], **onnx_corpus.feeds("gliner", sizes))
+    return paths
+
+
+def test_gliner_healthy_is_clean_given_its_dummy_and_runs_on_its_own_inputs(corpus, tmp_path,
+                                                                             capsys):
+    source = str(corpus("gliner", "healthy-torchscript"))
+    # Its words and spans are sized by text_lengths.max(), a value: the span Reshapes are
+    # judged only against export sizes, which GLiNER's file does not record.
+    alone = check(source, probe=True)
+    assert alone.verdict == "incomplete" and {s.node for s in alone.skipped} == {
+        "/Reshape_11", "/Reshape_12"}
+    # Built inputs cannot agree with each other (num_spans = words x width): inconclusive,
+    # not a failure.
+    assert alone.probe.inconclusive and alone.probe.failures == 0
+    entry = onnx_corpus.entry("gliner", "healthy-torchscript")
+    inputs = _feeds_on_disk(tmp_path, entry.trials)
+    args = ["check", source, "--dummy", GLINER_DUMMY, "--inputs", ",".join(inputs), "--json"]
+    assert main(args) == EXIT_OK
+    data = json.loads(capsys.readouterr().out)
+    assert data["verdict"] == "clean" and [r["ok"] for r in data["probe"]] == [True] * 3
+    assert [r["batch"] for r in data["probe"]] == [1, 1, 3] and len(data["invariance"]) == 2
+    import numpy as np
+
+    np.savez(tmp_path / "partial.npz", input_ids=np.ones((1, 14), np.int64))
+    assert main(["check", source, "--inputs", str(tmp_path / "partial.npz")]) == 2
+    assert capsys.readouterr().err.startswith("error: --inputs partial.npz: arrays ['input_ids']")
+
+
+def test_gliner_with_python_ints_is_repaired_on_its_own_inputs(corpus, tmp_path):
+    import onnxruntime as ort
+    import torch
+
+    from diagnostics.repairer import repair
+
+    source = corpus("gliner", "python-ints")  # DeBERTa's split with int(x.size(i)), batch 1
+    entry = onnx_corpus.entry("gliner", "python-ints")
+    inputs = [onnx_corpus.feeds("gliner", sizes) for sizes in entry.trials]
+    built = repair(source, tmp_path / "no_inputs.onnx", dummy=entry.dummy)
+    assert not built.ok and built.output is None  # nothing to verify it on: not written
+    report = repair(source, tmp_path / "fixed.onnx", dummy=entry.dummy, inputs=inputs)
+    assert report.ok and len(report.changes) == 12, report.verification.failures
+    session = ort.InferenceSession(str(tmp_path / "fixed.onnx"), providers=["CPUExecutionProvider"])
+    model = onnx_corpus.reference("gliner")
+    for feed in inputs:  # batch 1 at 14 and 20 tokens, batch 3 at 11
+        with torch.no_grad():
+            (want,) = model(*(torch.from_numpy(v) for v in feed.values()))
+        got = session.run(None, feed)[0]
+        assert abs(got - want.numpy()).max() < 1e-4

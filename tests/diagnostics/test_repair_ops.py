@@ -98,3 +98,45 @@ def test_repaired_expand_slice_and_tile_match_pytorch_at_new_shapes(exported, tm
         assert got.shape == (batch, sequence, HIDDEN)
         assert np.abs(got - want).max() < 1e-4
     assert check(tmp_path / "fixed.onnx").findings == ()
+
+
+class RelativeBias(torch.nn.Module):
+    """A relative-position bias `(j - i) * weight` built from Python ints: the exporter folds
+    it into one [8, 8] constant, frozen on both axes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embeddings = torch.nn.Embedding(VOCAB, HIDDEN)
+        self.slope = torch.nn.Parameter(torch.tensor(0.25))
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        x = self.embeddings(input_ids)
+        n = int(x.size(1))
+        relative = torch.arange(n)[None, :] - torch.arange(n)[:, None]
+        scores = x @ x.transpose(1, 2) + relative.to(x.dtype) * -self.slope
+        return scores.softmax(-1) @ x
+
+
+def test_a_constant_frozen_on_two_axes_is_rebuilt_when_affine(tmp_path):
+    model = RelativeBias().eval()
+    path = tmp_path / "relative.onnx"
+    axes = {0: "batch", 1: "sequence"}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (torch.randint(0, VOCAB, (2, 8)),), str(path), dynamo=False,
+                          input_names=["input_ids"], output_names=["out"],
+                          dynamic_axes={"input_ids": axes, "out": axes})
+    (finding,) = check(path).findings
+    assert finding.kind == "folded-constant" and [v.position for v in finding.frozen] == [0, 1]
+    report = repair(path, tmp_path / "fixed.onnx")
+    assert report.ok, (report.refusals, report.verification.failures)
+    (change,) = report.changes
+    assert change.after == "0.25*i0 - 0.25*i1 over [sequence, sequence]"
+    session = ort.InferenceSession(str(tmp_path / "fixed.onnx"), providers=["CPUExecutionProvider"])
+    for batch, sequence in [(1, 5), (3, 13), (2, 40)]:
+        ids = torch.randint(0, VOCAB, (batch, sequence))
+        with torch.no_grad():
+            want = model(ids).numpy()
+        got = session.run(None, {"input_ids": ids.numpy()})[0]
+        assert np.abs(want - got).max() < 1e-5, (batch, sequence)
