@@ -34,9 +34,11 @@ def load_feeds(model: onnx.ModelProto, sources: Sequence) -> list[tuple[str, dic
             try:
                 with np.load(source, allow_pickle=False) as data:
                     source = {key: data[key] for key in data.files}
-            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-                raise ShapeSpecError(f"--inputs {label}: not a .npz of input arrays "
-                                     f"({_first_line(exc)[:120]})") from None
+            except OSError as exc:
+                raise ShapeSpecError(f"--inputs {label}: {exc.strerror or exc}") from None
+            except (ValueError, EOFError, zipfile.BadZipFile):
+                raise ShapeSpecError(f"--inputs {label}: not a .npz of arrays (numpy.savez "
+                                     "writes one)") from None
         if sorted(source) != names:
             raise ShapeSpecError(f"--inputs {label}: arrays {sorted(source)} are not the "
                                  f"model's inputs {names}")
