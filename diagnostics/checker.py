@@ -51,7 +51,7 @@ def check(
     loaded = load_model(source)
     graph = loaded.model.graph
     signature = read_signature(loaded.model, dummy, expect)
-    interpreter, found, skipped = interpret(loaded.model, loaded.read_tensor, dummy, expect)
+    interpreter, found, skipped = interpret(loaded.model, loaded.read_tensor, signature)
     nodes = {node.name: node for node in graph.node}
     static = [f for f in signature.findings
               if f.node in signature.batched and not _reads_batch(interpreter, graph, found)]

@@ -157,8 +157,7 @@ def _partly_known(node: onnx.NodeProto, data: list[Dim], target: list[Dim], lite
     sizes = {}
     for dim in data:
         if dim.symbolic:
-            value = dim.expr.coef * prod(context.dummy[n] ** p for n, p in dim.expr.powers)
-            sizes.setdefault(int(value), str(dim.expr))
+            sizes.setdefault(_dummy_size(dim.expr, context), str(dim.expr))
     frozen = tuple(FrozenValue(i, target[i].literal, sizes[target[i].literal],
                                f"{target[i].literal} = export {sizes[target[i].literal]}")
                    for i in literal if target[i].literal in sizes)

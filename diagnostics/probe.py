@@ -283,7 +283,8 @@ def default_sizes(model: onnx.ModelProto, dummy: dict[str, int] | None = None,
         if symbol.dummy is None and not batch:
             unknown.add(symbol.name)
     if interpreter is None:
-        interpreter = interpret(model, LoadedModel(model, None, "inline").read_tensor, dummy)[0]
+        interpreter = interpret(model, LoadedModel(model, None, "inline").read_tensor,
+                                signature)[0]
     while unknown and max(base[k] for k in unknown) < _LARGEST:
         smallest = interpreter.smallest_derived(_with_sums(signature, base))
         if smallest is None or smallest >= 1:

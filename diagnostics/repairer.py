@@ -22,6 +22,7 @@ import onnx
 from .checker import check
 from .errors import DiagnosticsError
 from .findings import Finding, Report
+from .inputs import read_signature
 from .loading import LoadedModel, load_model
 from .probe_inputs import load_feeds
 from .repair_constants import repair_constant
@@ -233,7 +234,7 @@ def _shapes(
     model: onnx.ModelProto, read_tensor: Callable, dummy: dict[str, int] | None
 ) -> dict[str, Shape]:
     """The symbolic shapes `check` propagates, with each flagged node's should-be output."""
-    return interpret(model, read_tensor, dummy)[0].shapes
+    return interpret(model, read_tensor, read_signature(model, dummy))[0].shapes
 
 
 # -- files at the edge ---------------------------------------------------------------------------

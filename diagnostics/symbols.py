@@ -57,7 +57,6 @@ class Interpreter:
     _by_values: dict[tuple[int, ...], str] = field(default_factory=dict)
     # what the graph says of the sizes beyond their shapes, for the probe to choose valid ones:
     limits: dict[str, int] = field(default_factory=dict)  # symbol -> most (a table sliced by it)
-    equal: dict[str, Expr] = field(default_factory=dict)  # input symbol -> expr it broadcasts with
 
     def __post_init__(self) -> None:
         for node in self.graph.node:
@@ -212,11 +211,6 @@ class Interpreter:
             return UNKNOWN
         symbolic = [d for d in dims if d.symbolic]
         literal = [d for d in dims if not d.symbolic]
-        if broadcast and len({d.expr for d in symbolic}) == 2:  # two names for one size
-            one, other = {d.expr for d in symbolic}
-            for a, b in ((one, other), (other, one)):
-                if a.single is not None:
-                    self.equal.setdefault(a.single, b)
         if symbolic and literal:
             for d in literal:
                 self.conflict(node, d, symbolic[0])
@@ -226,14 +220,12 @@ class Interpreter:
         return dims[0]
 
 
-def interpret(model: onnx.ModelProto, read_tensor: Callable, dummy: dict[str, int] | None,
-              expect: dict | None = None) -> tuple[Interpreter, list, list]:
-    """Propagate the signature's symbols through `model` and apply the rules: the
-    interpreter (shapes, derived sizes), findings and skips."""
+def interpret(model: onnx.ModelProto, read_tensor: Callable, signature
+              ) -> tuple[Interpreter, list, list]:
+    """Propagate the signature's symbols (`inputs.read_signature`) through `model` and apply
+    the rules: the interpreter (shapes, derived sizes), findings and skips."""
     from .frozen import find_frozen
-    from .inputs import read_signature
 
-    signature = read_signature(model, dummy, expect)
     sizes = {s.name: s.dummy for s in signature.symbols if s.dummy is not None}
     interpreter = Interpreter(model.graph, read_tensor, model, sizes=sizes)
     for name, dims in signature.seeds.items():

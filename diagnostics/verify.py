@@ -87,11 +87,7 @@ def _verify_any(original: LoadedModel, repaired: LoadedModel, dummy: dict[str, i
         return Verification((), before, after,
                             notes=("the original runs at none of the probe sizes: not compared",))
     feed, _ = any_feed(original.model, read_signature(original.model), ran[0], seed=7)
-    try:
-        compared = _compare(original, repaired, ran[0].get("batch", 0), 0, feed)
-    except Exception as exc:  # onnxruntime's error types are not exported
-        return Verification((), before, after, notes=(f"compare failed: {_first_line(exc)}",))
-    return Verification(compared, before, after)
+    return _compared(original, repaired, before, after, ran[0].get("batch", 0), feed)
 
 
 def _verify_feeds(original: LoadedModel, repaired: LoadedModel,
@@ -104,8 +100,14 @@ def _verify_feeds(original: LoadedModel, repaired: LoadedModel,
         return Verification((), before, after,
                             notes=("the original runs on none of the given inputs: not compared",))
     run, feed = ran[0]
+    return _compared(original, repaired, before, after, run.batch, feed)
+
+
+def _compared(original: LoadedModel, repaired: LoadedModel, before, after, batch: int,
+              feed: dict[str, np.ndarray]) -> Verification:
+    """Both probes, and the two models compared on `feed` (a probe input the original ran)."""
     try:
-        compared = _compare(original, repaired, run.batch, 0, feed)
+        compared = _compare(original, repaired, batch, 0, feed)
     except Exception as exc:  # onnxruntime's error types are not exported
         return Verification((), before, after, notes=(f"compare failed: {_first_line(exc)}",))
     return Verification(compared, before, after)
