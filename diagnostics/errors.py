@@ -25,3 +25,7 @@ class ShapeSpecError(DiagnosticsError):
 
 class ServeError(DiagnosticsError):
     """Netron could not serve: the port is taken, or the focus node is not in the graph."""
+
+
+class OutputFileError(DiagnosticsError):
+    """An output cannot be written: a read-only folder, a full disk, a missing path."""

@@ -22,6 +22,7 @@ from pathlib import Path
 import netron
 import onnx
 
+from . import atomic
 from .annotate import annotate, neighbourhood
 from .errors import ServeError
 from .findings import Report
@@ -209,7 +210,4 @@ def _slug(name: str) -> str:
 
 
 def _write(path: Path, data: bytes) -> Path:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    partial.replace(path)
-    return path
+    return atomic.write_bytes(path, data)

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import onnx
 
+from . import atomic
 from .checker import check
-from .errors import DiagnosticsError
+from .errors import DiagnosticsError, OutputFileError
 from .findings import Finding, Report
 from .inputs import read_signature
 from .loading import LoadedModel, load_model
@@ -113,19 +114,22 @@ def repair(
         return RepairReport(
             output=None, dry_run=False, verification=checked, notes=tuple(notes), **base
         )
-    staged = out_path.with_name(f".{out_path.name}.{os.getpid()}.staged")
-    try:
-        written = _write(result.model, staged, loaded, out_path.name)
-        checked = verify(original, load_model(staged), sizes, trials, feeds)
-        outcome = RepairReport(
-            output=None, dry_run=False, verification=checked, notes=tuple(notes), **base
-        )
-        if outcome.ok or keep_failed:
-            _commit(staged, out_path)
-            written += [] if outcome.ok else [UNPROVEN]
-            return replace(outcome, output=str(out_path), notes=(*notes, *written))
-    finally:
-        _discard(staged)
+    staged = atomic.staged_name(out_path, "staged")
+    with atomic.output_folder(out_path.parent):  # a new folder goes again if nothing is written
+        atomic.remove_abandoned(out_path, data_files)
+        try:
+            written = _write(result.model, staged, loaded, out_path.name)
+            checked = verify(original, load_model(staged), sizes, trials, feeds)
+            outcome = RepairReport(
+                output=None, dry_run=False, verification=checked, notes=tuple(notes), **base
+            )
+            if outcome.ok or keep_failed:
+                atomic.commit_file(staged, out_path)  # the one step that switches model + data
+                written += [] if outcome.ok else [UNPROVEN]
+                return replace(outcome, output=str(out_path), notes=(*notes, *written))
+        finally:
+            _discard(staged)
+            atomic.remove_abandoned(out_path, data_files)  # data files no model reads now
     why = ["nothing written: the repair is not proved", *([BATCH_OF_ONE] if batch_of_one else [])]
     return replace(outcome, notes=(*notes, *why))
 
@@ -250,63 +254,68 @@ def _output_path(output: str | os.PathLike[str], loaded: LoadedModel) -> Path:
 
 
 def _write(model: onnx.ModelProto, path: Path, loaded: LoadedModel, final: str) -> list[str]:
-    """Write atomically to `path`, a staged name for `final` in the same directory; external
-    data stays loadable from there (`_commit` moves both into place)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the staged model `path` for the output named `final` in the same folder.
+
+    Weights that must travel are written once, under a name that carries their hash
+    (`atomic.hashed_data_name`), and the staged model reads them there: committing is
+    then one rename of the model, and the model it replaces keeps its own data file.
+    """
     model = copy.deepcopy(model)
     notes = []
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     external = loaded.weights != "inline" and loaded.path is not None
     same_dir = external and path.parent.resolve() == loaded.path.parent.resolve()
+    data = atomic.staged_name(path.with_name(final), "data")
     try:
         if external and not same_dir and loaded.weights == "external":
             onnx.load_external_data_for_model(model, str(loaded.path.parent))
-            data = path.with_name(path.name + ".data")
-            if data.exists():
+            onnx.save_model(model, str(path), save_as_external_data=True,
+                            all_tensors_to_one_file=True, location=data.name)
+            model = onnx.load(str(path), load_external_data=False)
+            hashed = atomic.hashed_data_name(final, data)
+            _point_data(model, data.name, hashed)
+            if (path.parent / hashed).is_file():  # the same weights are already there
                 data.unlink()
-            onnx.save_model(
-                model,
-                str(tmp),
-                save_as_external_data=True,
-                all_tensors_to_one_file=True,
-                location=data.name,
-            )
-            notes.append(f"weights written to {final}.data beside the output")
+            else:
+                atomic.commit_file(data, path.parent / hashed)
+            onnx.save_model(model, str(path))
+            notes.append(f"weights written to {hashed} beside the output")
         else:
             if external and not same_dir:
                 _relocate(model, loaded.path.parent, path.parent)
                 notes.append("weights not found: the output points at where they should be")
             elif same_dir:
                 notes.append("the output reads the original's external data file")
-            onnx.save_model(model, str(tmp))
-        os.replace(tmp, path)
+            onnx.save_model(model, str(path))
+    except OSError as exc:
+        why = exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise OutputFileError(f"cannot write {path.with_name(final)}: {why}; nothing "
+                                     "was written") from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        if data.exists():
+            data.unlink()
     return notes
 
 
-def _commit(staged: Path, path: Path) -> None:
-    """Move a staged output (and the weights file `_write` put beside it) into place."""
-    data = staged.with_name(staged.name + ".data")
-    if not data.exists():
-        os.replace(staged, path)
-        return
-    model = onnx.load(str(staged), load_external_data=False)
+def data_files(path: Path) -> set[str] | None:
+    """The external data files the model at `path` reads (None: it cannot be read)."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # a file we did not write, or a cut one: it may read anything
+        return None
+    return {entry.value for tensor in model.graph.initializer for entry in tensor.external_data
+            if entry.key == "location"}
+
+
+def _point_data(model: onnx.ModelProto, old: str, new: str) -> None:
     for tensor in model.graph.initializer:
         for entry in tensor.external_data:
-            if entry.key == "location" and entry.value == data.name:
-                entry.value = path.name + ".data"
-    os.replace(data, path.with_name(path.name + ".data"))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    onnx.save_model(model, str(tmp))
-    os.replace(tmp, path)
+            if entry.key == "location" and entry.value == old:
+                entry.value = new
 
 
 def _discard(staged: Path) -> None:
-    for leftover in (staged, staged.with_name(staged.name + ".data")):
-        if leftover.exists():
-            leftover.unlink()
+    if staged.exists():
+        staged.unlink()
 
 
 def _relocate(model: onnx.ModelProto, old: Path, new: Path) -> None:

@@ -24,6 +24,9 @@ import torch
 import transformers
 from transformers import AutoConfig, PretrainedConfig
 
+from diagnostics import atomic
+from diagnostics.errors import OutputFileError
+
 # Encoder-style model types, most used first: the first of a shared layout names it.
 ENCODER_TYPES = (
     "bert",
@@ -220,10 +223,8 @@ def _write_cache(cache: Path | None, computed: Iterable[tuple[str, Signature]]) 
     data = {t: {"required": sorted(s.required), "known": sorted(s.known)} for t, s in computed}
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(json.dumps(data))
-        partial.replace(cache)
-    except OSError:
+        atomic.write_bytes(cache, json.dumps(data).encode())
+    except (OSError, OutputFileError):
         pass  # a read-only home only costs the next run the second it takes to rebuild
 
 

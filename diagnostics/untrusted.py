@@ -1,0 +1,41 @@
+"""Text that came from a file is data, never markup or terminal control.
+
+Node names, op types, metadata, paths, checkpoint keys and config values are
+written by whoever made the file. Before rich renders them, `shown` escapes
+rich's markup (`[/]`, `[link=...]`) and makes control characters visible
+(`\\x1b`, `\\n`), so a name can neither break the renderer nor rewrite the
+terminal; `plain` does the second only, for text printed with markup off.
+"""
+
+from __future__ import annotations
+
+from rich.markup import escape
+
+_LIMIT = 400
+
+
+def plain(text: object, limit: int | None = _LIMIT) -> str:
+    """`text` on one line with every control or invisible character written as an escape."""
+    value = str(text)
+    if limit is not None and len(value) > limit:
+        value = value[:limit] + "..."
+    if value.isprintable():
+        return value
+    return "".join(c if c.isprintable() else _visible(c) for c in value)
+
+
+def shown(text: object, limit: int | None = _LIMIT) -> str:
+    """`plain(text)` made safe to embed in rich markup."""
+    return escape(plain(text, limit))
+
+
+def _visible(char: str) -> str:
+    if char == "\n":
+        return "\\n"
+    if char == "\t":
+        return "\\t"
+    if char == "\r":
+        return "\\r"
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else \
+        f"\\U{code:08x}"
