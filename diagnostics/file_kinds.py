@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
+
+from .limits import MAX_JSON_BYTES, human, json_depth_problem
 
 # torch.save's legacy format opens with its magic number pickled: these are its ten bytes.
 TORCH_LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
@@ -90,9 +93,9 @@ def safetensors_problem(path: Path) -> str | None:
         f.seek(8)
         text = f.read(length)
     try:
-        header = json.loads(text)
-    except (UnicodeDecodeError, ValueError):
-        return "a safetensors header that does not parse"
+        header = parse_json(text)
+    except ValueError as exc:
+        return f"a safetensors header that does not parse ({exc})"
     if not isinstance(header, dict):
         return "a safetensors header that is not a JSON object"
     ends = [
@@ -136,7 +139,39 @@ def _is_json(path: Path, data: bytes) -> bool:
     if data.lstrip()[:1] not in (b"{", b"["):
         return False
     try:
-        json.loads(path.read_text())
+        read_json(path)
         return True
-    except (ValueError, UnicodeDecodeError, OSError):
+    except ValueError:
         return False
+
+
+def parse_json(text: str | bytes) -> Any:
+    """`json.loads` for text a file holds, refused with a one-line ValueError when it is
+    nested too deep to parse safely, too long, not UTF-8, or not JSON."""
+    problem = json_depth_problem(text)
+    if problem:
+        raise ValueError(problem)
+    try:
+        return json.loads(text)
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deep to parse") from None
+    except ValueError as exc:
+        reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "integer string conversion" in reason:
+            reason = "a number with more digits than Python reads (4300)"
+        raise ValueError(reason[:200]) from None
+
+
+def read_json(path: Path) -> Any:
+    """The JSON in `path`; a ValueError with a one-line reason when it cannot be read or
+    parsed (the caller names the file)."""
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:  # refused unread (json_depth_problem's limit)
+            raise ValueError(f"{human(path.stat().st_size)} of JSON, over the "
+                             f"{human(MAX_JSON_BYTES)} a config may take")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    return parse_json(data)

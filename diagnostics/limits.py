@@ -24,6 +24,8 @@ _FLOOR = 256 * 2**20
 # graph (v = v + v*v, 64 times) grows without bound, a real model's stays tiny.
 MAX_EXPR_TERMS = 64
 MAX_EXPR_DEGREE = 8
+# numpy's limit on dims: a tensor of more cannot be built, fed or read; past it a rank is unknown.
+MAX_RANK = 64
 # JSON nested deeper than this is refused before it is parsed (real configs nest < 10).
 MAX_JSON_DEPTH = 64
 MAX_JSON_BYTES = 64 * 2**20
@@ -105,28 +107,30 @@ def product(values) -> int:
 
 
 def json_depth_problem(text: str | bytes, limit: int = MAX_JSON_DEPTH) -> str | None:
-    """A reason to refuse JSON nested deeper than `limit` (checked without parsing it)."""
-    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    """A reason to refuse JSON nested deeper than `limit`, found without parsing it: a
+    running sum over the brackets outside strings (numpy; about 0.1 s for 17 MB)."""
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
     if len(data) > MAX_JSON_BYTES:
         return f"JSON of {human(len(data))} is over the {human(MAX_JSON_BYTES)} a config may take"
-    depth = deepest = 0
-    in_string = escaped = False
-    for byte in data:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > limit:
-                    return f"JSON nested more than {limit} deep"
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return None  # it cannot nest deeper than it has brackets
+    import numpy as np
+
+    table = np.zeros(256, dtype=np.int8)
+    table[[0x22, 0x5C, 0x5B, 0x7B, 0x5D, 0x7D]] = [1, 2, 3, 3, 4, 4]  # " \ [ { ] }
+    codes = table[np.frombuffer(data, dtype=np.uint8)]
+    where = np.flatnonzero(codes)
+    kinds = codes[where]
+    live = np.ones(len(kinds), dtype=bool)  # False: escaped by a backslash before it
+    escaping = -2
+    for index in np.flatnonzero(kinds == 2).tolist():  # few in real JSON
+        if live[index] and where[index] != escaping:
+            escaping = where[index] + 1
+            if index + 1 < len(kinds) and where[index + 1] == escaping:
+                live[index + 1] = False
+    quote = (kinds == 1) & live
+    inside = (np.cumsum(quote) % 2 == 1) & ~quote
+    step = np.where(inside, 0, np.where(kinds == 3, 1, np.where(kinds == 4, -1, 0)))
+    if len(step) and int(np.cumsum(step).max()) > limit:
+        return f"JSON nested more than {limit} deep"
     return None

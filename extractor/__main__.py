@@ -122,8 +122,25 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="when verification fails, keep the outputs in <output>.failed to inspect",
     )
+    parser.add_argument(
+        "--max-memory",
+        type=_size,
+        metavar="SIZE",
+        help="memory the run may take, e.g. 8G or 512M: a config, zip or header declaring "
+        "more is refused before anything is built (default: half the available memory, at "
+        "most 64G; or $SUBGRAFT_MAX_MEMORY)",  # diagnostics.limits reads the variable
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     return parser
+
+
+def _size(text: str) -> int:
+    from diagnostics.limits import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _bench_parser() -> argparse.ArgumentParser:
@@ -159,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
     except _UsageError as exc:
-        err.print(str(exc), markup=False, highlight=False)
+        _usage(err, exc)
         return EXIT_USAGE
 
     from transformers.utils import logging as hf_logging
@@ -200,7 +217,7 @@ def _bench(argv: list[str], out: Console, err: Console) -> int:
         if args.threads < 1 or args.runs < 1:
             raise _UsageError("python -m extractor bench: --threads and --runs must be at least 1")
     except (_UsageError, ShapeSpecError) as exc:
-        err.print(str(exc), markup=False, highlight=False)
+        _usage(err, exc)
         return EXIT_USAGE
     directory = Path(args.directory)
     if not (directory / "config.json").is_file():
@@ -209,6 +226,7 @@ def _bench(argv: list[str], out: Console, err: Console) -> int:
 
     from transformers.utils import logging as hf_logging
 
+    from .errors import ExtractorError
     from .report import render_speed, to_json
     from .speed import benchmark
 
@@ -221,15 +239,23 @@ def _bench(argv: list[str], out: Console, err: Console) -> int:
         if not any((directory / name).is_file() for name in ("vocab.txt", "tokenizer.json")):
             _error(err, f"{directory} has no tokenizer: --peers measures accuracy on real text")
             return EXIT_USAGE
-        with err.status("measuring every engine on real text, then timing them in turns..."):
-            found = compare_peers(directory, args.threads, args.runs, shapes)
+        try:
+            with err.status("measuring every engine on real text, then timing them in turns..."):
+                found = compare_peers(directory, args.threads, args.runs, shapes)
+        except ExtractorError as exc:
+            _error(err, exc)
+            return EXIT_USAGE
         if args.json:
             print(to_json([e.to_dict() for e in found]))
         else:
             render_peers(out, found, args.threads)
         return EXIT_OK
-    with err.status("timing PyTorch and onnxruntime..."):
-        timings = benchmark(directory, args.threads, args.runs, shapes, extra)
+    try:
+        with err.status("timing PyTorch and onnxruntime..."):
+            timings = benchmark(directory, args.threads, args.runs, shapes, extra)
+    except ExtractorError as exc:
+        _error(err, exc)
+        return EXIT_USAGE
     if args.json:
         print(to_json([t.__dict__ for t in timings]))
     else:
@@ -269,7 +295,7 @@ def _graft_check(argv: list[str], out: Console, err: Console) -> int:
     try:
         args = _graft_parser().parse_args(argv)
     except _UsageError as exc:
-        err.print(str(exc), markup=False, highlight=False)
+        _usage(err, exc)
         return EXIT_USAGE
     import torch
 
@@ -325,22 +351,41 @@ def _overrides(items: list[str]) -> dict[str, object]:
     """`--set a=1,b=gelu` -> {"a": 1, "b": "gelu"}; values are JSON where they parse."""
     import json
 
+    from diagnostics.limits import json_depth_problem
+
     from .errors import ExtractorError
 
     found: dict[str, object] = {}
     for item in (part for text in items for part in text.split(",") if part.strip()):
         name, equals, value = item.partition("=")
         if not equals or not name.strip().isidentifier():
-            raise ExtractorError(f"--set {item!r} is not NAME=VALUE")
+            raise ExtractorError(f"--set {item[:60]!r} is not NAME=VALUE")
+        problem = json_depth_problem(value)
+        if problem:
+            raise ExtractorError(f"--set {name.strip()}: {problem}")
         try:
             found[name.strip()] = json.loads(value)
-        except ValueError:
+        except ValueError:  # not JSON: the text itself (gelu), or a number too long to read
             found[name.strip()] = value.strip()
     return found
 
 
 def _error(err: Console, exc: Exception | str) -> None:
-    err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+    """One line: the message names keys and paths from files, so control characters in
+    them are shown as escapes (a newline must not make it two lines)."""
+    from diagnostics.untrusted import plain
+
+    err.print(f"error: {plain(exc, _MESSAGE_LIMIT)}", markup=False, highlight=False,
+              soft_wrap=True)
+
+
+def _usage(err: Console, exc: Exception) -> None:
+    from diagnostics.untrusted import plain
+
+    err.print(plain(exc, _MESSAGE_LIMIT), markup=False, highlight=False, soft_wrap=True)
+
+
+_MESSAGE_LIMIT = 2000
 
 
 def _list(args: argparse.Namespace, console: Console) -> int:
@@ -348,7 +393,8 @@ def _list(args: argparse.Namespace, console: Console) -> int:
     from .prefixes import prefix_summary
     from .report import render_prefixes, to_json
 
-    ckpt = load_checkpoint(args.checkpoint, trust=args.trust_checkpoint)
+    ckpt = load_checkpoint(args.checkpoint, trust=args.trust_checkpoint,
+                           max_memory=args.max_memory)
     rows = prefix_summary(ckpt.state_dict)
     if args.json:
         print(to_json({"location": ckpt.location, "prefixes": [r.__dict__ for r in rows]}))
@@ -386,6 +432,7 @@ def _extract(args: argparse.Namespace, out: Console, err: Console) -> int:
             precision=args.precision,
             runtime=args.runtime,
             keep_failed=args.keep_failed,
+            max_memory=args.max_memory,
             step=step,
         )
     if args.json:

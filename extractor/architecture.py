@@ -15,16 +15,20 @@ export matches this model; only the config's source can make the model right.
 
 from __future__ import annotations
 
-import json
+import copy
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoConfig, PretrainedConfig
+from transformers import PretrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
+from diagnostics.file_kinds import read_json, safetensors_problem
+
 from .checkpoint import Checkpoint, StateDict
+from .config_checks import layer_problem, memory_problem, new_config, one_layer
 from .config_sources import Candidate, candidates, tokenizer_dir
 from .encoders import BENIGN_EXTRA, build_meta, find_encoders, normalise
 from .errors import ArchitectureError
@@ -44,11 +48,13 @@ class ResolvedConfig:
     overrides: dict[str, Any] = field(default_factory=dict)  # --set NAME=VALUE
     adjusted: list[str] = field(default_factory=list)  # read from the weights, e.g. vocab_size
     assumed: dict[str, Any] = field(default_factory=dict)  # shapes only: defaults relied on
+    config_file: Path | None = None  # the file its values were read from (absolute), if any
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
             "kind": self.kind,
+            "config_file": str(self.config_file) if self.config_file else None,
             "model_type": self.config.model_type,
             "num_attention_heads": attention_heads(self.config),
             "tokenizer_dir": str(self.tokenizer_dir) if self.tokenizer_dir else None,
@@ -67,6 +73,7 @@ def resolve_config(
     cache_dir: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
     prefix: str = "",
+    max_memory: int | None = None,
 ) -> ResolvedConfig:
     """Choose the configuration for the stripped encoder weights.
 
@@ -79,6 +86,8 @@ def resolve_config(
         overrides: `--set` values, applied to whichever config is chosen.
         prefix: the encoder's prefix in the checkpoint; a config nested under a key that
             shares its words (GLiNER's `labels_encoder_config`) is tried first.
+        max_memory: bytes the model may take (default: `limits.default_max_memory()`); a
+            config declaring a bigger one is refused before it is built.
 
     Raises:
         ArchitectureError: nothing fits, or only shapes are left and a value they
@@ -89,22 +98,24 @@ def resolve_config(
         where = f"--config {config_file}"
         config = _config_from_values(_read_config_file(Path(config_file)), where)
         return _explicit(config, state_dict, f"--config {config_file}", "config-file",
-                         tokenizer_dir(Path(config_file).parent), overrides)
+                         tokenizer_dir(Path(config_file).parent), overrides, max_memory,
+                         Path(config_file).resolve())
     if model is not None:
-        config, tokenizers = _config_from_model(str(model), cache_dir)
+        config, tokenizers, read_from = _config_from_model(str(model), cache_dir)
         if config is None:
             raise ArchitectureError(
                 f"--model {model} is neither a local model directory nor in the local Hugging "
                 f"Face cache ({_cache_location(cache_dir)}); nothing is downloaded"
             )
-        return _explicit(config, state_dict, f"--model {model}", "model", tokenizers, overrides)
+        return _explicit(config, state_dict, f"--model {model}", "model", tokenizers, overrides,
+                         max_memory, read_from)
     rejected: list[str] = []
     found = checkpoint and _from_candidates(state_dict, checkpoint, cache_dir, overrides,
-                                            prefix, rejected)
+                                            prefix, rejected, max_memory)
     if found:
         found.rejected = rejected
         return found
-    return _from_shapes(state_dict, overrides, rejected, checkpoint)
+    return _from_shapes(state_dict, overrides, rejected, checkpoint, max_memory)
 
 
 def _explicit(
@@ -114,12 +125,15 @@ def _explicit(
     kind: str,
     tokenizers: Path | None,
     overrides: dict[str, Any],
+    max_memory: int | None,
+    read_from: Path | None,
 ) -> ResolvedConfig:
     config, adjusted = _apply(config, overrides, state_dict)
-    problem = config_problem(config, state_dict)
+    problem = config_problem(config, state_dict, max_memory)
     if problem:
         raise ArchitectureError(f"{source} does not fit the weights: {problem}")
-    return ResolvedConfig(config, source, kind, tokenizers, overrides=overrides, adjusted=adjusted)
+    return ResolvedConfig(config, source, kind, tokenizers, overrides=overrides, adjusted=adjusted,
+                          config_file=read_from)
 
 
 def _from_candidates(
@@ -129,24 +143,27 @@ def _from_candidates(
     overrides: dict[str, Any],
     prefix: str,
     rejected: list[str],
+    max_memory: int | None,
 ) -> ResolvedConfig | None:
     for candidate in sorted(candidates(checkpoint), key=lambda c: not _shares_words(c, prefix)):
         try:
-            config, kind, source, tokenizers = _candidate_config(candidate, cache_dir)
+            config, kind, source, tokenizers, read_from = _candidate_config(candidate, cache_dir)
         except ArchitectureError as exc:
-            rejected.append(f"{candidate.where}: {exc}")
+            text = str(exc)
+            rejected.append(text if text.startswith(candidate.where) else
+                            f"{candidate.where}: {text}")
             continue
         if config is None:
             rejected.append(f"{candidate.where}: {source}")
             continue
         config, adjusted = _apply(config, overrides, state_dict)
-        problem = config_problem(config, state_dict)
+        problem = config_problem(config, state_dict, max_memory)
         if problem:
             rejected.append(f"{source}: {problem}")
             continue
         tokenizers = tokenizer_dir(checkpoint.weights_dir) or tokenizers
         return ResolvedConfig(config, source, kind, tokenizers, overrides=overrides,
-                              adjusted=adjusted)
+                              adjusted=adjusted, config_file=read_from)
     return None
 
 
@@ -161,19 +178,23 @@ def _shares_words(candidate: Candidate, prefix: str) -> bool:
 
 def _candidate_config(
     candidate: Candidate, cache_dir: str | Path | None
-) -> tuple[PretrainedConfig | None, str, str, Path | None]:
-    """(config or None, kind, source text or the reason there is none, tokenizer dir)."""
+) -> tuple[PretrainedConfig | None, str, str, Path | None, Path | None]:
+    """(config or None, kind, source text or the reason there is none, tokenizer dir,
+    the file the config was read from)."""
+    if candidate.problem is not None:
+        return None, "", candidate.problem, None, None
     if candidate.values is not None:
         return (_config_from_values(candidate.values, candidate.where), "found",
-                candidate.where, None)
-    config, tokenizers = _config_from_model(candidate.name, cache_dir, candidate.base_dir)
+                candidate.where, None, candidate.file)
+    config, tokenizers, read_from = _config_from_model(candidate.name, cache_dir,
+                                                       candidate.base_dir)
     if config is not None:
-        return config, "found", f"{candidate.where} (local files)", tokenizers
+        return config, "found", f"{candidate.where} (local files)", tokenizers, read_from
     config = builtin_config(candidate.name)
     if config is not None:
-        return config, "builtin", f"{candidate.where}, built-in table", None
+        return config, "builtin", f"{candidate.where}, built-in table", None, None
     return (None, "", "not a local directory, not in the local Hugging Face cache, not in the "
-            "built-in table", None)
+            "built-in table", None, None)
 
 
 def _from_shapes(
@@ -181,6 +202,7 @@ def _from_shapes(
     overrides: dict[str, Any],
     rejected: list[str],
     checkpoint: Checkpoint | None,
+    max_memory: int | None,
 ) -> ResolvedConfig:
     matches = [m for m in find_encoders(state_dict) if m.prefix == ""]
     looked = "; ".join(rejected) if rejected else _nothing_found(checkpoint)
@@ -197,8 +219,11 @@ def _from_shapes(
             f"{', '.join(types)}: pass --config or --model, or name the type and what shapes "
             f"cannot tell with --set model_type=...,num_attention_heads=N"
         )
+    if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
+        raise ArchitectureError(f"--set model_type={str(model_type)[:60]} is not a model type "
+                                f"transformers knows (the weights fit {', '.join(types)})")
     try:
-        built = config_from_shapes(state_dict, str(model_type), overrides)
+        built = config_from_shapes(state_dict, model_type, overrides)
     except MissingValues as exc:
         sizes = ", ".join(f"{k}={v}" for k, v in exc.read.items())
         raise ArchitectureError(
@@ -214,7 +239,7 @@ def _from_shapes(
             f"says the rest ({defaults} would be transformers' defaults): pass --config or "
             "--model, or --set the values you know to build from the shapes"
         )
-    problem = config_problem(built.config, state_dict)
+    problem = config_problem(built.config, state_dict, max_memory)
     if problem:
         raise ArchitectureError(f"a {model_type} config built from the shapes does not fit the "
                                 f"weights ({problem}); pass --config or --model")
@@ -245,7 +270,7 @@ def _apply(
     if overrides.get("model_type", config.model_type) != config.model_type:
         raise ArchitectureError(f"--set model_type={overrides['model_type']} contradicts the "
                                 f"config's {config.model_type!r}; pass --config instead")
-    config = with_values(config, overrides)
+    config = with_values(config, overrides) if overrides else copy.deepcopy(config)
     adjusted = []
     rows = _vocab_rows(config, state_dict)
     if rows is not None and rows != config.vocab_size and "vocab_size" not in overrides:
@@ -258,22 +283,31 @@ def _vocab_rows(config: PretrainedConfig, state_dict: StateDict) -> int | None:
     vocab = getattr(config, "vocab_size", None)
     if not isinstance(vocab, int):
         return None
+    try:  # the embeddings are outside the layers: one layer names them all
+        built = build_meta(one_layer(config)).state_dict()
+    except Exception:  # transformers cannot build it: config_problem says why
+        return None
     tables = [
-        key for key, tensor in build_meta(config).state_dict().items()
+        key for key, tensor in built.items()
         if tensor.dim() == 2 and tensor.shape[0] == vocab and key in state_dict
     ]
     tables.sort(key=lambda k: ("word" not in k, "embed" not in k))
     return int(state_dict[tables[0]].shape[0]) if tables else None
 
 
-def config_problem(config: PretrainedConfig, state_dict: StateDict) -> str | None:
+def config_problem(config: PretrainedConfig, state_dict: StateDict,
+                   max_memory: int | None = None) -> str | None:
     """Why `config` cannot hold exactly these weights, or None.
 
-    Every parameter the model builds must be in the weights with its shape (a pooler
-    and tied copies may be absent), and every weight must be a parameter of the model.
+    The layer count is the weights' before a model is built (more layers than they hold
+    is refused, with the shapes of one layer compared); then every parameter the model
+    builds must be in the weights with its shape (a pooler and tied copies may be
+    absent), every weight must be a parameter of the model, and the whole model with
+    its buffers must fit `max_memory`.
     """
+    too_many = layer_problem(config, state_dict)
     try:
-        model = build_meta(config)
+        model = build_meta(one_layer(config) if too_many else config)
     except Exception as exc:  # transformers validates configs in many ways of its own
         return f"transformers cannot build it: {str(exc).splitlines()[0][:160]}"
     expected = model.state_dict(keep_vars=True)
@@ -291,14 +325,16 @@ def config_problem(config: PretrainedConfig, state_dict: StateDict) -> str | Non
         for k, v in expected.items()
         if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
     ]
-    problems = []
+    problems = [too_many] if too_many else []
     if shapes:
         problems.append(f"shape mismatch {shapes[0]}" + _more(shapes))
+    if too_many:  # one layer was built: its missing and unexpected names say nothing
+        return "; ".join(problems)
     if missing:
         problems.append(f"{len(missing)} weights missing (e.g. {normalise(missing[0])})")
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected weights (e.g. {normalise(unexpected[0])})")
-    return "; ".join(problems) or None
+    return "; ".join(problems) or memory_problem(model, max_memory)
 
 
 def _more(items: list[str]) -> str:
@@ -307,8 +343,8 @@ def _more(items: list[str]) -> str:
 
 def _read_config_file(path: Path) -> dict[str, Any]:
     try:
-        values = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+        values = read_json(path)
+    except ValueError as exc:
         raise ArchitectureError(f"--config {path} is not a readable JSON file: {exc}") from None
     if not isinstance(values, dict) or "model_type" not in values:
         raise ArchitectureError(f"--config {path} has no 'model_type' (not a model config?)")
@@ -318,35 +354,77 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 def _config_from_values(values: dict[str, Any], where: str) -> PretrainedConfig:
     values = dict(values)
     model_type = values.pop("model_type", None)
-    if model_type not in CONFIG_MAPPING:
-        raise ArchitectureError(f"{where}: model type {model_type!r} is not one transformers "
-                                "knows")
+    if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
+        raise ArchitectureError(f"{where}: model type {repr(model_type)[:60]} is not one "
+                                "transformers knows")
     values.pop("transformers_version", None)
-    try:
-        return CONFIG_MAPPING[model_type].from_dict(values)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ArchitectureError(f"{where}: not a valid {model_type} config: "
-                                f"{str(exc).splitlines()[0][:160]}") from None
+    return new_config(CONFIG_MAPPING[model_type], values, where)
 
 
 def _config_from_model(
     name: str, cache_dir: str | Path | None, base_dir: Path | None = None
-) -> tuple[PretrainedConfig | None, Path | None]:
-    """Config (and tokenizer directory) from a local directory or the local HF cache."""
-    for directory in _local_dirs(name, base_dir):
-        if (directory / "config.json").is_file():
-            values = json.loads((directory / "config.json").read_text())
-            if isinstance(values, dict) and values.get("model_type") in CONFIG_MAPPING:
-                return _config_from_values(values, str(directory / "config.json")), \
-                    tokenizer_dir(directory)
-    if re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is None:
-        return None, None
-    for hub_name in hub_aliases(name):
-        snapshot = _cached_snapshot(hub_name, cache_dir)
-        if snapshot is not None:
-            config = AutoConfig.from_pretrained(snapshot, local_files_only=True)
-            return config, tokenizer_dir(snapshot)
-    return None, None
+) -> tuple[PretrainedConfig | None, Path | None, Path | None]:
+    """Config, tokenizer directory and the config's file, from a local directory or the
+    local HF cache (paths absolute: they are shown as where the files came from)."""
+    def directories() -> Iterator[Path]:
+        yield from _local_dirs(name, base_dir)
+        if re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is not None:
+            yield from (s for n in hub_aliases(name) if (s := _cached_snapshot(n, cache_dir)))
+
+    for directory in directories():
+        found = _directory_config(directory)
+        if found is not None:
+            directory = directory.resolve()
+            return found, tokenizer_dir(directory), directory / "config.json"
+    return None, None, None
+
+
+def saved_config(directory: str | Path, max_memory: int | None = None) -> PretrainedConfig:
+    """The config of a saved model directory (an extractor output, for bench, graft and
+    peers), checked against the weights beside it before anything is built from it.
+
+    Raises:
+        ArchitectureError: no config transformers knows, a bad value, or weights it cannot
+            hold (more layers, other shapes, over the memory budget).
+    """
+    directory = Path(directory)
+    config = _directory_config(directory)
+    if config is None:
+        raise ArchitectureError(f"{directory / 'config.json'} holds no config transformers knows")
+    weights = directory / "model.safetensors"
+    if weights.is_file():
+        problem = safetensors_problem(weights) or config_problem(
+            config, _safetensors_shapes(weights), max_memory)
+        if problem:
+            raise ArchitectureError(f"{directory / 'config.json'} does not fit "
+                                    f"{weights.name} beside it: {problem}")
+    return config
+
+
+def _safetensors_shapes(path: Path) -> dict[str, Any]:
+    """Each weight's name and shape, from the header alone (nothing is read into memory)."""
+    from types import SimpleNamespace
+
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return {k: SimpleNamespace(shape=tuple(handle.get_slice(k).get_shape()))
+                for k in handle.keys()}
+
+
+def _directory_config(directory: Path) -> PretrainedConfig | None:
+    """The config in `directory/config.json`, None when it holds no model config."""
+    path = directory / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        values = read_json(path)
+    except ValueError as exc:
+        raise ArchitectureError(f"{path} is not a readable JSON file: {exc}") from None
+    if isinstance(values, dict) and isinstance(values.get("model_type"), str) and \
+            values["model_type"] in CONFIG_MAPPING:
+        return _config_from_values(values, str(path))
+    return None
 
 
 def _local_dirs(name: str, base_dir: Path | None) -> list[Path]:
@@ -360,7 +438,10 @@ def _local_dirs(name: str, base_dir: Path | None) -> list[Path]:
 def _cached_snapshot(name: str, cache_dir: str | Path | None) -> Path | None:
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(name, "config.json", cache_dir=cache_dir)
+    try:
+        found = try_to_load_from_cache(name, "config.json", cache_dir=cache_dir)
+    except ValueError:  # not a name the Hub could hold (`../..`): nothing cached under it
+        return None
     return Path(found).parent if isinstance(found, str) else None
 
 

@@ -7,17 +7,20 @@ unless the caller trusts it. The state dict is searched for wherever it sits.
 
 from __future__ import annotations
 
-import json
+import contextlib
 import pickle
 import re
-from collections.abc import Mapping
+import warnings
+import zipfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from diagnostics.file_kinds import describe, safetensors_problem, torch_zip_problem
+from diagnostics import limits
+from diagnostics.file_kinds import describe, read_json, safetensors_problem, torch_zip_problem
 
 from .errors import CheckpointError, UnsafeCheckpointError
 
@@ -48,6 +51,7 @@ class Checkpoint:
     mmap: bool = False
     stand_ins: tuple[str, ...] = ()  # pickled classes read as data, none of their code run
     weights_file: Path | None = None  # the file the weights came from (inside a directory)
+    notes: tuple[str, ...] = ()  # how it was read, where that differs from the usual way
 
     @property
     def weights_dir(self) -> Path:
@@ -55,7 +59,8 @@ class Checkpoint:
         return (self.weights_file or self.path).parent
 
 
-def load_checkpoint(path: str | Path, trust: bool = False) -> Checkpoint:
+def load_checkpoint(path: str | Path, trust: bool = False,
+                    max_memory: int | None = None) -> Checkpoint:
     """Load a checkpoint file or a directory holding weights.
 
     Args:
@@ -64,22 +69,58 @@ def load_checkpoint(path: str | Path, trust: bool = False) -> Checkpoint:
             file, or a sentence-transformers model: `modules.json` names its Transformer).
         trust: unpickle with arbitrary code (`torch.load(weights_only=False)`); without
             it, classes torch does not allow are read as inert stand-ins.
+        max_memory: bytes the weights read into memory may take (default:
+            `limits.default_max_memory()`); a memory-mapped zip takes none.
     """
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"no such file or directory: {path}")
     if path.is_dir():
-        return _load_directory(path, trust)
+        return _load_directory(path, trust, max_memory)
     kind = _recognise(path)
     if kind == "safetensors":
+        _refuse_too_large(path, path.stat().st_size, max_memory)
         state_dict = _load_safetensors(path)
         return Checkpoint(path, "safetensors", state_dict, "top level", trusted=trust,
                           weights_file=path)
-    obj, fmt, mmap, stand_ins = _torch_load(path, trust, kind)
+    mmap, notes = True, ()
+    if kind == "torch-zip":
+        mmap = _mappable_zip(path, max_memory)
+        if not mmap:
+            notes = ("its zip members are compressed (deflate): read into memory, not "
+                     "memory-mapped",)
+    else:
+        _refuse_too_large(path, path.stat().st_size, max_memory)
+    obj, fmt, mmap, stand_ins = _torch_load(path, trust, kind, mmap)
     state_dict, location = find_state_dict(obj, path)
     extra = _extra_entries(obj, state_dict)
     return Checkpoint(path, fmt, state_dict, location, extra, trusted=trust, mmap=mmap,
-                      stand_ins=stand_ins, weights_file=path)
+                      stand_ins=stand_ins, weights_file=path, notes=notes)
+
+
+def _mappable_zip(path: Path, max_memory: int | None) -> bool:
+    """Whether torch can memory-map the archive: every member stored, as torch.save
+    writes it. A re-compressed one is read into memory, so what its members declare
+    they inflate to must fit the budget (a member may declare 16 GiB in a few bytes)."""
+    with zipfile.ZipFile(path) as archive:  # it opened in _recognise
+        members = archive.infolist()
+    compressed = [m for m in members if m.compress_type != zipfile.ZIP_STORED]
+    if not compressed:
+        return True
+    methods = {m.compress_type for m in compressed} - {zipfile.ZIP_DEFLATED}
+    if methods:
+        raise CheckpointError(f"{path} is a zip compressed with method {min(methods)}, which "
+                              "torch cannot read (only stored or deflated members); unzip it "
+                              "and zip it again without compression")
+    _refuse_too_large(path, sum(m.file_size for m in members), max_memory, "inflated")
+    return False
+
+
+def _refuse_too_large(path: Path, nbytes: int, max_memory: int | None,
+                      how: str = "read into memory") -> None:
+    problem = limits.too_large(f"{path.name} {how}", nbytes, max_memory)
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
 
 
 def _recognise(path: Path) -> str:
@@ -108,7 +149,7 @@ def _recognise(path: Path) -> str:
     raise CheckpointError(f"{path} is {kind}, not a PyTorch checkpoint or safetensors file{hint}")
 
 
-def _load_directory(path: Path, trust: bool) -> Checkpoint:
+def _load_directory(path: Path, trust: bool, max_memory: int | None) -> Checkpoint:
     module_dir = sentence_transformer_dir(path)
     weights = _directory_weights(module_dir or path)
     if weights is None:
@@ -118,10 +159,10 @@ def _load_directory(path: Path, trust: bool) -> Checkpoint:
             f"{', '.join(_DIRECTORY_WEIGHTS)} or a single *.safetensors/*.bin/*.pt file)"
         )
     if weights.name.endswith(".index.json"):
-        inner = Checkpoint(path, "sharded", _load_sharded(weights, trust), "top level",
-                           trusted=trust, weights_file=weights)
+        inner = Checkpoint(path, "sharded", _load_sharded(weights, trust, max_memory),
+                           "top level", trusted=trust, weights_file=weights)
     else:
-        inner = load_checkpoint(weights, trust)
+        inner = load_checkpoint(weights, trust, max_memory)
     inner.path, inner.format = path, f"directory:{inner.format}"
     return inner
 
@@ -136,9 +177,9 @@ def sentence_transformer_dir(path: Path) -> Path | None:
     if not index.is_file():
         return None
     try:
-        modules = json.loads(index.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{index} is not valid JSON: {_first_line(exc)}") from None
+        modules = read_json(index)
+    except ValueError as exc:
+        raise CheckpointError(f"{index} is not valid JSON: {exc}") from None
     if not isinstance(modules, list):
         raise CheckpointError(f"{index} is not a sentence-transformers module list")
     for module in modules:
@@ -162,25 +203,30 @@ def _directory_weights(path: Path) -> Path | None:
     return None
 
 
-def _load_sharded(index_file: Path, trust: bool) -> StateDict:
+def _load_sharded(index_file: Path, trust: bool, max_memory: int | None) -> StateDict:
     try:
-        weight_map = json.loads(index_file.read_text())["weight_map"]
-    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{index_file} is not a valid shard index: "
-                              f"{_first_line(exc)}") from None
+        weight_map = read_json(index_file)["weight_map"]
+    except (ValueError, KeyError, TypeError) as exc:
+        reason = f"no {exc}" if isinstance(exc, KeyError) else _first_line(exc)
+        raise CheckpointError(f"{index_file} is not a valid shard index: {reason}") from None
     if not isinstance(weight_map, dict) or not all(
         isinstance(v, str) and v for v in weight_map.values()
     ):
         raise CheckpointError(f"{index_file} is not a valid shard index: weight_map is not a "
                               "mapping of names to shard files")
     state_dict: StateDict = {}
+    shards = []
     for shard in sorted(set(weight_map.values())):
         shard_path = (index_file.parent / shard).resolve()
         if index_file.parent.resolve() not in shard_path.parents:
             raise CheckpointError(f"{index_file} names shard {shard!r} outside its directory")
         if not shard_path.is_file():
             raise CheckpointError(f"{index_file} names shard {shard!r}, which is missing")
-        state_dict.update(load_checkpoint(shard_path, trust).state_dict)
+        shards.append(shard_path)
+    _refuse_too_large(index_file, sum(p.stat().st_size for p in shards), max_memory,
+                      "(its shards) read into memory")
+    for shard_path in shards:
+        state_dict.update(load_checkpoint(shard_path, trust, max_memory).state_dict)
     missing = [name for name in weight_map if name not in state_dict]
     if missing:
         raise CheckpointError(f"{index_file} lists {len(missing)} tensors its shards do not "
@@ -198,7 +244,8 @@ def _load_safetensors(path: Path) -> StateDict:
                               f"{_first_line(exc)}") from None
 
 
-def _torch_load(path: Path, trust: bool, fmt: str) -> tuple[Any, str, bool, tuple[str, ...]]:
+def _torch_load(path: Path, trust: bool, fmt: str, mappable: bool = True
+                ) -> tuple[Any, str, bool, tuple[str, ...]]:
     """The unpickled object, its format, whether it is memory-mapped, and the stand-ins used.
 
     Untrusted files go through torch's weights-only unpickler. A class it does not
@@ -206,13 +253,14 @@ def _torch_load(path: Path, trust: bool, fmt: str) -> tuple[Any, str, bool, tupl
     by an inert stand-in that keeps the object's data and runs none of its code, so a
     checkpoint from a project that is not installed still yields its weights and config.
     """
-    is_zip = fmt == "torch-zip"
+    is_zip = fmt == "torch-zip" and mappable
     if trust:
         return _trusted_load(path, is_zip), fmt, is_zip, ()
     stand_ins: dict[str, type] = {}
     while True:
         try:
-            with torch.serialization.safe_globals([(c, n) for n, c in stand_ins.items()]):
+            with torch.serialization.safe_globals([(c, n) for n, c in stand_ins.items()]), \
+                    _quietly():
                 # mmap keeps the weights in the page cache instead of copying them into RAM.
                 obj = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
             return obj, fmt, is_zip, tuple(stand_ins)
@@ -227,7 +275,8 @@ def _torch_load(path: Path, trust: bool, fmt: str) -> tuple[Any, str, bool, tupl
 
 def _trusted_load(path: Path, is_zip: bool) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=False, mmap=is_zip)
+        with _quietly():
+            return torch.load(path, map_location="cpu", weights_only=False, mmap=is_zip)
     except ModuleNotFoundError as exc:
         raise CheckpointError(
             f"{path} pickles objects from module {exc.name!r}, which is not importable: make "
@@ -239,6 +288,15 @@ def _trusted_load(path: Path, is_zip: bool) -> Any:
 
 
 _MAX_STAND_INS = 64
+
+
+@contextlib.contextmanager
+def _quietly() -> Iterator[None]:
+    """torch warns about what a file holds (TypedStorage of quantized tensors, deprecated
+    kinds) while loading it: the file's business, said in our own words or not at all."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 class StandIn:
@@ -387,3 +445,40 @@ def _is_tensor_mapping(value: Any) -> bool:
 def strip_prefix(state_dict: StateDict, prefix: str) -> StateDict:
     """The entries under `prefix`, with the prefix removed (empty if none)."""
     return {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
+
+
+def refuse_unusable(weights: StateDict, prefix: str = "") -> None:
+    """Refuse encoder weights no fresh model can take, all named at once: tensors without
+    data (meta), quantized or complex ones, and integer or boolean ones where a model
+    has floating-point weights (only position and token-type id buffers are integers).
+
+    Raises:
+        CheckpointError: the first such key with its dtype, and how many there are.
+    """
+    found = [(prefix + key, why) for key, tensor in weights.items()
+             if (why := _unusable(key, tensor))]
+    if not found:
+        return
+    key, why = found[0]
+    more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+    advice = ("this checkpoint is quantized: use the float checkpoint it came from"
+              if any("quantized" in w for _, w in found) else
+              "an encoder's weights are real floating-point tensors")
+    raise CheckpointError(f"encoder weight {key} is {why}{more}; {advice}")
+
+
+def _unusable(key: str, tensor: torch.Tensor) -> str | None:
+    dtype = str(tensor.dtype).removeprefix("torch.")
+    if tensor.is_quantized:
+        return f"quantized ({dtype})"
+    if tensor.is_meta:
+        return f"a meta tensor ({dtype}, shape {list(tensor.shape)}): it holds no data"
+    if tensor.is_complex():
+        return f"complex ({dtype})"
+    if tensor.is_floating_point():
+        return None
+    if dtype in ("int8", "uint8", "int4", "uint4"):
+        return f"{dtype} (quantized)"
+    if tensor.dtype != torch.bool and key.endswith(("position_ids", "token_type_ids")):
+        return None
+    return f"{dtype}, not floating-point"

@@ -15,13 +15,14 @@ checks each against the weights.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from transformers import PretrainedConfig
+
+from diagnostics.file_kinds import read_json
 
 from .checkpoint import Checkpoint, attributes
 from .encoders import ENCODER_TYPES
@@ -80,6 +81,8 @@ class Candidate:
     values: dict[str, Any] | None = None  # a full config, with model_type
     name: str | None = None  # or a model name / path to look up locally
     base_dir: Path | None = None  # relative names and tokenizer files are looked up here
+    problem: str | None = None  # or why the file that would hold one cannot be read
+    file: Path | None = None  # the file that holds `values` (absolute)
 
 
 def candidates(checkpoint: Checkpoint) -> list[Candidate]:
@@ -88,18 +91,21 @@ def candidates(checkpoint: Checkpoint) -> list[Candidate]:
     base = checkpoint.weights_dir
     config_json = base / "config.json"
     if config_json.is_file():
-        found += _search(_read_json(config_json), "config.json", base)
+        found += _search_file(config_json, base)
     for other in sorted(base.glob("*.json")):
         if other.name != "config.json" and other.name not in _NOT_CONFIGS and "config" in (
             other.name
         ):
-            found += _search(_read_json(other), other.name, base)
+            found += _search_file(other, base)
     outer = checkpoint.path if checkpoint.path.is_dir() else checkpoint.path.parent
+    inside: list[Candidate] = []
     for key in CHECKPOINT_CONTAINERS:
         if key in checkpoint.extra:
-            found += _search(checkpoint.extra[key], f"checkpoint[{key!r}]", outer)
+            inside += _search(checkpoint.extra[key], f"checkpoint[{key!r}]", outer)
     rest = {k: v for k, v in checkpoint.extra.items() if k not in CHECKPOINT_CONTAINERS}
-    found += _search(rest, "checkpoint", outer, depth=_MAX_DEPTH)  # top-level names only
+    inside += _search(rest, "checkpoint", outer, depth=_MAX_DEPTH)  # top-level names only
+    held_in = (checkpoint.weights_file or checkpoint.path).resolve()
+    found += [replace(c, file=held_in) if c.values is not None else c for c in inside]
     unique: dict[tuple[str, str], Candidate] = {}
     for c in found:
         unique.setdefault((c.where, c.name or ""), c)
@@ -112,11 +118,13 @@ def tokenizer_dir(directory: Path | None) -> Path | None:
     return directory if any((directory / f).is_file() for f in TOKENIZER_FILES) else None
 
 
-def _read_json(path: Path) -> Any:
+def _search_file(path: Path, base: Path) -> list[Candidate]:
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None  # not a config; the weights decide whether anything else fits
+        values = read_json(path)
+    except ValueError as exc:  # listed with the reason; the weights decide what else fits
+        return [Candidate(path.name, problem=f"not readable JSON: {exc}", base_dir=base)]
+    return [replace(c, file=path.resolve()) if c.values is not None else c
+            for c in _search(values, path.name, base)]
 
 
 def _search(obj: Any, where: str, base: Path, depth: int = 0) -> Iterator[Candidate]:

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoConfig
 from transformers.modeling_outputs import BaseModelOutput, ModelOutput
 
+from .architecture import saved_config
 from .encoders import encoder_class
 from .errors import GraftError
 
@@ -78,7 +78,7 @@ class OnnxEncoder(torch.nn.Module):
         if not path.is_file() or not (self.directory / "config.json").is_file():
             raise GraftError(f"{path} is not an extractor output's ONNX file (expected "
                              f"config.json and one of {', '.join(ONNX_FILES)} in {directory})")
-        self.config = AutoConfig.from_pretrained(self.directory, local_files_only=True)
+        self.config = saved_config(self.directory)  # checked against its weights first
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

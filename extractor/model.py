@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, PretrainedConfig, PreTrainedModel
+from transformers import PretrainedConfig, PreTrainedModel
 
-from .checkpoint import StateDict
+from .checkpoint import StateDict, refuse_unusable
 from .encoders import build_meta, encoder_class
 from .errors import WeightMismatchError
 
@@ -81,8 +81,10 @@ def build_model(
     pooler weights out (listed as tolerated), for users who need only the tokens.
 
     Raises:
+        CheckpointError: a weight no model can take (meta, quantized, complex, integer).
         WeightMismatchError: with every missing, unexpected and mis-shaped key.
     """
+    refuse_unusable(state_dict)  # extract() asks first, for callers of this alone
     report = KeyReport()
     kwargs: dict[str, Any] = {}
     if attn_implementation:
@@ -145,12 +147,14 @@ def load_saved_model(model_dir: str | Path) -> PreTrainedModel:
     """
     from transformers.utils import logging as hf_logging
 
+    from .architecture import saved_config
+
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # its load report would call the missing pooler a problem
     try:
-        config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+        config = saved_config(model_dir)  # checked against its weights before the build
         model, info = encoder_class(config).from_pretrained(
-            model_dir, local_files_only=True, output_loading_info=True
+            model_dir, config=config, local_files_only=True, output_loading_info=True
         )
     finally:
         hf_logging.set_verbosity(verbosity)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from diagnostics import atomic
 from diagnostics.errors import OutputFileError
+from diagnostics.file_kinds import read_json
 
 from .errors import OutputError
 
@@ -57,9 +58,9 @@ def check_output(output: Path, inputs: list[Path], force: bool = False) -> None:
 
 
 def is_ours(directory: Path) -> bool:
-    try:
-        return json.loads((directory / REPORT_NAME).read_text()).get("tool") == TOOL
-    except (OSError, ValueError, AttributeError):
+    try:  # a report.json nested 100,000 deep is not ours either
+        return read_json(directory / REPORT_NAME).get("tool") == TOOL
+    except (ValueError, AttributeError):
         return False
 
 

@@ -20,12 +20,12 @@ import torch
 from transformers import PreTrainedModel
 
 from diagnostics import Report as FrozenCheck
-from diagnostics import check
+from diagnostics import check, limits
 
 from . import __version__
 from .accuracy import Agreement, compare_embeddings, text_inputs
 from .architecture import ResolvedConfig, resolve_config
-from .checkpoint import Checkpoint, load_checkpoint, strip_prefix
+from .checkpoint import Checkpoint, load_checkpoint, refuse_unusable, strip_prefix
 from .config_sources import TOKENIZER_FILES
 from .errors import ExtractorError
 from .export import (
@@ -99,6 +99,8 @@ class ExtractionReport:
     seconds: dict[str, float] = field(default_factory=dict)
     # With two int8 files: which ran faster here, with the timings ({"file", "ms", "why"}).
     int8_choice: dict[str, Any] | None = None
+    # Where config.json's values and each copied tokenizer file came from (absolute paths).
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -118,6 +120,7 @@ class ExtractionReport:
             "frozen_shapes": [f["node"] for f in self.frozen.to_dict()["findings"]],
             "variants": [v.to_dict() for v in self.variants],
             "int8_choice": self.int8_choice,
+            "provenance": self.provenance,
             "output": str(self.output) if self.output else None,
             "files": self.files,
             "seconds": self.seconds,
@@ -146,6 +149,7 @@ def extract(
     precision: str | None = None,
     runtime: str = "onnxruntime",
     keep_failed: bool = False,
+    max_memory: int | str | None = None,
     step: Step | None = None,
 ) -> ExtractionReport:
     """Run the whole job and return its report; the output exists only if `report.ok`.
@@ -171,6 +175,9 @@ def extract(
             tier: max abs <= 1e-4 on real text). Needs OpenVINO.
         keep_failed: when verification fails, keep the outputs in `<output>.failed`
             (with report.json) to inspect, instead of writing nothing.
+        max_memory: the memory the run may take, in bytes or as text (`8G`); what a file
+            declares beyond it (a config's layers and sizes, a zip's inflated members) is
+            refused before it is built. Default: `limits.default_max_memory()`.
         step: called with a short label as each long step starts (for progress).
 
     Raises:
@@ -179,10 +186,17 @@ def extract(
     step = step or (lambda _label: None)
     timer = _Timer()
     path = Path(checkpoint)
+    try:
+        budget = limits.max_memory(max_memory)
+    except ValueError as exc:
+        raise ExtractorError(f"max_memory: {exc}") from None
+    if budget < 1:
+        raise ExtractorError(f"max_memory is {budget}, expected a positive number of bytes")
     step("loading checkpoint")
-    ckpt = load_checkpoint(path, trust=trust)
+    ckpt = load_checkpoint(path, trust=trust, max_memory=budget)
     chosen = choose_prefix(ckpt.state_dict, prefix)
     weights = strip_prefix(ckpt.state_dict, chosen)
+    refuse_unusable(weights, chosen)
     out_dir = Path(output) if output is not None else default_output(path, chosen)
     inputs = [path] + ([Path(config_file)] if config_file else [])
     check_output(out_dir, inputs, force)
@@ -190,7 +204,7 @@ def extract(
 
     step("resolving architecture")
     resolved = resolve_config(weights, ckpt, config_file, model, overrides=overrides,
-                              prefix=chosen)
+                              prefix=chosen, max_memory=budget)
     refuse_unexportable(resolved.config)
     if quantize is not None and quantize != "int8":
         raise ExtractorError(f"unknown quantization {quantize!r}; only 'int8' is supported")
@@ -211,13 +225,14 @@ def extract(
     step("building the fresh model")
     encoder, keys = build_model(resolved.config, weights, pooler=pooler)
     source = _source(ckpt, chosen, weights)
+    ckpt_dir = (ckpt.path if ckpt.path.is_dir() else ckpt.path.parent).resolve()
     del weights
     timer.lap("build")
 
     with staging_dir(out_dir) as staging:
         step("saving the Hugging Face model")
         encoder.save_pretrained(staging)
-        _copy_tokenizer(resolved, staging)
+        copied = _copy_tokenizer(resolved, staging)
         timer.lap("save")
 
         step("running PyTorch at the parity shapes")
@@ -282,6 +297,7 @@ def extract(
             variants,
             seconds=timer.seconds,
             int8_choice=int8_choice,
+            provenance=_provenance(resolved, copied, ckpt_dir),
         )
         if report.ok or keep_failed:
             # A failed export goes beside the output, never in its place, for inspection.
@@ -309,6 +325,7 @@ def _source(ckpt: Checkpoint, prefix: str, weights: dict) -> dict[str, Any]:
         "trusted": ckpt.trusted,
         "stand_ins": list(ckpt.stand_ins),
         "mmap": ckpt.mmap,
+        "notes": list(ckpt.notes),
     }
 
 
@@ -490,13 +507,36 @@ def _release_weights(model: torch.nn.Module) -> None:
         tensor.data = torch.empty(0, dtype=tensor.dtype)
 
 
-def _copy_tokenizer(resolved: ResolvedConfig, staging: Path) -> None:
+def _copy_tokenizer(resolved: ResolvedConfig, staging: Path) -> dict[str, str]:
+    """Copy the tokenizer files; returns each name with the absolute path it came from."""
+    copied: dict[str, str] = {}
     if resolved.tokenizer_dir is None:
-        return
+        return copied
     for name in TOKENIZER_FILES:
         source = resolved.tokenizer_dir / name
         if source.is_file():
             shutil.copyfile(source, staging / name)
+            copied[name] = str(source.resolve())
+    return copied
+
+
+def _provenance(resolved: ResolvedConfig, copied: dict[str, str], checkpoint_dir: Path
+                ) -> dict[str, Any]:
+    """Where the output's config and tokenizer came from, with absolute paths: a name in a
+    checkpoint's config may point anywhere (`../..`, `/elsewhere`), and what was copied
+    from outside the checkpoint's folder is said, never silent."""
+    outside = sorted(name for name, source in copied.items()
+                     if not Path(source).is_relative_to(checkpoint_dir))
+    config_file = resolved.config_file
+    return {
+        "config": {"source": resolved.source,
+                   "file": str(config_file) if config_file else None,
+                   "outside_checkpoint_folder": bool(
+                       config_file and not config_file.is_relative_to(checkpoint_dir))},
+        "copied_from": copied,
+        "outside_checkpoint_folder": outside,
+        "checkpoint_folder": str(checkpoint_dir),
+    }
 
 
 class _Timer:

@@ -1,4 +1,9 @@
-"""Render the extractor's results for people (rich) or scripts (JSON); nothing else prints."""
+"""Render the extractor's results for people (rich) or scripts (JSON); nothing else prints.
+
+Keys, paths, config values and names came from files: each goes through
+`untrusted.shown` before rich sees it, so `[/]` or `[link=...]` in a name is shown
+as written, never read as markup.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import math
 from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
+
+from diagnostics.untrusted import shown
 
 from .accuracy import TIERS, Agreement
 from .architecture import attention_heads
@@ -22,21 +29,21 @@ from .speed import Timing
 
 def render_prefixes(console: Console, rows: list[PrefixInfo], location: str) -> None:
     """The prefix tree of `--list`: counts per prefix, encoders marked with their type."""
-    tree = Tree(f"[bold]state dict[/] at {location}")
+    tree = Tree(f"[bold]state dict[/] at {shown(location)}")
     nodes: dict[str, Tree] = {}
     for row in rows:
         parent = _parent(row.prefix, nodes)
         label = (
-            f"[cyan]{row.prefix}[/]  {row.tensors} tensor{'s' * (row.tensors != 1)}, "
+            f"[cyan]{shown(row.prefix)}[/]  {row.tensors} tensor{'s' * (row.tensors != 1)}, "
             f"{row.parameters:,} params, "
-            f"{'/'.join(row.dtypes)}"
+            f"{shown('/'.join(row.dtypes))}"
         )
         if row.architecture:
             label += f"  [bold green]<- {row.architecture} encoder[/]"
             if len(row.model_types) > 1:
-                shown = ", ".join(row.model_types[:2])
+                types = ", ".join(row.model_types[:2])
                 more = f", +{len(row.model_types) - 2}" if len(row.model_types) > 2 else ""
-                label += f" [dim]({shown}{more})[/]"
+                label += f" [dim]({types}{more})[/]"
         nodes[row.prefix] = (nodes[parent] if parent else tree).add(label)
     console.print(tree)
 
@@ -61,7 +68,7 @@ def render_keys(console: Console, keys: KeyReport) -> None:
     table.add_column("detail")
     styles = {"tolerated": "yellow"}
     for status, key, detail in rows:
-        table.add_row(f"[{styles.get(status, 'red')}]{status}[/]", key, detail)
+        table.add_row(f"[{styles.get(status, 'red')}]{status}[/]", shown(key), shown(detail))
     console.print(table)
 
 
@@ -75,14 +82,16 @@ def render_parity(console: Console, parity: ParityReport) -> None:
     for r in parity.results:
         result = "[green]ok[/]" if r.ok else ("[red]ERROR[/]" if r.error else "[red]FAIL[/]")
         table.add_row(
-            r.case, f"{r.batch}x{r.sequence}", r.output, _num(r.max_abs), _num(r.max_rel), result
+            r.case, f"{r.batch}x{r.sequence}", shown(r.output), _num(r.max_abs), _num(r.max_rel),
+            result,
         )
     console.print(table)
     # Runtime errors name the failing node: print them whole, one per shape.
     errors = {(r.case, r.batch, r.sequence): r.error for r in parity.results if r.error}
     for (case, batch, sequence), error in errors.items():
         console.print(
-            f"[red]{case} {batch}x{sequence}:[/] {error}", soft_wrap=True, highlight=False
+            f"[red]{case} {batch}x{sequence}:[/] {shown(error, None)}", soft_wrap=True,
+            highlight=False,
         )
 
 
@@ -94,8 +103,8 @@ def render_extraction(console: Console, report: ExtractionReport) -> None:
     """Provenance, key table, parity table, then a one-line verdict."""
     config = report.config
     console.print(
-        f"state dict: {report.source['state_dict_location']} "
-        f"({report.source['format']}); prefix [cyan]{report.prefix!r}[/], "
+        f"state dict: {shown(report.source['state_dict_location'])} "
+        f"({report.source['format']}); prefix [cyan]{shown(repr(report.prefix))}[/], "
         f"{report.source['encoder_tensors']} tensors, "
         f"{report.source['encoder_parameters']:,} parameters"
     )
@@ -103,27 +112,31 @@ def render_extraction(console: Console, report: ExtractionReport) -> None:
     console.print(
         f"config: {config.config.model_type}"
         + (f" ({heads} attention heads)" if heads else "")
-        + f" from {config.source}",
+        + f" from {shown(config.source)}",
         soft_wrap=True,
     )
+    for note in report.source.get("notes", ()):
+        console.print(f"  note: {shown(note)}", soft_wrap=True)
     if report.source.get("stand_ins"):
         console.print(
             "  pickled classes read as data, none of their code run: "
-            + ", ".join(report.source["stand_ins"]),
+            + shown(", ".join(report.source["stand_ins"])),
             soft_wrap=True,
         )
     for line in config.adjusted:
-        console.print(f"  adjusted: {line}")
+        console.print(f"  adjusted: {shown(line)}")
     if config.overrides:
-        console.print("  set by you: " + ", ".join(f"{k}={v}" for k, v in config.overrides.items()))
+        console.print("  set by you: " + shown(", ".join(f"{k}={v}" for k, v in
+                                                         config.overrides.items())))
     for reason in config.rejected:
-        console.print(f"  [dim]rejected: {reason}[/]", soft_wrap=True)
+        console.print(f"  [dim]rejected: {shown(reason)}[/]", soft_wrap=True)
+    _render_provenance(console, report.provenance)
     if config.kind == "shapes":
         console.print(
             "[bold yellow]note: no config was found; sizes were read from the weights and you "
             "gave the rest. These defaults of transformers were relied on and cannot be read "
             "from the weights: "
-            + ", ".join(f"{k}={v}" for k, v in config.assumed.items())
+            + shown(", ".join(f"{k}={v}" for k, v in config.assumed.items()))
             + ". Parity proves the export matches this model, not the original.[/]",
             soft_wrap=True,
         )
@@ -156,14 +169,14 @@ def render_extraction(console: Console, report: ExtractionReport) -> None:
     seconds = sum(report.seconds.values())
     if report.ok:
         console.print(
-            f"[bold green]ok[/] wrote {report.output} ({', '.join(report.files)}) "
-            f"in {seconds:.1f} s"
+            f"[bold green]ok[/] wrote {shown(report.output, None)} "
+            f"({shown(', '.join(report.files), None)}) in {seconds:.1f} s"
         )
         attribute = report.prefix.rstrip(".") or "<encoder>"
         console.print(
-            f"graft it back into your model (model.{attribute} then runs in onnxruntime):\n"
-            f"    from extractor import graft\n"
-            f"    graft(model, {attribute!r}, {str(report.output)!r})",
+            f"graft it back into your model (model.{shown(attribute)} then runs in "
+            f"onnxruntime):\n    from extractor import graft\n"
+            f"    graft(model, {shown(repr(attribute))}, {shown(repr(str(report.output)), None)})",
             highlight=False, soft_wrap=True,
         )
     else:
@@ -180,9 +193,34 @@ def render_extraction(console: Console, report: ExtractionReport) -> None:
             )
         kept = "; nothing written"
         if report.output:
-            kept = (f"; kept for inspection in {report.output} (try python -m diagnostics "
-                    f"check {report.output / 'model.onnx'} --probe)")
+            kept = (f"; kept for inspection in {shown(report.output, None)} (try python -m "
+                    f"diagnostics check {shown(report.output / 'model.onnx', None)} --probe)")
         console.print(f"[bold red]verification failed[/]: {'; '.join(problems)}{kept}",
+                      soft_wrap=True)
+
+
+def _render_provenance(console: Console, provenance: dict) -> None:
+    """Where config.json's values and the tokenizer files came from; loudly when that is
+    outside the checkpoint's folder (a name in its config may point anywhere)."""
+    if not provenance:
+        return
+    config = provenance.get("config", {})
+    if config.get("file"):
+        style = "bold yellow" if config.get("outside_checkpoint_folder") else "dim"
+        console.print(f"  [{style}]config values read from {shown(config['file'], None)}"
+                      + (" (outside the checkpoint's folder)" if config.get(
+                          "outside_checkpoint_folder") else "") + "[/]", soft_wrap=True)
+    copied = provenance.get("copied_from", {})
+    folders: dict[str, list[str]] = {}
+    for name, source in copied.items():
+        folders.setdefault(str(source).rsplit("/", 1)[0], []).append(name)
+    outside = set(provenance.get("outside_checkpoint_folder", ()))
+    for folder, names in folders.items():
+        away = bool(outside & set(names))
+        style = "bold yellow" if away else "dim"
+        console.print(f"  [{style}]tokenizer files {shown(', '.join(names))} copied from "
+                      f"{shown(folder, None)}"
+                      + (" (outside the checkpoint's folder)" if away else "") + "[/]",
                       soft_wrap=True)
 
 
@@ -225,7 +263,7 @@ def render_graft(console: Console, report: GraftReport) -> None:
                          "left")
     for r in report.results:
         agreement = "-" if r.agreement is None else f"{r.agreement:.2%}"
-        table.add_row(r.name, r.kind, _num(r.max_abs), _num(r.max_rel), agreement,
+        table.add_row(shown(r.name), r.kind, _num(r.max_abs), _num(r.max_rel), agreement,
                       "[green]ok[/]" if r.ok else "[red]DIFFERS[/]")
     console.print(table)
     verdict = "[bold green]ok[/] the grafted model gives the same answers" if report.ok else (
@@ -246,7 +284,7 @@ def render_speed(console: Console, timings: list[Timing], threads: int) -> None:
     for t in timings:
         cells.setdefault(t.model, {})[(t.batch, t.sequence)] = f"{t.ms:.1f} ({t.speedup:.2f}x)"
     for model, row in cells.items():
-        table.add_row(model, *(row.get(shape, "-") for shape in shapes))
+        table.add_row(shown(model), *(row.get(shape, "-") for shape in shapes))
     console.print(table)
 
 

@@ -17,9 +17,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from transformers import AutoConfig, PretrainedConfig
+from transformers import PretrainedConfig
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from .checkpoint import StateDict
+from .config_checks import new_config
 from .encoders import _VARIANTS, meta_state_dict, normalise
 
 # Aliases transformers maps onto these names (DistilBERT's n_heads, T5's num_heads, ...).
@@ -63,7 +65,7 @@ def config_from_shapes(
     """
     base = _closest_variant(state_dict, model_type, given)
     read: dict[str, int] = {}
-    layers = _read_layer_count(state_dict, base)
+    layers = read_layer_count(state_dict, base)
     if layers is not None:
         read[LAYERS] = layers
     for name in _size_fields(base):
@@ -83,14 +85,19 @@ def config_from_shapes(
     return ShapeConfig(config, read, dict(given), assumed)
 
 
-def with_values(config: PretrainedConfig, values: dict[str, Any]) -> PretrainedConfig:
+def with_values(config: PretrainedConfig, values: dict[str, Any], where: str = "--set"
+                ) -> PretrainedConfig:
     """A new config with `values` set the way a saved config's are (normalised on load:
-    DeBERTa's `pos_att_type="p2c|c2p"` becomes a list)."""
+    DeBERTa's `pos_att_type="p2c|c2p"` becomes a list), each checked first.
+
+    Raises:
+        ArchitectureError: a value this type of config cannot take, naming `where`.
+    """
     merged = {**config.to_dict(), **values}
     for alias, name in config.attribute_map.items():  # DistilBERT: hidden_size -> dim
         if alias in values:
             merged[name] = merged.pop(alias)
-    return type(config).from_dict(merged)
+    return new_config(type(config), merged, where)
 
 
 def _closest_variant(
@@ -100,7 +107,7 @@ def _closest_variant(
     names = {normalise(k) for k in state_dict}
     best: tuple[int, PretrainedConfig] | None = None
     for values in ({}, *_VARIANTS.get(model_type, ())):
-        config = AutoConfig.for_model(model_type, **{**values, **given})
+        config = new_config(CONFIG_MAPPING[model_type], {**values, **given}, "--set")
         built = {normalise(k) for k in _small_meta(config)}
         distance = len(built ^ names)
         if best is None or distance < best[0]:
@@ -145,7 +152,7 @@ def _read_size(state_dict: StateDict, base: PretrainedConfig, name: str) -> int 
     return None
 
 
-def _read_layer_count(state_dict: StateDict, base: PretrainedConfig) -> int | None:
+def read_layer_count(state_dict: StateDict, base: PretrainedConfig) -> int | None:
     """Count the layers under the container whose index count follows the config's."""
     if not hasattr(base, LAYERS) or hasattr(base, "block_sizes"):
         return None
