@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+from .untrusted import plain
+
 if TYPE_CHECKING:
     from .findings import Report
 
@@ -74,6 +76,7 @@ def _add_check(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_expect(parser)
     _add_inputs(parser, "probe")
+    _add_max_memory(parser)
     _add_netron_flags(parser, focus="--focus")
     parser.set_defaults(handler=_check)
 
@@ -84,6 +87,18 @@ def _add_inputs(parser: argparse.ArgumentParser, purpose: str) -> None:
         metavar="FILE.npz[,FILE.npz]",
         help=f"{purpose} on these inputs (numpy.savez, one array per graph input), for models "
         "whose inputs must agree in value (GLiNER's words and spans)",
+    )
+
+
+def _add_max_memory(parser: argparse.ArgumentParser) -> None:
+    from .limits import ENV_VAR
+
+    parser.add_argument(
+        "--max-memory",
+        metavar="SIZE",
+        help="the most memory one input may need (what an --inputs file or a probe input "
+        f"declares), e.g. 8G or 512M; more is refused before it is read or built (default: "
+        f"half the memory available, at most 64G; or {ENV_VAR})",
     )
 
 
@@ -151,15 +166,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
     except _UsageError as exc:
-        err.print(str(exc), markup=False, highlight=False)
+        err.print(plain(exc, limit=1000), markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
 
     from .errors import DiagnosticsError
 
     try:
         return args.handler(args, Console())
-    except DiagnosticsError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+    except DiagnosticsError as exc:  # its text names the file's values: printed, never read
+        err.print(plain(f"error: {exc}", limit=1000), markup=False, highlight=False,
+                  soft_wrap=True)
         return EXIT_USAGE
 
 
@@ -179,6 +195,7 @@ def _check(args: argparse.Namespace, out: Console) -> int:
         dummy=_parse_dummy(args.dummy) if args.dummy else None,
         expect=parse_expect(args.expect) if args.expect else None,
         probe_inputs=args.inputs.split(",") if args.inputs else None,
+        max_memory=args.max_memory,
     )
     if args.json:
         print(to_json(report))
@@ -246,6 +263,7 @@ def _add_repair(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_expect(parser)
     _add_inputs(parser, "verify")
+    _add_max_memory(parser)
     _add_netron_flags(parser, focus="--focus")
     parser.set_defaults(handler=_repair)
 
@@ -267,6 +285,7 @@ def _repair(args: argparse.Namespace, out: Console) -> int:
         keep_failed=args.keep_failed,
         expect=parse_expect(args.expect) if args.expect else None,
         inputs=args.inputs.split(",") if args.inputs else None,
+        max_memory=args.max_memory,
     )
     if args.json:
         print(repair_to_json(report))

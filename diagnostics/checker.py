@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import onnx
 
+from . import limits
+from .errors import ShapeSpecError
 from .findings import Finding, Report
 from .inputs import read_signature
 from .loading import load_model
@@ -33,6 +35,7 @@ def check(
     dummy: dict[str, int] | None = None,
     expect: dict[str, tuple[int | str, ...]] | None = None,
     probe_inputs: Sequence | None = None,
+    max_memory: int | str | None = None,
 ) -> Report:
     """Find every shape frozen from the export dummy; never prints.
 
@@ -44,10 +47,14 @@ def check(
             "width")}, a name meaning dynamic): what the file does otherwise is a finding.
         probe_inputs: run the probe on these inputs instead (`.npz` paths or dicts of arrays
             named as the graph's inputs): for models whose inputs must agree in value.
+        max_memory: the most bytes an input the probe reads or builds may take (bytes, or
+            text such as "8G"; default `limits.default_max_memory()`).
 
     Raises:
-        DiagnosticsError: the file is missing, not ONNX, truncated, or uses unknown domains.
+        DiagnosticsError: the file is missing, not ONNX, truncated, or uses unknown domains;
+            `ResourceLimitError` where a probe input would need more than `max_memory`.
     """
+    budget = memory_budget(max_memory)
     loaded = load_model(source)
     graph = loaded.model.graph
     signature = read_signature(loaded.model, dummy, expect)
@@ -70,7 +77,8 @@ def check(
         )
     result = None
     if probe_inputs:
-        result = run_probe_feeds(loaded, findings, load_feeds(loaded.model, probe_inputs))
+        result = run_probe_feeds(loaded, findings,
+                                 load_feeds(loaded.model, probe_inputs, budget))
     elif probe:
         text = not isinstance(_text_inputs(loaded.model), str)
         if probe_shapes and isinstance(probe_shapes[0], dict):  # sizes by the file's names too
@@ -79,7 +87,7 @@ def check(
         shapes = (list(probe_shapes) if probe_shapes else
                   default_shapes(signature.dummy, interpreter.limits.get("sequence")) if text else
                   default_sizes(loaded.model, dummy, interpreter))
-        result = run_probe(loaded, findings, shapes)
+        result = run_probe(loaded, findings, shapes, budget=budget)
     return Report(
         model=loaded.name,
         inputs=signature.inputs,
@@ -97,6 +105,17 @@ def check(
         nodes=len(graph.node),
         limits=dict(interpreter.limits),
     )
+
+
+def memory_budget(max_memory: int | str | None) -> int:
+    """The memory budget in bytes; a size that does not parse is bad input."""
+    try:
+        budget = limits.max_memory(max_memory)
+    except ValueError as exc:
+        raise ShapeSpecError(f"--max-memory: {exc}") from None
+    if not isinstance(budget, int) or budget < 1:
+        raise ShapeSpecError(f"--max-memory: not a size: {max_memory!r} (it must be positive)")
+    return budget
 
 
 def _reads_batch(interpreter: Interpreter, graph: onnx.GraphProto, found: list[Finding]) -> bool:

@@ -23,6 +23,10 @@ class ShapeSpecError(DiagnosticsError):
     """A `--dummy` or `--probe` shape list could not be parsed."""
 
 
+class ResourceLimitError(DiagnosticsError):
+    """What the input declares (a tensor, a probe input) would need more memory than allowed."""
+
+
 class ServeError(DiagnosticsError):
     """Netron could not serve: the port is taken, or the focus node is not in the graph."""
 

@@ -20,7 +20,7 @@ import onnx
 from .findings import Finding, FrozenValue, Skip
 from .shape_algebra import ONE, UNKNOWN, Dim, Expr, Origin, Shape
 from .symbol_rules import reshape_output
-from .symbols import Conflict, Interpreter
+from .symbols import Conflict, Interpreter, misfit
 
 
 @dataclass(frozen=True)
@@ -46,12 +46,19 @@ def find_frozen(
     skips: list[Skip] = []
     for node in graph.node:
         rule = RULES.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-        verdict = rule(interpreter, node, context) if rule else None
+        try:
+            verdict = rule(interpreter, node, context) if rule else None
+        except (ArithmeticError, IndexError) as exc:  # an axis past the rank, a size of 0
+            verdict = Skip(node.name, node.op_type, misfit(exc))
         inside = _shape_consumers_inside(node)
         if inside:  # If, Loop, Scan: their subgraphs are not followed
             skips.append(Skip(node.name, node.op_type,
                               f"{inside} shape-consuming node(s) in its subgraphs not followed"))
+        cut = len(interpreter.bounded)
         interpreter.run(node)
+        if len(interpreter.bounded) > cut:  # a value it made grew past a bound
+            skips.append(Skip(node.name, node.op_type,
+                              interpreter.bounded[node.name or node.op_type]))
         if isinstance(verdict, Skip):
             skips.append(verdict)
         elif isinstance(verdict, Verdict):
@@ -202,6 +209,8 @@ def _with_hole(data: list[Dim], target: list[Dim]) -> list[Expr] | None:
         return None
     numel = prod((d.expr for d in data), start=ONE)
     known = prod((e for i, e in enumerate(exprs) if i != holes[0]), start=ONE)
+    if known.coef == 0:
+        return None  # a 0 beside the -1: nothing to infer it from
     inferred = numel / known
     if not inferred.valid:
         return None
@@ -248,6 +257,8 @@ def _side_clean(data: list[Expr], side: list[Expr]) -> bool:
     for t in side:
         if t.literal == 1:
             continue
+        if t.coef == 0:
+            return False
         if split:
             return False  # the symbol split off goes to the -1: nothing may come after it
         if t.powers:

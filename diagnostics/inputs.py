@@ -214,7 +214,7 @@ def _dummy(
     recorded = {
         role: int(metadata[METADATA + "dummy_" + role])
         for role in ROLES
-        if metadata.get(METADATA + "dummy_" + role, "").isdigit()
+        if re.fullmatch(r"[0-9]{1,9}", metadata.get(METADATA + "dummy_" + role, ""))
     }
     if len(recorded) == 2:
         return recorded, "metadata"

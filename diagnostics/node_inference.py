@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .limits import product
 from .shape_algebra import UNKNOWN, Dim, lit
 
 if TYPE_CHECKING:
@@ -114,6 +115,6 @@ def _constant_value(it: Interpreter, name: str, elem: int) -> np.ndarray | None:
         dtype = helper.tensor_dtype_to_np_dtype(elem)
         return np.array(values, dtype=dtype).reshape([d.literal for d in shape])
     tensor = it.initializers.get(name)
-    if tensor is not None and int(np.prod(tensor.dims)) <= _SMALL:
+    if tensor is not None and product(tensor.dims) <= _SMALL:  # never numpy's overflow
         return it.read_tensor(tensor)
     return None

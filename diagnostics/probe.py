@@ -22,8 +22,9 @@ from collections.abc import Sequence
 import numpy as np
 import onnx
 
-from .errors import ShapeSpecError
+from .errors import ResourceLimitError, ShapeSpecError
 from .findings import Finding, InvarianceRun, Probe, ProbeRun
+from .limits import product, too_large
 from .loading import LoadedModel
 
 _NODE = re.compile(r"running (\w+) node\. Name:'([^']*)'")
@@ -78,13 +79,21 @@ def run_probe(
     findings: Sequence[Finding],
     shapes: Sequence[tuple[int, int]],
     seed: int = 0,
+    budget: int | None = None,
 ) -> Probe:
+    """Args:
+        budget: the most bytes one probe input may take (default: `limits.max_memory()`);
+            a shape past it raises `ResourceLimitError` before anything is built.
+    """
     if loaded.weights == "missing":
         files = ", ".join(loaded.missing) or "external data"
         return Probe(skipped=f"weights not found ({files}): the probe needs them")
     inputs = _text_inputs(loaded.model)
     if isinstance(inputs, str):
-        return run_probe_any(loaded, findings, [s for s in shapes if isinstance(s, dict)], seed)
+        return run_probe_any(loaded, findings, [s for s in shapes if isinstance(s, dict)], seed,
+                             budget)
+    for batch, sequence in shapes:
+        feed_fits(inputs, batch, sequence, budget)
     session = _session(loaded)
     if isinstance(session, Probe):
         return session
@@ -205,7 +214,18 @@ def _past_table(message: str, node: str | None, tables: set[str]) -> bool:
     return node in tables and "out of data bounds" in message
 
 
-def _feed(inputs, batch: int, sequence: int, vocab: int, seed: int) -> dict[str, np.ndarray]:
+def feed_fits(inputs, batch: int, sequence: int, budget: int | None = None) -> None:
+    """Raise `ResourceLimitError` where text inputs of batch x sequence would not fit."""
+    nbytes = sum(batch * sequence * (8 if elem == onnx.TensorProto.INT64 else 4)
+                 for _, elem in inputs)
+    problem = too_large(f"probe inputs of {batch}x{sequence}", nbytes, budget)
+    if problem:
+        raise ResourceLimitError(problem)
+
+
+def _feed(inputs, batch: int, sequence: int, vocab: int, seed: int,
+          budget: int | None = None) -> dict[str, np.ndarray]:
+    feed_fits(inputs, batch, sequence, budget)
     rng = np.random.default_rng(seed + 1000 * batch + sequence)
     feed = {}
     for name, elem in inputs:
@@ -300,12 +320,18 @@ def default_sizes(model: onnx.ModelProto, dummy: dict[str, int] | None = None,
 
 
 def run_probe_any(loaded: LoadedModel, findings: Sequence[Finding],
-                  trials: Sequence[dict[str, int]], seed: int = 0) -> Probe:
+                  trials: Sequence[dict[str, int]], seed: int = 0,
+                  budget: int | None = None) -> Probe:
     """Run any model at sizes per symbol; batch invariance where a batch symbol exists."""
     from .inputs import read_signature
 
+    unbuilt = unbuildable(loaded.model)
+    if unbuilt:
+        return Probe(skipped=unbuilt)
     signature = read_signature(loaded.model)
     trials = list(trials) or default_sizes(loaded.model)
+    for sizes in trials:  # every trial's inputs must fit before any is built
+        input_shapes(loaded.model, signature, _with_sums(signature, sizes), budget)
     session = _session(loaded)
     if isinstance(session, Probe):
         return session
@@ -315,7 +341,8 @@ def run_probe_any(loaded: LoadedModel, findings: Sequence[Finding],
         sizes, note = {k: v for k, v in asked.items() if "+" not in k}, None
         while True:
             label = tuple(sorted(sizes.items()))
-            feed, batched = any_feed(loaded.model, signature, _with_sums(signature, sizes), seed)
+            feed, batched = any_feed(loaded.model, signature, _with_sums(signature, sizes), seed,
+                                     budget)
             batch = sizes.get("batch", 0)
             try:
                 result = session.run(None, feed)
@@ -363,15 +390,34 @@ def _with_sums(signature, sizes: dict[str, int]) -> dict[str, int]:
     return sizes
 
 
-def any_feed(model: onnx.ModelProto, signature, sizes: dict[str, int], seed: int
-             ) -> tuple[dict[str, np.ndarray], set[str]]:
-    """Inputs from each input's dtype and rank at `sizes`, and the names batched on axis 0."""
+def unbuildable(model: onnx.ModelProto) -> str | None:
+    """Why the probe cannot build the model's inputs (strings, sequences, maps), or None."""
+    initializers = {t.name for t in model.graph.initializer}
+    for tensor in model.graph.input:
+        if tensor.name in initializers:
+            continue
+        kind = tensor.type.WhichOneof("value")
+        if kind != "tensor_type":
+            return (f"input {tensor.name!r} is a {kind or 'untyped value'}, not a tensor: the "
+                    "probe cannot build it (give --inputs)")
+        elem = tensor.type.tensor_type.elem_type
+        if elem == onnx.TensorProto.STRING or elem not in _NUMERIC:
+            return (f"input {tensor.name!r} holds {onnx.TensorProto.DataType.Name(elem)}: the "
+                    "probe cannot build it (give --inputs)")
+    return None
+
+
+_NUMERIC = {t for t in onnx.TensorProto.DataType.values()
+            if t not in (onnx.TensorProto.UNDEFINED, onnx.TensorProto.STRING)}
+
+
+def input_shapes(model: onnx.ModelProto, signature, sizes: dict[str, int],
+                 budget: int | None = None) -> dict[str, list[int]]:
+    """Each input's shape at `sizes`; `ResourceLimitError` where all of them would not fit."""
     from onnx import helper
 
-    rng = np.random.default_rng(seed + sum(sizes.values()))
-    vocab = input_vocab(model)
-    feed, batched = {}, set()
     elem = {t.name: t.type.tensor_type.elem_type for t in model.graph.input}
+    shapes, nbytes = {}, 0
     for name, dims in signature.seeds.items():
         shape = []
         for dim in dims:
@@ -380,6 +426,32 @@ def any_feed(model: onnx.ModelProto, signature, sizes: dict[str, int], seed: int
             else:
                 value = sizes.get(str(dim.expr))
                 shape.append(value if value is not None else _OTHER)
+        shapes[name] = shape
+        size = np.dtype(helper.tensor_dtype_to_np_dtype(elem[name])).itemsize
+        if product(d for d in shape if d) * max(size, 8) >= 2**62:  # even if empty
+            raise ResourceLimitError(f"probe input {name!r} {shape} is past what numpy can "
+                                     "index (2**62 bytes, zero dims aside)")
+        nbytes += product(shape) * max(size, 8)  # random floats are drawn as float64 first
+    listed = "; ".join(f"{n} {s}" for n, s in list(shapes.items())[:3])
+    problem = too_large(f"probe inputs ({listed[:200]})", nbytes, budget)
+    if problem:
+        raise ResourceLimitError(problem)
+    return shapes
+
+
+def any_feed(model: onnx.ModelProto, signature, sizes: dict[str, int], seed: int,
+             budget: int | None = None) -> tuple[dict[str, np.ndarray], set[str]]:
+    """Inputs from each input's dtype and rank at `sizes`, and the names batched on axis 0;
+    `ResourceLimitError` before anything is built where they would not fit `budget`."""
+    from onnx import helper
+
+    rng = np.random.default_rng(seed + sum(sizes.values()))
+    vocab = input_vocab(model)
+    feed, batched = {}, set()
+    elem = {t.name: t.type.tensor_type.elem_type for t in model.graph.input}
+    shapes = input_shapes(model, signature, sizes, budget)
+    for name, dims in signature.seeds.items():
+        shape = shapes[name]
         if dims and dims[0].expr is not None and "batch" in dims[0].expr.symbols:
             batched.add(name)
         dtype = helper.tensor_dtype_to_np_dtype(elem[name])

@@ -20,7 +20,7 @@ from pathlib import Path
 import onnx
 
 from . import atomic
-from .checker import check
+from .checker import check, memory_budget
 from .errors import DiagnosticsError, OutputFileError
 from .findings import Finding, Report
 from .inputs import read_signature
@@ -32,7 +32,7 @@ from .repair_reshape import repair_reshape
 from .repair_results import Change, Refusal, RepairReport, RepairResult
 from .repair_sizes import OPS, repair_sizes
 from .shape_algebra import Shape
-from .symbols import interpret
+from .symbols import interpret, misfit
 from .verify import verify, verify_shapes
 
 Rule = Callable[[GraphEdit, Finding, int], Change]
@@ -57,6 +57,7 @@ def repair(
     keep_failed: bool = False,
     expect: dict[str, tuple[int | str, ...]] | None = None,
     inputs: Sequence | None = None,
+    max_memory: int | str | None = None,
 ) -> RepairReport:
     """Repair the frozen shapes `check` finds; write to `output` unless `dry_run`; verify.
 
@@ -69,12 +70,14 @@ def repair(
             frozen shapes left, or a failed verification); by default nothing is written then.
         expect: the input dims the user expects, as for `check`.
         inputs: verify on these inputs (`.npz` paths or dicts) instead of built ones.
+        max_memory: the most bytes one input may need, as for `check`.
 
     Raises:
         DiagnosticsError: bad input, or an output path that is the input.
     """
+    budget = memory_budget(max_memory)
     loaded = load_model(source)
-    feeds = load_feeds(loaded.model, inputs) if inputs else ()
+    feeds = load_feeds(loaded.model, inputs, budget) if inputs else ()
     out_path = _output_path(output, loaded) if output is not None and not dry_run else None
     report = check(loaded.model if loaded.path is None else loaded.path, dummy=dummy,
                    expect=expect)
@@ -110,7 +113,7 @@ def repair(
     trials = verify_shapes(report.dummy, shapes or (), report.limits.get("sequence"))
     if out_path is None:
         repaired = LoadedModel(_with_weights(result.model, loaded), None, "inline")
-        checked = verify(original, repaired, sizes, trials, feeds)
+        checked = verify(original, repaired, sizes, trials, feeds, budget)
         return RepairReport(
             output=None, dry_run=False, verification=checked, notes=tuple(notes), **base
         )
@@ -119,7 +122,7 @@ def repair(
         atomic.remove_abandoned(out_path, data_files)
         try:
             written = _write(result.model, staged, loaded, out_path.name)
-            checked = verify(original, load_model(staged), sizes, trials, feeds)
+            checked = verify(original, load_model(staged), sizes, trials, feeds, budget)
             outcome = RepairReport(
                 output=None, dry_run=False, verification=checked, notes=tuple(notes), **base
             )
@@ -154,6 +157,9 @@ def repair_pass(
             changes.append(rule(edit, finding, index))
         except Declined as exc:
             refusals.append(Refusal(index, finding.node, finding.op_type, finding.kind, str(exc)))
+        except (ArithmeticError, IndexError) as exc:  # values a hostile file chose: no rewrite
+            refusals.append(Refusal(index, finding.node, finding.op_type, finding.kind,
+                                    misfit(exc)))
     edit.finish()
     statics = [(i, f) for i, f in enumerate(report.findings) if f.kind == "static-input"]
     if statics:
@@ -280,16 +286,18 @@ def _write(model: onnx.ModelProto, path: Path, loaded: LoadedModel, final: str) 
             onnx.save_model(model, str(path))
             notes.append(f"weights written to {hashed} beside the output")
         else:
-            if external and not same_dir:
-                _relocate(model, loaded.path.parent, path.parent)
-                notes.append("weights not found: the output points at where they should be")
+            if external and not same_dir:  # never a location outside the output's folder
+                names = ", ".join(sorted(loaded.missing)) or "its data file"
+                notes.append(f"weights not found: the output reads {names} beside it; put "
+                             "the original's weights there")
             elif same_dir:
                 notes.append("the output reads the original's external data file")
             onnx.save_model(model, str(path))
     except OSError as exc:
         why = exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise OutputFileError(f"cannot write {path.with_name(final)}: {why}; nothing "
-                                     "was written") from None
+        raise OutputFileError(
+            f"cannot write {path.with_name(final)}: {why}; nothing was written"
+        ) from None
     finally:
         if data.exists():
             data.unlink()
@@ -316,13 +324,6 @@ def _point_data(model: onnx.ModelProto, old: str, new: str) -> None:
 def _discard(staged: Path) -> None:
     if staged.exists():
         staged.unlink()
-
-
-def _relocate(model: onnx.ModelProto, old: Path, new: Path) -> None:
-    for tensor in model.graph.initializer:
-        for entry in tensor.external_data:
-            if entry.key == "location":
-                entry.value = os.path.relpath(old.resolve() / entry.value, new.resolve())
 
 
 def _with_weights(model: onnx.ModelProto, loaded: LoadedModel) -> onnx.ModelProto:

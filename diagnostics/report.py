@@ -1,4 +1,9 @@
-"""Render a `Report` for people (rich) or scripts (JSON); nothing else in the package prints."""
+"""Render a `Report` for people (rich) or scripts (JSON); nothing else in the package prints.
+
+Every string that came from a file (node and op names, paths, metadata, onnxruntime's
+messages about them) goes through `untrusted.shown` before it reaches rich markup, and
+`untrusted.plain` where markup is off: a name is shown as written, never interpreted.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,12 @@ import json
 import re
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from .findings import Probe, Report
 from .netron_view import NetronView, find_query
 from .repair_results import RepairReport, Verification
+from .untrusted import plain, shown
 
 _MAX_ROWS = 60
 
@@ -29,28 +34,30 @@ def render_check(console: Console, report: Report) -> None:
     if report.probe is not None:
         _render_probe(console, report)
     for note in report.notes:
-        console.print(f"[dim]note: {note}[/]", highlight=False)
+        console.print(f"[dim]note: {shown(note)}[/]", highlight=False)
     if report.skipped:
-        nodes = ", ".join(s.node or f"({s.op_type})" for s in report.skipped[:5])
+        nodes = ", ".join(shown(s.node or f"({s.op_type})", 80) for s in report.skipped[:5])
         more = f" (+{len(report.skipped) - 5})" if len(report.skipped) > 5 else ""
-        console.print(f"[dim]not judged: {len(report.skipped)} node(s): {nodes}{more}[/]")
+        console.print(f"[dim]not judged: {len(report.skipped)} node(s): {nodes}{more}[/]",
+                      highlight=False)
     if report.unhandled_ops:
-        ops = ", ".join(f"{op} x{n}" for op, n in sorted(report.unhandled_ops.items()))
-        console.print(f"[dim]shapes not followed through: {ops}[/]")
+        ops = ", ".join(f"{shown(op, 80)} x{n}" for op, n in sorted(report.unhandled_ops.items()))
+        console.print(f"[dim]shapes not followed through: {ops}[/]", highlight=False)
 
 
 def _summary(report: Report) -> str:
-    dummy = ", ".join(f"{k}={v}" for k, v in report.dummy.items())
+    dummy = ", ".join(f"{shown(k, 80)}={v}" for k, v in report.dummy.items())
     dummy = (f"export dummy {dummy} ({report.dummy_source})" if dummy
              else "export dummy sizes unknown (--dummy NAME=N gives them)")
     head = (
-        f"[bold]{report.model}[/]: {report.nodes} nodes, exporter {report.exporter or '?'}, "
+        f"[bold]{shown(report.model)}[/]: {report.nodes} nodes, exporter "
+        f"{shown(report.exporter or '?', 80)}, "
         f"{dummy}"
     )
     if report.weights == "missing":
         head += ", [yellow]weights not read[/]"
     if not report.findings and report.skipped:
-        reasons = ", ".join(dict.fromkeys(s.reason for s in report.skipped))
+        reasons = ", ".join(dict.fromkeys(shown(s.reason) for s in report.skipped[:20]))
         verdict = (f"[bold yellow]incomplete: {len(report.skipped)} node(s) not judged[/] "
                    f"({reasons}); no frozen shapes found among the rest")
     elif not report.findings:
@@ -77,7 +84,7 @@ def _inputs_line(report: Report) -> str:
     parts = []
     for tensor in report.inputs:
         dims = ", ".join("?" if d is None else str(d) for d in tensor.dims)
-        parts.append(escape(f"{tensor.name}[{dims}]"))
+        parts.append(shown(f"{tensor.name}[{dims}]"))
     return "inputs: " + "  ".join(parts)
 
 
@@ -90,11 +97,11 @@ def _findings_table(report: Report) -> Table:
         table.add_row(
             str(index),
             finding.kind,
-            finding.node,
-            finding.op_type or "input",
-            finding.frozen_text,
-            why,
-            str(finding.source),
+            shown(finding.node),
+            shown(finding.op_type or "input"),
+            shown(finding.frozen_text),
+            shown(why),
+            shown(finding.source),
         )
     if len(report.findings) > _MAX_ROWS:
         table.caption = f"{len(report.findings) - _MAX_ROWS} more in --json"
@@ -115,24 +122,27 @@ def short_error(error: str | None) -> str:
 def _render_probe(console: Console, report: Report) -> None:
     probe: Probe = report.probe
     if probe.skipped:
-        console.print(f"[yellow]probe skipped[/]: {probe.skipped}", highlight=False)
+        console.print(f"[yellow]probe skipped[/]: {shown(probe.skipped)}", highlight=False)
         return
     table = Table(title="probe (onnxruntime)", title_justify="left")
     shape = "sizes" if any(r.sizes for r in probe.runs) else "batch x sequence"
     for column in (shape, "result", "failing node", "finding", "error"):
         table.add_column(column, overflow="fold")
     for run in probe.runs:
+        finding = "" if run.finding is None else \
+            f"#{run.finding} {shown(report.findings[run.finding].node)}"
         table.add_row(
-            run.label,
+            shown(run.label),
             "[green]ok[/]" if run.ok else "[red]FAIL[/]",
-            run.node or "",
-            "" if run.finding is None else f"#{run.finding} {report.findings[run.finding].node}",
-            short_error(run.error),
+            shown(run.node or ""),
+            finding,
+            shown(short_error(run.error)),
         )
     console.print(table)
     for run in probe.runs:
         if run.note:
-            console.print(f"[dim]note: {escape(run.note)}: ran at {run.label}[/]", highlight=False)
+            console.print(f"[dim]note: {shown(run.note)}: ran at {shown(run.label)}[/]",
+                          highlight=False)
     if probe.invariance:
         rows = Table(
             title="batch invariance (a row alone vs inside the batch)", title_justify="left"
@@ -144,22 +154,23 @@ def _render_probe(console: Console, report: Report) -> None:
             result = (
                 "[green]ok[/]"
                 if run.ok
-                else f"[red]FAIL[/] {short_error(run.error) or 'rows mixed'}"
+                else f"[red]FAIL[/] {shown(short_error(run.error) or 'rows mixed')}"
             )
-            rows.add_row(run.label, str(run.row), result, diff)
+            rows.add_row(shown(run.label), str(run.row), result, diff)
         console.print(rows)
 
 
 def render_netron(console: Console, view: NetronView, report: Report) -> None:
     """Where Netron serves, and the exact names to paste into its find box."""
     console.print(
-        f"[bold]Netron[/]: {view.url}  (annotated copy; {report.model} is untouched)",
+        f"[bold]Netron[/]: {shown(view.url)}  (annotated copy; {shown(report.model)} is "
+        "untouched)",
         highlight=False,
         soft_wrap=True,
     )
     if view.focus_url:
         console.print(
-            f"[bold]neighbourhood[/] of {view.focus}: {view.focus_url}  "
+            f"[bold]neighbourhood[/] of {shown(view.focus)}: {shown(view.focus_url)}  "
             f"({view.neighbourhood_nodes} nodes)",
             highlight=False,
             soft_wrap=True,
@@ -174,16 +185,16 @@ def render_netron(console: Console, view: NetronView, report: Report) -> None:
         )
         for index, finding in enumerate(report.findings[:_MAX_ROWS]):
             console.print(
-                f"  #{index} {finding.kind:<15} {find_query(finding.node)}",
+                plain(f"  #{index} {finding.kind:<15} {find_query(finding.node)}", None),
                 markup=False,
                 highlight=False,
                 soft_wrap=True,
             )
         if len(report.findings) > _MAX_ROWS:
             console.print(f"  ... {len(report.findings) - _MAX_ROWS} more in --json")
-    files = f"files: {view.annotated}"
+    files = f"files: {shown(view.annotated)}"
     if view.neighbourhood:
-        files += f", {view.neighbourhood}"
+        files += f", {shown(view.neighbourhood)}"
     console.print(f"[dim]{files}[/]", highlight=False, soft_wrap=True)
     console.print("Serving until Ctrl+C.", highlight=False)
 
@@ -205,18 +216,19 @@ def render_repair(console: Console, report: RepairReport) -> None:
         for change in report.changes[:_MAX_ROWS]:
             table.add_row(
                 str(change.finding),
-                escape(change.node),
-                change.op_type or "input",
-                escape(change.before),
-                escape(change.after),
-                escape(change.action),
+                shown(change.node),
+                shown(change.op_type or "input"),
+                shown(change.before),
+                shown(change.after),
+                shown(change.action),
             )
         if len(report.changes) > _MAX_ROWS:
             table.caption = f"{len(report.changes) - _MAX_ROWS} more in --json"
         console.print(table)
     reasons = {r.reason for r in report.refusals}
     if len(report.refusals) > 1 and len(reasons) == 1:  # one cause: say it once
-        console.print(f"[red]all {len(report.refusals)} refused[/]: {escape(reasons.pop())}")
+        console.print(f"[red]all {len(report.refusals)} refused[/]: {shown(reasons.pop())}",
+                      highlight=False)
     elif report.refusals:
         table = Table(title="refused (left as they were)", title_justify="left")
         for column in ("#", "kind", "node", "op", "why"):
@@ -225,25 +237,27 @@ def render_repair(console: Console, report: RepairReport) -> None:
             table.add_row(
                 str(refusal.finding),
                 refusal.kind,
-                escape(refusal.node),
-                refusal.op_type or "input",
-                escape(refusal.reason),
+                shown(refusal.node),
+                shown(refusal.op_type or "input"),
+                shown(refusal.reason),
             )
         console.print(table)
     if report.remaining:
-        nodes = ", ".join(f.node for f in report.remaining[:5])
-        console.print(f"[red]still frozen after repair[/]: {len(report.remaining)}: {nodes}")
+        nodes = ", ".join(shown(f.node, 80) for f in report.remaining[:5])
+        console.print(f"[red]still frozen after repair[/]: {len(report.remaining)}: {nodes}",
+                      highlight=False)
     verification = report.verification
     if verification is not None:
         _render_verification(console, verification)
     for note in (*report.notes, *(verification.notes if verification else ())):
-        console.print(f"[dim]note: {note}[/]", highlight=False)
+        console.print(f"[dim]note: {shown(note)}[/]", highlight=False)
 
 
 def _repair_summary(report: RepairReport) -> str:
-    where = "dry run, nothing written" if report.dry_run else (report.output or "not written")
+    where = "dry run, nothing written" if report.dry_run else \
+        shown(report.output or "not written")
     head = (
-        f"[bold]{report.model}[/] -> {where}: {len(report.findings)} finding(s), "
+        f"[bold]{shown(report.model)}[/] -> {where}: {len(report.findings)} finding(s), "
         f"{len(report.changes)} change(s), {len(report.refusals)} refused"
     )
     if not report.findings:
@@ -263,12 +277,13 @@ def _repair_summary(report: RepairReport) -> str:
 
 def _render_verification(console: Console, verification: Verification) -> None:
     if verification.skipped:
-        console.print(f"[yellow]not verified[/]: {verification.skipped}", highlight=False)
+        console.print(f"[yellow]not verified[/]: {shown(verification.skipped)}",
+                      highlight=False)
         return
     for c in verification.compared:
         mark = "[green]same numbers[/]" if c.ok else "[red]CHANGED[/]"
         console.print(
-            f"{mark} at {c.label} ({c.output}): max abs {c.max_abs:.2e}, "
+            f"{mark} at {shown(c.label)} ({shown(c.output)}): max abs {c.max_abs:.2e}, "
             f"relative {c.max_rel:.2e}",
             highlight=False,
         )
@@ -282,18 +297,19 @@ def _render_verification(console: Console, verification: Verification) -> None:
         for run in after.runs:
             old = was.get(run.label)
             table.add_row(
-                run.label,
-                "-" if old is None else ("ok" if old.ok else f"FAIL {old.node or ''}".strip()),
+                shown(run.label),
+                "-" if old is None else
+                ("ok" if old.ok else shown(f"FAIL {old.node or ''}".strip())),
                 "[green]ok[/]" if run.ok else "[red]FAIL[/]",
-                short_error(run.error),
+                shown(short_error(run.error)),
             )
         console.print(table)
         for run in after.invariance:
             diff = "-" if run.max_abs is None else f"{run.max_abs:.2e}"
             result = "[green]ok[/]" if run.ok else "[red]FAIL[/]"
             console.print(
-                f"batch invariance {run.label} row {run.row}: {result} ({diff})",
+                f"batch invariance {shown(run.label)} row {run.row}: {result} ({diff})",
                 highlight=False,
             )
     for failure in verification.failures:
-        console.print(f"[red]failed[/]: {escape(failure)}", highlight=False)
+        console.print(f"[red]failed[/]: {shown(failure)}", highlight=False)

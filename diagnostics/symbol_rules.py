@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import onnx
 from onnx import numpy_helper
 
+from .limits import MAX_RANK, product
 from .shape_algebra import ONE, UNKNOWN, Dim, Origin, Shape, lit
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def _same(it: Interpreter, node: onnx.NodeProto) -> None:
 
 
 def _constant(it: Interpreter, node: onnx.NodeProto) -> None:
-    tensor = _attr(node, "value")
+    tensor = next((a.t for a in node.attribute if a.name == "value"), None)
     if isinstance(tensor, onnx.TensorProto):
         it._add_constant(node.output[0], list(tensor.dims), tensor)
         return
@@ -64,7 +65,10 @@ def _constant(it: Interpreter, node: onnx.NodeProto) -> None:
             if name == "value_int":
                 it.values[node.output[0]] = [lit(int(_attr(node, name)))]
             return
-    ints = _attr(node, "value_ints")
+    ints = next((a.ints for a in node.attribute if a.name == "value_ints"), None)
+    if ints is not None and len(ints) > MAX_VALUES:  # data, not a shape: its length only
+        it._add_constant(node.output[0], [len(ints)], None)
+        return
     if ints is not None:
         it._add_constant(node.output[0], [len(ints)], None)
         it.values[node.output[0]] = [lit(int(v)) for v in ints]
@@ -117,6 +121,8 @@ def _arith(op: str, args: list[Dim], it: Interpreter | None = None) -> Dim | Non
             return args[0] if b.literal == 1 else args[1]
         return Dim(a * b)
     if op == "Div" and b is not None:
+        if b.coef == 0:
+            return UNKNOWN
         quotient = a / b
         if quotient.valid or quotient.literal is not None:
             return Dim(quotient)
@@ -125,7 +131,7 @@ def _arith(op: str, args: list[Dim], it: Interpreter | None = None) -> Dim | Non
             divisor = b.literal
             return it.derive(f"floor({a}/{divisor})",
                              None if size is None else size // divisor,
-                             lambda ev: ev(a) // divisor)
+                             lambda ev: ev(a) // divisor, parts=[a])
         return UNKNOWN
     if op in ("Add", "Sub") and b is not None:
         if b.literal == 0:
@@ -255,7 +261,7 @@ def _sum(it: Interpreter, dims: list[Dim], signs: list[int] | None = None) -> Di
     size = None if None in sizes else sum(s * v for s, v in zip(signs, sizes, strict=True))
     exprs = [d.expr for d in dims]
     return it.derive(text, size, lambda ev: sum(
-        s * ev(e) for s, e in zip(signs, exprs, strict=True)))
+        s * ev(e) for s, e in zip(signs, exprs, strict=True)), parts=exprs)
 
 
 def _slice(it: Interpreter, node: onnx.NodeProto) -> None:
@@ -395,7 +401,8 @@ def _constant_of_shape(it: Interpreter, node: onnx.NodeProto) -> None:
     values = it.value(node.input[0])
     if values is None:
         length = it.shape(node.input[0])
-        known = length is not None and len(length) == 1 and length[0].literal is not None
+        known = (length is not None and len(length) == 1 and length[0].literal is not None
+                 and 0 <= length[0].literal <= MAX_RANK)
         it.shapes[node.output[0]] = [UNKNOWN] * length[0].literal if known else None
         return
     it.shapes[node.output[0]] = [_born(node, 0, i, v) for i, v in enumerate(values)]
@@ -494,7 +501,8 @@ def _layer_norm(it: Interpreter, node: onnx.NodeProto) -> None:
 def _reshape(it: Interpreter, node: onnx.NodeProto) -> None:
     out = reshape_output(it.shape(node.input[0]), it.value(node.input[1]), node)
     target = it.shape(node.input[1])
-    if out is None and target and len(target) == 1 and target[0].literal is not None:
+    if (out is None and target and len(target) == 1 and target[0].literal is not None
+            and 0 <= target[0].literal <= MAX_RANK):
         out = [UNKNOWN] * target[0].literal  # a computed target: its rank is known
     it.shapes[node.output[0]] = out
     values = it.value(node.input[0])
@@ -518,9 +526,9 @@ def reshape_output(data: Shape, target: list[Dim] | None, node: onnx.NodeProto) 
     known = [d.expr for i, d in enumerate(out) if i not in holes]
     if len(holes) > 1 or data is None or any(d.expr is None for d in data) or None in known:
         return [UNKNOWN if d.literal == -1 else d for d in out]
-    numel = prod((d.expr for d in data), start=ONE)
-    inferred = numel / prod(known, start=ONE)
-    out[holes[0]] = Dim(inferred) if inferred.valid else UNKNOWN
+    numel, rest = prod((d.expr for d in data), start=ONE), prod(known, start=ONE)
+    inferred = numel / rest if rest.coef else None
+    out[holes[0]] = Dim(inferred) if inferred is not None and inferred.valid else UNKNOWN
     return out
 
 
@@ -611,10 +619,11 @@ def _affine(it: Interpreter, size: Dim, scale: int, offset: int, stride: int, ce
     if transpose:
         return it.derive(f"{scale}*{expr} + {offset}",
                          None if known is None else scale * known + offset,
-                         lambda ev: scale * ev(expr) + offset)
+                         lambda ev: scale * ev(expr) + offset, parts=[expr])
     inner = f"{expr}" if offset == 0 else f"({expr} + {offset})"
     text = f"{'ceil' if ceil else 'floor'}({inner}/{stride})"
-    return it.derive(text, None if known is None else apply(known), lambda ev: apply(ev(expr)))
+    return it.derive(text, None if known is None else apply(known), lambda ev: apply(ev(expr)),
+                     parts=[expr])
 
 
 def _resize(it: Interpreter, node: onnx.NodeProto) -> None:
@@ -626,7 +635,8 @@ def _resize(it: Interpreter, node: onnx.NodeProto) -> None:
         return
     scales_name = _input(node, 2)
     tensor = it.initializers.get(scales_name) if scales_name else None
-    scales = it.read_tensor(tensor) if tensor is not None else None
+    small = tensor is not None and product(tensor.dims) <= MAX_VALUES  # one scale per axis
+    scales = it.read_tensor(tensor) if small else None
     if x is None or scales is None or len(scales.reshape(-1)) != len(x):
         it.shapes[node.output[0]] = None if x is None else [UNKNOWN] * len(x)
         return

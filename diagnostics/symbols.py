@@ -7,6 +7,11 @@ so one frozen value gives one conflict, not a cascade. Unknown stays unknown: no
 Ops without a rule of our own get their output shapes from onnx's shape inference run on
 that one node with the shapes we hold (`node_inference`); control flow and other domains'
 ops are named as not followed.
+
+Every value is bounded (`limits`): a size of more than `MAX_EXPR_TERMS` terms or of degree
+past `MAX_EXPR_DEGREE`, a literal past int64, a rank past `MAX_RANK` or more than
+`MAX_VALUES` elements becomes unknown at the node that made it, and that node is named as
+not judged, so a graph that squares a size 64 times costs 64 steps, not 2**64.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from math import prod
 
 import onnx
 
+from .limits import MAX_EXPR_DEGREE, MAX_EXPR_TERMS, MAX_RANK
 from .node_inference import infer_node
 from .shape_algebra import UNKNOWN, Dim, Expr, Origin, Shape, lit, merge
 from .symbol_rules import HANDLERS, INT_TYPES, MAX_VALUES
@@ -57,6 +63,10 @@ class Interpreter:
     _by_values: dict[tuple[int, ...], str] = field(default_factory=dict)
     # what the graph says of the sizes beyond their shapes, for the probe to choose valid ones:
     limits: dict[str, int] = field(default_factory=dict)  # symbol -> most (a table sliced by it)
+    # node -> why a value it made was cut to unknown (past a bound): the node is not judged
+    bounded: dict[str, str] = field(default_factory=dict)
+    _terms: dict[str, int] = field(default_factory=dict)  # derived symbol -> its terms
+    _cut: str | None = None  # set by `derive` when a size grows past its bound
 
     def __post_init__(self) -> None:
         for node in self.graph.node:
@@ -115,7 +125,8 @@ class Interpreter:
         return int(value) if value.denominator == 1 else None
 
     def derive(self, text: str, size: int | None,
-               formula: Callable[[Callable[[Expr], int]], int] | None = None) -> Dim:
+               formula: Callable[[Callable[[Expr], int]], int] | None = None,
+               parts: Iterable[Expr] = ()) -> Dim:
         """A size computed from symbols in a way a monomial cannot write (a sum, a strided
         convolution): a symbol of its own, named by how it is computed; its dummy size goes
         along where it is known.
@@ -124,7 +135,12 @@ class Interpreter:
         a few large random values of the input symbols are the same size written two ways
         (a convolution's output and `samples // 10 - 1`): the first name stands for both.
         """
+        terms = 1 + sum(self.terms(e) for e in parts)
+        if terms > MAX_EXPR_TERMS:
+            self._cut = f"a size grew past {MAX_EXPR_TERMS} terms: left unknown"
+            return UNKNOWN
         name = f"({text})"
+        self._terms.setdefault(name, terms)
         if formula is not None and name not in self._formulas:
             try:
                 key = tuple(formula(lambda e, i=i: self._evaluate(e, i)) for i in range(_POINTS))
@@ -139,6 +155,49 @@ class Interpreter:
         if size is not None:
             self.sizes.setdefault(name, size)
         return Dim(Expr.of(name))
+
+    def terms(self, expr: Expr) -> int:
+        """How many terms `expr` has written out (a derived symbol counts its own)."""
+        return 1 + sum(self._terms.get(name, 1) * abs(power) for name, power in expr.powers)
+
+    def _too_big(self, dim: Dim) -> str | None:
+        expr = dim.expr
+        if expr is None:
+            return None
+        if max(expr.coef.numerator.bit_length(), expr.coef.denominator.bit_length()) > 64:
+            return "a size past int64: left unknown"
+        if sum(abs(p) for _, p in expr.powers) > MAX_EXPR_DEGREE:
+            return f"a size of degree past {MAX_EXPR_DEGREE}: left unknown"
+        if len(expr.powers) > 1 and self.terms(expr) > MAX_EXPR_TERMS:
+            return f"a size grew past {MAX_EXPR_TERMS} terms: left unknown"
+        return None
+
+    def _bound(self, node: onnx.NodeProto) -> None:
+        """Cut what the node made past the bounds to unknown, and say so for the node."""
+        why = self._cut
+        self._cut = None
+        for name in node.output:
+            shape = self.shapes.get(name)
+            if shape is not None and len(shape) > MAX_RANK:
+                self.shapes[name] = None
+                why = why or f"a rank past {MAX_RANK}: left unknown"
+            elif shape is not None:
+                reasons = [self._too_big(d) for d in shape]
+                if any(reasons):
+                    self.shapes[name] = [UNKNOWN if r else d for d, r in zip(shape, reasons,
+                                                                             strict=True)]
+                    why = why or next(r for r in reasons if r)
+            values = self.values.get(name)
+            if values is not None and len(values) > MAX_VALUES:
+                del self.values[name]  # a long shape tensor is data, not a shape
+            elif values is not None:
+                reasons = [self._too_big(d) for d in values]
+                if any(reasons):
+                    self.values[name] = [UNKNOWN if r else d for d, r in zip(values, reasons,
+                                                                             strict=True)]
+                    why = why or next(r for r in reasons if r)
+        if why:
+            self.bounded.setdefault(node.name or node.op_type, why)
 
     def _evaluate(self, expr: Expr, point: int) -> int:
         """`expr` at the point-th set of large pseudo-random values of the input symbols."""
@@ -179,13 +238,20 @@ class Interpreter:
         try:
             handler = HANDLERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
             if handler is not None:
-                handler(self, node)
+                try:
+                    handler(self, node)
+                except (ArithmeticError, IndexError) as exc:  # an axis past the rank...
+                    for name in node.output:
+                        self.shapes[name] = None
+                        self.values.pop(name, None)
+                    self._cut = misfit(exc)
             elif infer_node(self, node):
                 self.inferred[node.op_type] = self.inferred.get(node.op_type, 0) + 1
             else:
                 self.unhandled[node.op_type] = self.unhandled.get(node.op_type, 0) + 1
                 for name in node.output:
                     self.shapes[name] = None
+            self._bound(node)
         finally:
             if override:
                 for i, values in saved.items():
@@ -218,6 +284,12 @@ class Interpreter:
         if literal and len({d.expr for d in literal}) == 1:
             return merge(literal)
         return dims[0]
+
+
+def misfit(exc: Exception) -> str:
+    """Why a node whose attributes do not fit its inputs (an axis past the rank, a stride
+    of 0) is not judged: onnxruntime would refuse it too."""
+    return f"its attributes do not fit its inputs ({type(exc).__name__}): not followed"
 
 
 def interpret(model: onnx.ModelProto, read_tensor: Callable, signature

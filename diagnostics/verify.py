@@ -46,15 +46,17 @@ def verify(
     dummy: dict[str, int],
     shapes: Sequence[tuple[int, int]],
     feeds: Sequence[tuple[str, dict]] = (),
+    budget: int | None = None,
 ) -> Verification:
+    """`budget`: the most bytes a built input may take (`ResourceLimitError` past it)."""
     if original.weights == "missing":
         return Verification(skipped="the original's weights are not here to compare against")
     if feeds:
         return _verify_feeds(original, repaired, feeds)
     if isinstance(_text_inputs(original.model), str):
-        return _verify_any(original, repaired, dummy)
-    before = run_probe(original, (), shapes)
-    after = run_probe(repaired, (), shapes)
+        return _verify_any(original, repaired, dummy, budget)
+    before = run_probe(original, (), shapes, budget=budget)
+    after = run_probe(repaired, (), shapes, budget=budget)
     reference = (dummy.get("batch", 2), dummy.get("sequence", 8))
     notes = []
     ran = {(r.batch, r.sequence) for r in before.runs if r.ok}
@@ -74,19 +76,22 @@ def verify(
     return Verification(compared, before, after, notes=tuple(notes))
 
 
-def _verify_any(original: LoadedModel, repaired: LoadedModel, dummy: dict[str, int]
-                ) -> Verification:
+def _verify_any(original: LoadedModel, repaired: LoadedModel, dummy: dict[str, int],
+                budget: int | None = None) -> Verification:
     """Any model: both probed at sizes per symbol, compared where the original runs."""
     from .inputs import read_signature
 
     trials = default_sizes(original.model, dummy)
-    before = run_probe_any(original, (), trials)
-    after = run_probe_any(repaired, (), trials)
+    before = run_probe_any(original, (), trials, budget=budget)
+    if before.skipped:
+        return Verification(skipped=before.skipped)
+    after = run_probe_any(repaired, (), trials, budget=budget)
     ran = [t for t, r in zip(trials, before.runs, strict=True) if r.ok]
     if not ran:
         return Verification((), before, after,
                             notes=("the original runs at none of the probe sizes: not compared",))
-    feed, _ = any_feed(original.model, read_signature(original.model), ran[0], seed=7)
+    feed, _ = any_feed(original.model, read_signature(original.model), ran[0], seed=7,
+                       budget=budget)
     return _compared(original, repaired, before, after, ran[0].get("batch", 0), feed)
 
 

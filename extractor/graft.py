@@ -33,6 +33,7 @@ from transformers.modeling_outputs import BaseModelOutput, ModelOutput
 from .architecture import saved_config
 from .encoders import encoder_class
 from .errors import GraftError
+from .runtimes import checked_session
 
 ONNX_FILES = ("model.onnx", "model.optimized.onnx", "model.int8.onnx")
 # Arguments the exported graph has no input for: refused unless None (or False).
@@ -84,7 +85,7 @@ class OnnxEncoder(torch.nn.Module):
             options.intra_op_num_threads = threads
         options.add_session_config_entry("session.intra_op.allow_spinning", str(int(spinning)))
         self.providers = list(providers or ["CPUExecutionProvider"])
-        self.session = ort.InferenceSession(str(path), options, providers=self.providers)
+        self.session = checked_session(path, options, self.providers)
         self.file = file
         self._inputs = {i.name: _NUMPY[i.type] for i in self.session.get_inputs()}
         self._outputs = [o.name for o in self.session.get_outputs()]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,6 +76,30 @@ def bf16_problem() -> str | None:
     return None
 
 
+def checked_session(path: str | Path, options: Any = None,
+                    providers: list[str] | None = None) -> Any:
+    """An onnxruntime session for a file a user handed us, checked first as `diagnostics`
+    checks any model (recognised by its bytes, its external data inside its folder).
+
+    Raises:
+        ExtractorError: the file is not a model we can run, in one line.
+    """
+    import onnxruntime as ort
+
+    from diagnostics.errors import DiagnosticsError
+    from diagnostics.loading import load_model
+
+    try:
+        load_model(path)
+        return ort.InferenceSession(str(path), options,
+                                    providers=providers or ["CPUExecutionProvider"])
+    except DiagnosticsError as exc:
+        raise ExtractorError(str(exc)) from None
+    except Exception as exc:  # onnxruntime's own refusal: the file's fault, said in one line
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ExtractorError(f"{path}: onnxruntime cannot load it ({reason})") from None
+
+
 def onnxruntime_runner(path: str | Path, threads: int | None = None) -> Runner:
     import onnxruntime as ort
 
@@ -82,7 +107,7 @@ def onnxruntime_runner(path: str | Path, threads: int | None = None) -> Runner:
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = checked_session(path, options)
     wanted = {i.name for i in session.get_inputs()}
 
     def run(feeds: dict[str, np.ndarray]) -> np.ndarray:

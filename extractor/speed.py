@@ -46,6 +46,7 @@ def benchmark(directory: str | Path, threads: int = 2, runs: int = 20,
     import torch
 
     from .model import load_saved_model
+    from .runtimes import checked_session
 
     directory = Path(directory)
     torch.set_num_threads(threads)
@@ -55,7 +56,7 @@ def benchmark(directory: str | Path, threads: int = 2, runs: int = 20,
     options.inter_op_num_threads = 1
     files = {name: directory / name for name in ONNX_FILES if (directory / name).is_file()}
     files.update(extra or {})
-    sessions = {name: _session(path, options) for name, path in files.items()}
+    sessions = {name: checked_session(path, options) for name, path in files.items()}
     vocab = model.config.vocab_size
     timings = []
     for batch, sequence in shapes:
@@ -70,26 +71,6 @@ def benchmark(directory: str | Path, threads: int = 2, runs: int = 20,
         timings.extend(Timing(name, batch, sequence, ms, base / ms)
                        for name, ms in medians.items())
     return timings
-
-
-def _session(path: Path, options: Any) -> Any:
-    """An onnxruntime session for a file checked first as `diagnostics` checks any model
-    (recognised by its bytes, external data inside its folder)."""
-    import onnxruntime as ort
-
-    from diagnostics.errors import DiagnosticsError
-    from diagnostics.loading import load_model
-
-    from .errors import ExtractorError
-
-    try:
-        load_model(path)
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except DiagnosticsError as exc:
-        raise ExtractorError(str(exc)) from None
-    except Exception as exc:  # onnxruntime's own refusal: the file's fault, said in one line
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise ExtractorError(f"{path}: onnxruntime cannot load it ({reason})") from None
 
 
 def _pytorch_runner(model: Any, feeds: dict[str, np.ndarray]) -> Callable[[], object]:

@@ -21,6 +21,8 @@ import json
 import os
 import random
 import shutil
+import signal
+import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -264,6 +266,14 @@ def mutate(data: bytes, mutation: str, rng: random.Random) -> bytes:
     return b""
 
 
+# A case that has not exited after this long is a hang: the contract says bounded time.
+CASE_SECONDS = 120
+
+
+class CaseTimeout(BaseException):
+    """Raised in the case by SIGALRM; a BaseException so no `except Exception` swallows it."""
+
+
 @dataclass
 class Outcome:
     argv: list[str]
@@ -273,6 +283,7 @@ class Outcome:
     created: list[str]
     changed: list[str]
     ran_code: bool
+    seconds: float = 0.0
 
     def problems(self) -> list[str]:
         """Every way this run broke the contract (empty: it kept it)."""
@@ -291,11 +302,15 @@ class Outcome:
             found.append(f"changed the input {self.changed}")
         if self.ran_code:
             found.append("ran code from the input")
+        if self.code == -2:
+            found.append(f"no exit after {CASE_SECONDS} s")
         return found
 
 
-def run_case(case_dir: Path, files: dict[str, bytes], argv_template: list[str]) -> Outcome:
-    """Write the files, run the entry point in-process, and record what it did."""
+def run_case(case_dir: Path, files: dict[str, bytes], argv_template: list[str],
+             seconds: int = CASE_SECONDS) -> Outcome:
+    """Write the files, run the entry point in-process (stopped after `seconds`), and record
+    what it did."""
     from diagnostics import netron_view
     from diagnostics.__main__ import main as diagnostics_main
     from extractor.__main__ import main as extractor_main
@@ -303,7 +318,10 @@ def run_case(case_dir: Path, files: dict[str, bytes], argv_template: list[str]) 
     case_dir.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
         (case_dir / name).parent.mkdir(parents=True, exist_ok=True)
-        (case_dir / name).write_bytes(content)
+        if hasattr(content, "target"):  # hostile_onnx.Link: a symlink, e.g. out of the folder
+            (case_dir / name).symlink_to(content.target)
+        else:
+            (case_dir / name).write_bytes(content)
     source = case_dir / next(iter(files)) if files else case_dir
     out = case_dir / "out"
     fill = {"{src}": str(source), "{onnx}": str(source), "{ckpt}": str(source),
@@ -315,21 +333,30 @@ def run_case(case_dir: Path, files: dict[str, bytes], argv_template: list[str]) 
     cwd = os.getcwd()
     wait = netron_view.NetronView.wait
     netron_view.NetronView.wait = netron_view.NetronView.stop  # serve, then stop at once
+    alarm = signal.signal(signal.SIGALRM, _time_out)
+    start = time.perf_counter()
     try:
         os.chdir(case_dir)  # a payload writes its marker in the current directory
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
+                signal.alarm(seconds)
                 code = main(argv[1:])
             except SystemExit as exc:  # argparse's own exits
                 code = exc.code if isinstance(exc.code, int) else 1
+            except CaseTimeout:
+                code = -2
             except BaseException:
                 import traceback
 
                 traceback.print_exc(file=stderr)
                 code = -1
+            finally:
+                signal.alarm(0)
     finally:
+        signal.signal(signal.SIGALRM, alarm)
         os.chdir(cwd)
         netron_view.NetronView.wait = wait
+    elapsed = time.perf_counter() - start
     after = _digests(case_dir)
     created = sorted(p for p in after if p not in before and p != MARKER)
     changed = sorted(p for p in before if after.get(p) != before[p])
@@ -338,7 +365,11 @@ def run_case(case_dir: Path, files: dict[str, bytes], argv_template: list[str]) 
     if code in (0, 1) and argv[:2] == ["d", "repair"]:
         created = [p for p in created if not p.startswith("out")]
     return Outcome(argv, code, stderr.getvalue(), stdout.getvalue(), created, changed,
-                   (case_dir / MARKER).exists())
+                   (case_dir / MARKER).exists(), elapsed)
+
+
+def _time_out(signum, frame) -> None:
+    raise CaseTimeout()
 
 
 def _digests(directory: Path) -> dict[str, str]:
@@ -382,3 +413,24 @@ def numbers_of(outcomes: list[Outcome]) -> dict[str, int]:
     return {"cases": len(outcomes), "exit 0": int(codes[0]), "exit 1": int(codes[1]),
             "exit 2": int(codes[2]), "exit 3": int(codes[3]),
             "broke the contract": sum(bool(o.problems()) for o in outcomes)}
+
+
+def hostile_cases(workdir: Path) -> list[tuple[str, dict[str, bytes], list[str]]]:
+    """Every reproducer of hostile values in well-formed files, for both packages
+    (`hostile_extract.py`, `hostile_onnx.py`): hangs, memory, markup, escapes."""
+    import hostile_extract
+    import hostile_onnx
+
+    return hostile_extract.fixed_cases(workdir) + hostile_onnx.fixed_cases(workdir)
+
+
+def structural_cases(rng: random.Random, count: int
+                     ) -> list[tuple[str, dict[str, bytes], list[str]]]:
+    """`count` cases drawn by the structural generators: hostile values (sizes, types,
+    names, locations, nesting) in files that parse, half for each package."""
+    import hostile_extract
+    import hostile_onnx
+
+    half = count // 2
+    return (hostile_extract.generated_cases(rng, half)
+            + hostile_onnx.generated_cases(rng, count - half))
