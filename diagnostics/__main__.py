@@ -324,4 +324,8 @@ def _parse_dummy(text: str) -> dict[str, int]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # outputs are staged: a stopped run leaves nothing half-written
+        print("interrupted: nothing was written", file=sys.stderr)
+        sys.exit(130)

@@ -443,4 +443,8 @@ def _extract(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # outputs are staged: a stopped run leaves nothing half-written
+        print("interrupted: nothing was written", file=sys.stderr)
+        sys.exit(130)

@@ -130,7 +130,13 @@ def _value_problem(name: str, value: Any, default: Any, annotation: Any) -> str 
     if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return "expected a number" if plain else None
-        return None if math.isfinite(value) else "expected a finite number"
+        if not math.isfinite(value):
+            return "expected a finite number"
+        if value < 0 <= default:  # a negative std, epsilon or dropout breaks the build
+            return "expected a number of 0 or more"
+        if ("dropout" in name or name.endswith("_prob")) and value > 1:
+            return "expected a probability from 0 to 1"
+        return None
     if isinstance(default, str):
         if not isinstance(value, str):
             return "expected text" if plain else None

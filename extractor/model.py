@@ -16,7 +16,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 
 from .checkpoint import StateDict, refuse_unusable
 from .encoders import build_meta, encoder_class
-from .errors import WeightMismatchError
+from .errors import ArchitectureError, WeightMismatchError
 
 # Buffers transformers 4.x wrote into state dicts; 3.x and 5.x rebuild them, so they are ignored.
 BENIGN_EXTRA_KEYS = {
@@ -127,7 +127,13 @@ def build_model(
         raise WeightMismatchError(_mismatch_message(report), report)
 
     weights, report.converted_dtype = _as_float32(weights)
-    model = encoder_class(config)(config, **kwargs)
+    try:
+        model = encoder_class(config)(config, **kwargs)
+    except (RuntimeError, ValueError, TypeError, ArithmeticError) as exc:
+        # The meta build passed: what fails now is a value only a real build reads.
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ArchitectureError(f"transformers cannot build a {config.model_type} from this "
+                                f"config: {reason}") from None
     # Tied copies (T5's encoder.embed_tokens and shared) load through the one present.
     absent = {k for k in expected if k not in weights}
     result = model.load_state_dict(weights, strict=False, assign=True)

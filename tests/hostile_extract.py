@@ -44,6 +44,8 @@ HOSTILE_VALUES: list[tuple[str, Any]] = [
     ("layer_norm_eps", "abc"),
     ("hidden_act", "os.system"),
     ("torch_dtype", "os.system"),
+    ("initializer_range", -0.5),  # found by fuzz_long: a real build's normal_ refused it
+    ("hidden_dropout_prob", 5.0),
 ]
 # Where a config reaches the extractor.
 SOURCES = ("--set", "--config", "--model", "config.json", "checkpoint config")
