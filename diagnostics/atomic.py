@@ -110,6 +110,7 @@ def staging_dir(output: Path) -> Iterator[Path]:
 
 def commit_dir(staging: Path, output: Path) -> None:
     """Move a finished staging directory into place, replacing an old output at once."""
+    _honour_umask(staging)
     if output.exists() and _exchange(staging, output):
         shutil.rmtree(staging, ignore_errors=True)  # now holds the old output
         return
@@ -120,6 +121,14 @@ def commit_dir(staging: Path, output: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
         return
     staging.rename(output)
+
+
+def _honour_umask(folder: Path) -> None:
+    """Give what libraries wrote with private modes (safetensors' 0600) the umask's modes."""
+    mask = umask()
+    for path in (folder, *folder.rglob("*")):
+        if not path.is_symlink():
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def _exchange(first: Path, second: Path) -> bool:

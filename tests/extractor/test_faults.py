@@ -105,3 +105,15 @@ def test_a_full_tmpfs_gives_the_same(tmp_path, fixture_checkpoint):
         assert list(mount.iterdir()) == []
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027])
+def test_outputs_honour_the_umask(workdir, mask):
+    out = workdir / "out"
+    done = subprocess.run(["sh", "-c", f"umask {mask:03o} && exec \"$@\"", "sh",
+                           *_command(workdir, out)], env=_env(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    modes = {str(p.relative_to(workdir)): p.stat().st_mode & 0o777
+             for p in (out, *out.rglob("*"))}
+    want = {p: (0o777 if (workdir / p).is_dir() else 0o666) & ~mask for p in modes}
+    assert modes == want, {p: (oct(m), oct(want[p])) for p, m in modes.items() if m != want[p]}
