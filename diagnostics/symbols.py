@@ -182,22 +182,24 @@ class Interpreter:
                 self.shapes[name] = None
                 why = why or f"a rank past {MAX_RANK}: left unknown"
             elif shape is not None:
-                reasons = [self._too_big(d) for d in shape]
-                if any(reasons):
-                    self.shapes[name] = [UNKNOWN if r else d for d, r in zip(shape, reasons,
-                                                                             strict=True)]
-                    why = why or next(r for r in reasons if r)
+                self.shapes[name], cut = self._without_big(shape)
+                why = why or cut
             values = self.values.get(name)
             if values is not None and len(values) > MAX_VALUES:
                 del self.values[name]  # a long shape tensor is data, not a shape
             elif values is not None:
-                reasons = [self._too_big(d) for d in values]
-                if any(reasons):
-                    self.values[name] = [UNKNOWN if r else d for d, r in zip(values, reasons,
-                                                                             strict=True)]
-                    why = why or next(r for r in reasons if r)
+                self.values[name], cut = self._without_big(values)
+                why = why or cut
         if why:
             self.bounded.setdefault(node.name or node.op_type, why)
+
+    def _without_big(self, dims: list) -> tuple[list, str | None]:
+        """`dims` with each one past the bounds made unknown, and the first reason."""
+        reasons = [self._too_big(d) for d in dims]
+        if not any(reasons):
+            return dims, None
+        cut = [UNKNOWN if r else d for d, r in zip(dims, reasons, strict=True)]
+        return cut, next(r for r in reasons if r)
 
     def _evaluate(self, expr: Expr, point: int) -> int:
         """`expr` at the point-th set of large pseudo-random values of the input symbols."""

@@ -92,8 +92,20 @@ def values_problem(config_class: type[PretrainedConfig], values: Mapping[str, An
                                      _annotations(config_class).get(own, type(defaults[own])))
         if problem:
             return f"{shown} is {_shown(value)}, {problem}"
-    return _heads_problem(config_class, {**defaults, **{aliases.get(k, k): v for k, v in
-                                                        values.items()}})
+    merged = {**defaults, **{aliases.get(k, k): v for k, v in values.items()}}
+    return _heads_problem(config_class, merged) or _token_id_problem(
+        {k: v for k, v in values.items() if isinstance(k, str)}, merged.get("vocab_size"))
+
+
+def _token_id_problem(values: Mapping[str, Any], vocab: Any) -> str | None:
+    """The padding id must be a row of the vocabulary: embeddings index it (RoBERTa's
+    positions, padded inputs) and fail past it. Other special ids only warn in
+    transformers, and real configs carry them past a shrunk vocabulary."""
+    value = values.get("pad_token_id")
+    if not isinstance(vocab, int) or isinstance(vocab, bool) or not isinstance(value, int) \
+            or isinstance(value, bool) or 0 <= value < vocab:
+        return None
+    return f"pad_token_id is {_shown(value)}, expected a token id from 0 to {vocab - 1}"
 
 
 def _is_machinery(config_class: type[PretrainedConfig], name: str) -> bool:

@@ -46,6 +46,7 @@ HOSTILE_VALUES: list[tuple[str, Any]] = [
     ("torch_dtype", "os.system"),
     ("initializer_range", -0.5),  # found by fuzz_long: a real build's normal_ refused it
     ("hidden_dropout_prob", 5.0),
+    ("pad_token_id", -1),  # found by fuzz_long: padding past the vocabulary failed at parity
 ]
 # Where a config reaches the extractor.
 SOURCES = ("--set", "--config", "--model", "config.json", "checkpoint config")
