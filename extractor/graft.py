@@ -75,6 +75,8 @@ class OnnxEncoder(torch.nn.Module):
         import onnxruntime as ort
 
         self.directory = Path(directory)
+        if self.directory.suffix == ".onnx" and self.directory.is_file():  # the file itself
+            self.directory, file = self.directory.parent, self.directory.name
         path = self.directory / file
         if not path.is_file() or not (self.directory / "config.json").is_file():
             raise GraftError(f"{path} is not an extractor output's ONNX file (expected "

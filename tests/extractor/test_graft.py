@@ -166,6 +166,17 @@ def test_graft_ungraft_and_the_context_manager_restore_the_original(tiny):
         graft(model, "encoder.bert", out)
 
 
+def test_a_path_to_the_onnx_file_is_taken_as_its_directory_and_file(tiny):
+    model, _, out = tiny
+    original = graft(model, "bert", out / "model.onnx")
+    try:
+        assert model.bert.directory == out and model.bert.file == "model.onnx"
+    finally:
+        ungraft(model, "bert", original)
+    with pytest.raises(GraftError, match="is not an extractor output's ONNX file"):
+        graft(model, "bert", out / "no-such.onnx")
+
+
 def test_graft_check_cli_compares_the_models_own_outputs(tiny, tmp_path, monkeypatch, capsys):
     model, directory, out = tiny
     torch.save(model.state_dict(), tmp_path / "weights.pt")
