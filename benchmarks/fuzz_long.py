@@ -19,6 +19,7 @@ import collections
 import os
 import random
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -76,6 +77,7 @@ def main() -> None:
     print("cases per category:", dict(sorted(categories.items())))
     print(f"longest case: {longest[0]:.1f} s ({longest[1]}); peak memory of the whole run: "
           f"{peak:.0f} MiB")
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
