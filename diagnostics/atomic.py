@@ -64,7 +64,7 @@ def output_folder(folder: Path) -> Iterator[None]:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         _remove_empty(created)
-        raise OutputFileError(f"cannot create {folder}: {_why(exc)}") from None
+        raise OutputFileError(f"cannot create {folder}: {os_reason(exc)}") from None
     try:
         yield
     finally:
@@ -93,7 +93,7 @@ def staging_dir(output: Path) -> Iterator[Path]:
                                             suffix=".tmp", dir=output.parent))
             staging.chmod(0o777 & ~umask())  # mkdtemp's 0700 would survive the swap
         except OSError as exc:
-            raise OutputFileError(f"cannot write beside {output}: {_why(exc)}") from None
+            raise OutputFileError(f"cannot write beside {output}: {os_reason(exc)}") from None
         try:
             yield staging
         except Exception as exc:
@@ -101,7 +101,7 @@ def staging_dir(output: Path) -> Iterator[Path]:
                 raise OutputFileError(f"no space left writing {output} ({_full_reason(exc)}); "
                                       "nothing was written") from None
             if isinstance(exc, PermissionError):
-                raise OutputFileError(f"cannot write {output}: {_why(exc)}; nothing was "
+                raise OutputFileError(f"cannot write {output}: {os_reason(exc)}; nothing was "
                                       "written") from None
             raise
         finally:
@@ -160,7 +160,8 @@ def write_with(path: Path, writer: Callable[[Path], object]) -> Path:
         _flush(staged)
         os.replace(staged, path)
     except OSError as exc:
-        raise OutputFileError(f"cannot write {path}: {_why(exc)}; nothing was written") from None
+        why = os_reason(exc)
+        raise OutputFileError(f"cannot write {path}: {why}; nothing was written") from None
     finally:
         with contextlib.suppress(OSError):
             staged.unlink()
@@ -173,7 +174,8 @@ def commit_file(staged: Path, final: Path) -> None:
         _flush(staged)
         os.replace(staged, final)
     except OSError as exc:
-        raise OutputFileError(f"cannot write {final}: {_why(exc)}; nothing was written") from None
+        why = os_reason(exc)
+        raise OutputFileError(f"cannot write {final}: {why}; nothing was written") from None
 
 
 def hashed_data_name(model_name: str, data: Path) -> str:
@@ -267,7 +269,8 @@ def _full_reason(exc: BaseException) -> str:
         getattr(exc, "errno", None) or errno.ENOSPC)
 
 
-def _why(exc: OSError) -> str:
+def os_reason(exc: OSError) -> str:
+    """One line for a failed write: "File too large", "Read-only file system"."""
     if out_of_space(exc):
         return _full_reason(exc)
     text = exc.strerror or (str(exc).splitlines() or [""])[0]

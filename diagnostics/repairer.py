@@ -294,9 +294,8 @@ def _write(model: onnx.ModelProto, path: Path, loaded: LoadedModel, final: str) 
                 notes.append("the output reads the original's external data file")
             onnx.save_model(model, str(path))
     except OSError as exc:
-        why = exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]
         raise OutputFileError(
-            f"cannot write {path.with_name(final)}: {why}; nothing was written"
+            f"cannot write {path.with_name(final)}: {atomic.os_reason(exc)}; nothing was written"
         ) from None
     finally:
         if data.exists():
