@@ -10,7 +10,10 @@ the graph cannot do (embeddings given directly, attention maps, gradients,
 dropout) is refused with one line, never approximated.
 
 `graft` swaps it in for a named sub-module, `verify_graft` runs the parent's
-own forward both ways and compares every output the parent returns.
+own forward both ways and compares every output the parent returns. A graft
+returns the outputs the replaced module returns, in its positions (parents such
+as OneIE read `outputs[2]`): an output the file has and the module lacks is
+dropped; one the module has and the file lacks refuses the graft.
 """
 
 from __future__ import annotations
@@ -92,6 +95,8 @@ class OnnxEncoder(torch.nn.Module):
         self._inputs = {i.name: _NUMPY[i.type] for i in self.session.get_inputs()}
         self._outputs = [o.name for o in self.session.get_outputs()]
         self._width = {o.name: o.shape[-1] for o in self.session.get_outputs()}
+        # False where the module it stands in for was built without a pooler (graft sets it).
+        self.returns_pooler = self.has_pooler
         model_class = encoder_class(self.config)
         self._order = [p for p in inspect.signature(model_class.forward).parameters
                        if p not in ("self", "kwargs")]
@@ -110,6 +115,10 @@ class OnnxEncoder(torch.nn.Module):
     @property
     def has_hidden_states(self) -> bool:
         return "hidden_states.0" in self._outputs
+
+    @property
+    def has_pooler(self) -> bool:
+        return "pooler_output" in self._outputs
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         call = self._bind(args, kwargs)
@@ -198,7 +207,8 @@ class OnnxEncoder(torch.nn.Module):
                                tensor.data_ptr())
         results: dict[str, torch.Tensor] = {}
         for name in self._outputs:
-            if name.startswith("hidden_states.") and not hidden:
+            if (name.startswith("hidden_states.") and not hidden) or (
+                    name == "pooler_output" and not self.returns_pooler):
                 continue
             shape = (batch, self._width[name]) if name == "pooler_output" else (
                 batch, sequence, self._width[name])
@@ -250,7 +260,9 @@ def graft(
     """Replace `parent.<name>` (a dotted path, e.g. `model.encoder`) by the ONNX encoder.
 
     The replaced module's output settings (`output_hidden_states`, `return_dict`)
-    carry over to the stand-in's config, so the parent sees the outputs it expects.
+    carry over to the stand-in's config, and its outputs' positions are kept (no
+    pooler there: none from the stand-in), so the parent sees the outputs it expects.
+    Refused when the file lacks an output the module returns.
 
     Returns:
         The module that was replaced; `ungraft(parent, name, it)` puts it back.
@@ -258,12 +270,49 @@ def graft(
     owner, attribute, original = _locate(parent, name)
     encoder = directory if isinstance(directory, OnnxEncoder) else OnnxEncoder(
         directory, file, threads, providers)
+    refusal = output_mismatch(original, encoder, name)
+    if refusal:
+        raise GraftError(refusal)
     settings = getattr(original, "config", None)
+    encoder.returns_pooler = encoder.has_pooler and _pools(original) is not False
     for flag in ("output_hidden_states", "return_dict"):
         if settings is not None and hasattr(settings, flag):
             setattr(encoder.config, flag, getattr(settings, flag))
     setattr(owner, attribute, encoder)
     return original
+
+
+def output_mismatch(original: torch.nn.Module, encoder: OnnxEncoder, name: str) -> str | None:
+    """Why `encoder` cannot return what `original` returns, in the same positions (None: it can).
+
+    `ModelOutput.to_tuple()` drops absent fields, so a pooler_output the file lacks moves
+    every later output up one place: OneIE's `outputs[2]` (hidden states) is gone.
+    """
+    settings = getattr(original, "config", None)
+    hidden = bool(getattr(settings, "output_hidden_states", False))
+    path = encoder.directory / encoder.file
+    if hidden and not encoder.has_hidden_states:
+        return (f"{name} returns hidden_states (its config.output_hidden_states), but {path} "
+                "was exported without them: extract again with --hidden-states")
+    if _pools(original) and not encoder.has_pooler:
+        moved = ("its outputs[2] (hidden_states) would be at [1]" if hidden
+                 else "its outputs[1] would be missing")
+        return (f"{name} has a pooler, but {path} has no pooler_output (exported with "
+                f"--no-pooler, or from weights without one): {moved}; extract again without "
+                "--no-pooler")
+    return None
+
+
+def _pools(module: torch.nn.Module) -> bool | None:
+    """Whether the module returns pooler_output (None: it has no `pooler` to tell by).
+
+    Hugging Face encoders built with `add_pooling_layer=False` hold `pooler = None`.
+    """
+    if isinstance(module, OnnxEncoder):
+        return module.returns_pooler
+    if not hasattr(module, "pooler"):
+        return None
+    return module.pooler is not None
 
 
 def ungraft(parent: torch.nn.Module, name: str, original: torch.nn.Module) -> None:
@@ -347,6 +396,9 @@ def verify_graft(
     if not batches:
         raise GraftError("no batches to compare on")
     encoder = directory if isinstance(directory, OnnxEncoder) else OnnxEncoder(directory, file)
+    refusal = output_mismatch(_locate(parent, name)[2], encoder, name)
+    if refusal:  # before the first pass: graft would refuse it after
+        raise GraftError(refusal)
     parent.eval()
     run = getattr(parent, method)
     with torch.no_grad():

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import textwrap
 
 import numpy as np
 import pytest
 import torch
-from oneie_like import OneIELike, checkpoint_of
+from oneie_like import OneIE, OneIELike, checkpoint_of, collate
 from transformers import AutoTokenizer, BertConfig, BertModel
+from transformers.modeling_outputs import ModelOutput
 
 from extractor import OnnxEncoder, graft, grafted, ungraft, verify_graft
 from extractor.__main__ import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
@@ -47,6 +50,37 @@ def tiny(tmp_path_factory):
     return model, directory, out
 
 
+@pytest.fixture(scope="module")
+def no_pooler(tiny):
+    """The same encoder as the issue exported it for OneIE: hidden states, no pooler."""
+    _, directory, _ = tiny
+    out = directory / "no-pooler"
+    argv = [str(directory / "best.role.mdl"), "-o", str(out), "--prefix", "bert.",
+            "--hidden-states", "--no-pooler"]
+    assert main(argv) == EXIT_OK
+    return out
+
+
+def _oneie(tiny) -> OneIE:
+    """OneIE's inference path around the tiny model's exported BERT, heads seeded."""
+    model, _, _ = tiny
+    torch.manual_seed(5)
+    oneie = OneIE(BertConfig(**TINY))
+    oneie.bert.load_state_dict(model.bert.state_dict())
+    return oneie
+
+
+def _sentences() -> list[list[list[int]]]:
+    """Eight sentences of 4 to 14 words, each word one to three pieces."""
+    rng = torch.Generator().manual_seed(11)
+    sentences = []
+    for words in (4, 9, 14, 6, 11, 5, 13, 8):
+        lens = torch.randint(1, 4, (words,), generator=rng).tolist()
+        sentences.append([torch.randint(3, TINY["vocab_size"], (n,), generator=rng).tolist()
+                          for n in lens])
+    return sentences
+
+
 def test_oneie_shaped_model_gives_the_same_answers_with_its_encoder_grafted(tiny):
     model, _, out = tiny
     report = verify_graft(model, "bert", out, _batches(TINY["vocab_size"]))
@@ -71,6 +105,105 @@ def test_a_different_encoder_is_caught(tiny, tmp_path):
     report = verify_graft(model, "bert", tmp_path / "o", _batches(TINY["vocab_size"])[:2])
     assert not report.ok
     assert all(r.max_abs > 1e-2 for r in report.results if r.kind == "tensor")
+
+
+def test_oneie_predict_gives_the_same_graphs_with_its_encoder_grafted(tiny):
+    """OneIE's published path: bert(ids, attention_mask=<FloatTensor>), outputs[2][-3], and
+    predict() ending in self.train(), so the second batch starts from train mode."""
+    _, _, out = tiny
+    oneie = _oneie(tiny)
+    sentences = _sentences()
+    batches = [collate(sentences[:4]), collate(sentences[4:])]
+    assert batches[0].attention_masks.dtype == torch.float32
+    want = [oneie.predict(batch) for batch in batches]
+    original = graft(oneie, "bert", out)
+    try:
+        got = [oneie.predict(batch) for batch in batches]
+        assert oneie.bert.training  # left in train mode, as OneIE leaves its BERT
+    finally:
+        ungraft(oneie, "bert", original)
+    want_graphs = [graph for graphs, _ in want for graph in graphs]
+    got_graphs = [graph for graphs, _ in got for graph in graphs]
+    assert sum(w == g for w, g in zip(want_graphs, got_graphs, strict=True)) == 8
+    # Not trivially equal: the random heads find every kind of node and edge.
+    for kind in ("entities", "triggers", "relations", "roles"):
+        assert sum(len(getattr(graph, kind)) for graph in want_graphs) > 0, kind
+    worst = max(float((g - w).abs().max()) for (_, g), (_, w) in zip(got, want, strict=True))
+    assert worst < 1e-4
+
+
+def test_a_file_without_the_pooler_is_refused_for_a_module_with_one(tiny, no_pooler):
+    oneie = _oneie(tiny)
+    batch = collate(_sentences()[:2])
+    message = (r"^bert has a pooler, but \S+model\.onnx has no pooler_output \(exported with "
+               r"--no-pooler, or from weights without one\): its outputs\[2\] \(hidden_states\) "
+               r"would be at \[1\]; extract again without --no-pooler$")
+    attempts = [
+        lambda: graft(oneie, "bert", no_pooler),
+        lambda: grafted(oneie, "bert", no_pooler).__enter__(),
+        lambda: verify_graft(oneie, "bert", no_pooler, [batch[:3]], method="encode"),
+    ]
+    for attempt in attempts:
+        with pytest.raises(GraftError, match=message) as caught:
+            attempt()
+        assert "\n" not in str(caught.value)
+    assert isinstance(oneie.bert, BertModel)  # left in place
+    _, _, out = tiny  # with the pooler, OneIE's encode agrees
+    assert verify_graft(oneie, "bert", out, [batch[:3]], method="encode").ok
+
+
+def _close(got, want) -> None:
+    if isinstance(want, torch.Tensor):
+        assert isinstance(got, torch.Tensor) and got.shape == want.shape
+        assert (got - want).abs().max() < 1e-4
+    else:
+        assert type(got) is type(want) and len(got) == len(want)
+        for g, w in zip(got, want, strict=True):
+            _close(g, w)
+
+
+@pytest.mark.parametrize(
+    "export, pooler, hidden, return_dict",
+    [
+        ("out", True, True, True),  # OneIE's BertModel, exported with --hidden-states
+        ("out", True, True, False),
+        ("out", True, False, True),
+        ("out", False, True, True),  # built without a pooler: the file's is dropped
+        ("no_pooler", False, True, True),
+        ("no_pooler", False, False, False),
+    ],
+)
+def test_the_grafts_outputs_index_like_the_module_it_replaced(tiny, no_pooler, export, pooler,
+                                                              hidden, return_dict):
+    model, _, out = tiny
+    live = copy.deepcopy(model.bert)
+    if not pooler:
+        live.pooler = None  # what add_pooling_layer=False builds
+    live.config.output_hidden_states = hidden
+    live.config.return_dict = return_dict
+    parent = torch.nn.Module()
+    parent.bert = live
+    ids = torch.randint(3, TINY["vocab_size"], (2, 7), generator=torch.Generator().manual_seed(2))
+    mask = torch.ones(2, 7)  # a FloatTensor, as OneIE passes it
+    with torch.no_grad():
+        want = live(ids, attention_mask=mask)
+    with grafted(parent, "bert", out if export == "out" else no_pooler):
+        got = parent.bert(ids, attention_mask=mask)
+    assert type(got) is type(want)
+    items = want.to_tuple() if isinstance(want, ModelOutput) else want
+    assert len(items) == 1 + pooler + hidden
+    for i in range(-len(items), len(items)):  # every position, from both ends
+        _close(got[i], want[i])
+    with pytest.raises(IndexError):
+        got[len(items)]
+    first, *rest = got.to_tuple() if isinstance(got, ModelOutput) else got
+    _close((first, *rest), tuple(items))
+    if isinstance(want, ModelOutput):
+        assert list(got) == list(want)  # iteration yields the keys
+        for name in (f.name for f in dataclasses.fields(want)):
+            assert (getattr(got, name) is None) == (getattr(want, name) is None), name
+            if getattr(want, name) is not None:
+                _close(getattr(got, name), getattr(want, name))
 
 
 def test_the_stand_in_takes_the_models_arguments_and_gives_its_outputs(tiny):
@@ -149,6 +282,12 @@ def test_hidden_states_from_an_export_without_them_are_refused(tiny, tmp_path):
     with pytest.raises(GraftError, match="exported without hidden states: extract again with "
                        "--hidden-states"):
         OnnxEncoder(out)(torch.randint(3, 100, (1, 5)), output_hidden_states=True)
+    model, _, _ = tiny  # its config asks for them: refused when grafted, not at the first call
+    with pytest.raises(GraftError, match=r"^bert returns hidden_states \(its config\."
+                       r"output_hidden_states\), but \S+ was exported without them: extract "
+                       "again with --hidden-states$"), grafted(model, "bert", out):
+        pass  # (grafted: a graft that wrongly went through is put back for the next tests)
+    assert isinstance(model.bert, BertModel)
 
 
 def test_graft_ungraft_and_the_context_manager_restore_the_original(tiny):
@@ -177,7 +316,8 @@ def test_a_path_to_the_onnx_file_is_taken_as_its_directory_and_file(tiny):
         graft(model, "bert", out / "no-such.onnx")
 
 
-def test_graft_check_cli_compares_the_models_own_outputs(tiny, tmp_path, monkeypatch, capsys):
+def test_graft_check_cli_compares_the_models_own_outputs(tiny, no_pooler, tmp_path, monkeypatch,
+                                                        capsys):
     model, directory, out = tiny
     torch.save(model.state_dict(), tmp_path / "weights.pt")
     (tmp_path / "my_project.py").write_text(textwrap.dedent(f"""
@@ -202,6 +342,10 @@ def test_graft_check_cli_compares_the_models_own_outputs(tiny, tmp_path, monkeyp
     assert main([*argv[:3], "nowhere:build", *argv[4:]]) == EXIT_USAGE
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: cannot import 'nowhere' for --parent")
+    assert main([argv[0], str(no_pooler), *argv[2:]]) == EXIT_USAGE
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: bert has a pooler, but ")
+    assert line.endswith("extract again without --no-pooler")
 
 
 def test_real_minilm_oneie_model_fp32_exact_and_int8_keeps_the_labels(tmp_path, minilm_dir):
@@ -230,11 +374,18 @@ def test_real_minilm_oneie_model_fp32_exact_and_int8_keeps_the_labels(tmp_path, 
                         "attention_mask": encoded["attention_mask"]})
     exact = verify_graft(model, "bert", out, batches)
     assert exact.ok, exact.to_dict()
-    assert all(r.agreement == 1.0 for r in exact.results if r.agreement is not None)
+    fp32_agreement = {r.name: r.agreement for r in exact.results if r.agreement is not None}
+    assert set(fp32_agreement.values()) == {1.0}, f"expected every label kept, saw {fp32_agreement}"
+    report = json.loads((out / "report.json").read_text())
+    gate = [v for v in report["variants"] if v["file"] == "model.int8.onnx"]
+    assert gate and gate[0]["ok"], f"expected model.int8.onnx to meet its gate, saw {gate}"
     int8 = verify_graft(model, "bert", out, batches, file="model.int8.onnx", atol=1.0)
     agreement = {r.name: r.agreement for r in int8.results}
-    # Measured with these untrained heads (small margins between labels): CRF paths 94.6%
-    # of tokens, argmax entity 93.2%, trigger 89.5%, relation 95.7%; fp32 above: 100%.
-    assert agreement["['entity_paths']"] >= 0.9
-    assert min(a for a in agreement.values() if a is not None) >= 0.85
+    # Measured with these untrained heads (small margins between labels) on AMX: CRF paths
+    # 94.6% of tokens, argmax entity 93.2%, trigger 89.5%, relation 95.7%. int8 kernels differ
+    # by CPU (AVX2 saturates where VNNI and AMX do not), so the floors leave room for that;
+    # the contract is the gate above and labels that mostly survive.
+    assert agreement["['entity_paths']"] >= 0.8, f"expected >= 80% of paths kept, saw {agreement}"
+    assert min(a for a in agreement.values() if a is not None) >= 0.75, (
+        f"expected every output's labels >= 75% kept, saw {agreement}")
     assert np.isfinite([r.max_abs for r in int8.results if r.kind == "tensor"]).all()
