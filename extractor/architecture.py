@@ -5,8 +5,9 @@ model name the checkpoint's files carry (`config_sources`: a `config.json`
 beside the weights and the encoder configs nested in project configs, then the
 configs stored in the checkpoint). A name is looked up as a directory beside
 the checkpoint, in the local Hugging Face cache, then in the table of
-well-known encoders. Each candidate must fit the weights exactly (names and
-shapes); rejected ones are listed with the reason. Only when no file carries a
+well-known encoders (whose tokenizer is still taken from the cache when it holds
+one). Each candidate must fit the weights exactly (names and shapes); rejected
+ones are listed with the reason. Only when no file carries a
 config is one built from shapes, and then only with the values shapes cannot
 tell (the number of attention heads, at least) given by the user with
 `--set NAME=VALUE`; otherwise the run is refused. Parity later proves the
@@ -29,11 +30,13 @@ from diagnostics.file_kinds import read_json, safetensors_problem
 
 from .checkpoint import Checkpoint, StateDict
 from .config_checks import layer_problem, memory_problem, new_config, one_layer
-from .config_sources import Candidate, candidates, tokenizer_dir
+from .config_sources import VOCABULARY_FILES, Candidate, candidates, tokenizer_dir
 from .encoders import BENIGN_EXTRA, build_meta, find_encoders, normalise
 from .errors import ArchitectureError
 from .known_configs import builtin_config, hub_aliases
 from .shape_config import MissingValues, config_from_shapes, with_values
+
+_HUB_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?")  # what may be looked up in the local HF cache
 
 
 @dataclass
@@ -192,7 +195,8 @@ def _candidate_config(
         return config, "found", f"{candidate.where} (local files)", tokenizers, read_from
     config = builtin_config(candidate.name)
     if config is not None:
-        return config, "builtin", f"{candidate.where}, built-in table", None, None
+        return (config, "builtin", f"{candidate.where}, built-in table",
+                _cached_tokenizer(candidate.name, cache_dir), None)
     return (None, "", "not a local directory, not in the local Hugging Face cache, not in the "
             "built-in table", None, None)
 
@@ -368,7 +372,7 @@ def _config_from_model(
     local HF cache (paths absolute: they are shown as where the files came from)."""
     def directories() -> Iterator[Path]:
         yield from _local_dirs(name, base_dir)
-        if re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name) is not None:
+        if _HUB_NAME.fullmatch(name) is not None:
             yield from (s for n in hub_aliases(name) if (s := _cached_snapshot(n, cache_dir)))
 
     for directory in directories():
@@ -435,14 +439,28 @@ def _local_dirs(name: str, base_dir: Path | None) -> list[Path]:
     return [d for d in dirs if d.is_dir()]
 
 
-def _cached_snapshot(name: str, cache_dir: str | Path | None) -> Path | None:
+def _cached_snapshot(name: str, cache_dir: str | Path | None, file: str = "config.json"
+                     ) -> Path | None:
     from huggingface_hub import try_to_load_from_cache
 
     try:
-        found = try_to_load_from_cache(name, "config.json", cache_dir=cache_dir)
+        found = try_to_load_from_cache(name, file, cache_dir=cache_dir)
     except ValueError:  # not a name the Hub could hold (`../..`): nothing cached under it
         return None
     return Path(found).parent if isinstance(found, str) else None
+
+
+def _cached_tokenizer(name: str, cache_dir: str | Path | None) -> Path | None:
+    """The name's tokenizer in the local HF cache, for a config from the built-in table:
+    a tokenizer class's own `from_pretrained` (OneIE's BertTokenizer) caches no config."""
+    if _HUB_NAME.fullmatch(name) is None:
+        return None
+    for alias in hub_aliases(name):
+        for file in VOCABULARY_FILES:
+            snapshot = _cached_snapshot(alias, cache_dir, file)
+            if snapshot is not None:
+                return tokenizer_dir(snapshot.resolve())
+    return None
 
 
 def _cache_location(cache_dir: str | Path | None) -> str:

@@ -70,6 +70,22 @@ TOKENIZER_FILES = (
     "spm.model",
     "added_tokens.json",
 )
+# A folder is a tokenizer only with one of these: from the other files alone (a
+# tokenizer_config.json) transformers 5 builds one with no vocabulary, every word [UNK].
+VOCABULARY_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+    "spm.model",
+)
+# config.json's `tokenizer_class` in an output without tokenizer files. For a known model
+# type and no files, transformers 5's AutoTokenizer builds that type's tokenizer with an
+# empty vocabulary (BERT: 5 special tokens, every word [UNK]) and says nothing; the
+# backend that reads only tokenizer.json raises instead ("Couldn't instantiate the backend
+# tokenizer"). A tokenizer_config.json added later names its own class and wins.
+NO_TOKENIZER_CLASS = "TokenizersBackend"
 _MAX_DEPTH = 3
 
 
@@ -113,9 +129,10 @@ def candidates(checkpoint: Checkpoint) -> list[Candidate]:
 
 
 def tokenizer_dir(directory: Path | None) -> Path | None:
+    """`directory` if it holds a tokenizer's vocabulary (not just its settings), else None."""
     if directory is None:
         return None
-    return directory if any((directory / f).is_file() for f in TOKENIZER_FILES) else None
+    return directory if any((directory / f).is_file() for f in VOCABULARY_FILES) else None
 
 
 def _search_file(path: Path, base: Path) -> list[Candidate]:

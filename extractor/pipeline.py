@@ -12,7 +12,7 @@ import itertools
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from . import __version__
 from .accuracy import Agreement, compare_embeddings, text_inputs
 from .architecture import ResolvedConfig, resolve_config
 from .checkpoint import Checkpoint, load_checkpoint, refuse_unusable, strip_prefix
-from .config_sources import TOKENIZER_FILES
+from .config_sources import NO_TOKENIZER_CLASS, TOKENIZER_FILES, VOCABULARY_FILES, tokenizer_dir
 from .errors import ExtractorError
 from .export import (
     EncoderWrapper,
@@ -79,7 +79,30 @@ OPENVINO_NAME = "openvino/model.xml"  # model.onnx as OpenVINO IR; run in f32, o
 OPENVINO_INT8_NAME = "openvino/model.int8.xml"  # static int8 by NNCF, calibrated on real text
 FUSABLE_NAME = "fusable.onnx"  # TorchScript/eager graph that is fused and quantized; not kept
 ISOLATE_EXPORT_BYTES = 256 << 20
+HOW_TO_SUPPLY_TOKENIZER = "--tokenizer DIR (a folder with its tokenizer files) or --model DIR"
 Step = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TokenizerCopy:
+    """The tokenizer written beside the model, or that none was: never a silent absence."""
+
+    files: tuple[str, ...] = ()  # names copied into the output; empty when none was found
+    directory: Path | None = None  # the folder they came from (absolute)
+    given: bool = False  # passed as `tokenizer=` (--tokenizer DIR), not found by resolution
+
+    @property
+    def found(self) -> bool:
+        return bool(self.files)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "found": self.found,
+            "files": list(self.files),
+            "from": str(self.directory) if self.directory else None,
+            "given": self.given,
+            "how_to_supply": None if self.found else HOW_TO_SUPPLY_TOKENIZER,
+        }
 
 
 @dataclass
@@ -101,6 +124,7 @@ class ExtractionReport:
     int8_choice: dict[str, Any] | None = None
     # Where config.json's values and each copied tokenizer file came from (absolute paths).
     provenance: dict[str, Any] = field(default_factory=dict)
+    tokenizer: TokenizerCopy = field(default_factory=TokenizerCopy)
 
     @property
     def ok(self) -> bool:
@@ -120,6 +144,7 @@ class ExtractionReport:
             "frozen_shapes": [f["node"] for f in self.frozen.to_dict()["findings"]],
             "variants": [v.to_dict() for v in self.variants],
             "int8_choice": self.int8_choice,
+            "tokenizer": self.tokenizer.to_dict(),
             "provenance": self.provenance,
             "output": str(self.output) if self.output else None,
             "files": self.files,
@@ -134,6 +159,7 @@ def extract(
     *,
     config_file: str | Path | None = None,
     model: str | Path | None = None,
+    tokenizer: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
     trust: bool = False,
     exporter: str = "dynamo",
@@ -155,6 +181,10 @@ def extract(
     """Run the whole job and return its report; the output exists only if `report.ok`.
 
     Args:
+        tokenizer: a local folder holding the tokenizer files to write beside the model
+            (`--tokenizer DIR`), instead of the ones found with the config; never a Hub
+            name. Without one found or given, the output has none, report.json says so,
+            and `AutoTokenizer.from_pretrained(output)` raises rather than build an empty one.
         overrides: config values to set (`--set NAME=VALUE`); with no config in the
             checkpoint's files, the values shapes cannot tell must be among them.
         pooler: False leaves the checkpoint's pooler out: only `last_hidden_state` (and
@@ -192,19 +222,23 @@ def extract(
         raise ExtractorError(f"max_memory: {exc}") from None
     if budget < 1:
         raise ExtractorError(f"max_memory is {budget}, expected a positive number of bytes")
+    given_tokenizer = _given_tokenizer(tokenizer)
     step("loading checkpoint")
     ckpt = load_checkpoint(path, trust=trust, max_memory=budget)
     chosen = choose_prefix(ckpt.state_dict, prefix)
     weights = strip_prefix(ckpt.state_dict, chosen)
     refuse_unusable(weights, chosen)
     out_dir = Path(output) if output is not None else default_output(path, chosen)
-    inputs = [path] + ([Path(config_file)] if config_file else [])
+    inputs = ([path] + ([Path(config_file)] if config_file else [])
+              + ([given_tokenizer] if given_tokenizer else []))
     check_output(out_dir, inputs, force)
     timer.lap("load")
 
     step("resolving architecture")
     resolved = resolve_config(weights, ckpt, config_file, model, overrides=overrides,
                               prefix=chosen, max_memory=budget)
+    if given_tokenizer is not None:
+        resolved = replace(resolved, tokenizer_dir=given_tokenizer)
     refuse_unexportable(resolved.config)
     if quantize is not None and quantize != "int8":
         raise ExtractorError(f"unknown quantization {quantize!r}; only 'int8' is supported")
@@ -220,8 +254,8 @@ def extract(
     if (quantize or openvino) and resolved.tokenizer_dir is None:
         flag = "--quantize" if quantize else "--precision" if precision else "--runtime"
         raise ExtractorError(f"{flag} needs the model's tokenizer for its accuracy gate on "
-                             "real text; pass --model DIR (or --config in a directory) that "
-                             "holds the tokenizer files")
+                             "real text; pass --tokenizer DIR or --model DIR (or --config in "
+                             "a directory) that holds the tokenizer files")
     step("building the fresh model")
     encoder, keys = build_model(resolved.config, weights, pooler=pooler)
     source = _source(ckpt, chosen, weights)
@@ -231,6 +265,8 @@ def extract(
 
     with staging_dir(out_dir) as staging:
         step("saving the Hugging Face model")
+        if tokenizer_dir(resolved.tokenizer_dir) is None:  # nothing to copy
+            encoder.config.tokenizer_class = NO_TOKENIZER_CLASS  # AutoTokenizer then raises
         encoder.save_pretrained(staging)
         copied = _copy_tokenizer(resolved, staging)
         timer.lap("save")
@@ -298,6 +334,8 @@ def extract(
             seconds=timer.seconds,
             int8_choice=int8_choice,
             provenance=_provenance(resolved, copied, ckpt_dir),
+            tokenizer=TokenizerCopy(tuple(copied), resolved.tokenizer_dir if copied else None,
+                                    given_tokenizer is not None),
         )
         if report.ok or keep_failed:
             # A failed export goes beside the output, never in its place, for inspection.
@@ -505,6 +543,27 @@ def _release_weights(model: torch.nn.Module) -> None:
     """Empty every tensor so its memory goes even where a cache still holds the module."""
     for tensor in itertools.chain(model.parameters(), model.buffers()):
         tensor.data = torch.empty(0, dtype=tensor.dtype)
+
+
+def _given_tokenizer(tokenizer: str | Path | None) -> Path | None:
+    """The `tokenizer=` folder, checked before any work: local only (nothing is looked up
+    on the Hub) and holding a vocabulary, else one line saying what it is instead."""
+    if tokenizer is None:
+        return None
+    if not str(tokenizer):
+        raise ExtractorError("--tokenizer is empty; give the folder that holds the tokenizer "
+                             "files")
+    path = Path(tokenizer)
+    if not path.exists():
+        raise ExtractorError(f"--tokenizer {path} does not exist (a local folder with the "
+                             "tokenizer files is expected; nothing is downloaded)")
+    if not path.is_dir():
+        raise ExtractorError(f"--tokenizer {path} is not a folder; give the folder that holds "
+                             "the tokenizer files")
+    if tokenizer_dir(path) is None:
+        raise ExtractorError(f"--tokenizer {path} holds no tokenizer vocabulary (none of "
+                             f"{', '.join(VOCABULARY_FILES)})")
+    return path.resolve()
 
 
 def _copy_tokenizer(resolved: ResolvedConfig, staging: Path) -> dict[str, str]:

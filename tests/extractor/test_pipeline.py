@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import io
 import shutil
 
 import numpy as np
 import onnxruntime as ort
+from rich.console import Console
 
 from extractor import extract
+from extractor.report import render_extraction
 
 
 def _run(path, batch=2, sequence=40):
@@ -38,9 +41,12 @@ def test_isolated_export_gives_the_same_model_as_in_process(tmp_path, fixture_ch
     assert isolated.ok and in_process.ok
     assert isolated.export.to_dict() == in_process.export.to_dict()
     assert isolated.variants[0].fused.fused == in_process.variants[0].fused.fused
+    # Bit for bit: both files run here, on the same kernels, whichever this CPU picks.
     for name in ("model.onnx", "model.optimized.onnx"):
-        assert np.array_equal(_run(tmp_path / "isolated" / name),
-                              _run(tmp_path / "in_process" / name))
+        got, want = _run(tmp_path / "isolated" / name), _run(tmp_path / "in_process" / name)
+        assert np.array_equal(got, want), (
+            f"{name}: expected the isolated export to give the in-process one's numbers "
+            f"exactly, saw max abs {np.abs(got - want).max():.2e}")
     assert steps == [
         "loading checkpoint",
         "resolving architecture",
@@ -66,6 +72,15 @@ def test_no_pooler_exports_only_the_tokens_in_every_file(tmp_path, fixture_check
         session = ort.InferenceSession(str(tmp_path / "out" / name),
                                        providers=["CPUExecutionProvider"])
         assert [o.name for o in session.get_outputs()] == ["last_hidden_state"]
-    assert extract(tmp_path / "oneie.bin", "bert.", tmp_path / "full").ok
-    assert np.allclose(_run(tmp_path / "out" / "model.onnx"),
-                       _run(tmp_path / "full" / "model.onnx"), atol=1e-6)
+    summary = io.StringIO()
+    render_extraction(Console(file=summary, width=200), report)
+    assert "extract without --no-pooler for that" in summary.getvalue(), summary.getvalue()
+    full = extract(tmp_path / "oneie.bin", "bert.", tmp_path / "full")
+    assert full.ok
+    summary = io.StringIO()
+    render_extraction(Console(file=summary, width=200), full)
+    assert "--no-pooler" not in summary.getvalue(), "no pooler hint when the pooler is kept"
+    got, want = _run(tmp_path / "out" / "model.onnx"), _run(tmp_path / "full" / "model.onnx")
+    assert np.allclose(got, want, atol=1e-6), (
+        f"expected the tokens with and without the pooler within 1e-6, saw max abs "
+        f"{np.abs(got - want).max():.2e}")
