@@ -7,7 +7,11 @@ random weights, the extra-layer concat that reads a lower hidden layer, entity,
 trigger and relation linear heads, a CRF Viterbi decoder in Python), saves its
 checkpoint in OneIE's layout, extracts it with `--hidden-states --quantize int8`,
 and times at 1x128, 8x128 and 1x16, the contenders taking turns
-(`extractor.speed.interleaved_medians`), same thread count for all:
+(`extractor.speed.interleaved_times`), same thread count for all, each time with
+its quartiles and each speed-up with the quartiles of its per-turn ratios, the
+CPU named and every figure bench would flag listed (`extractor.speed.shape_timings`).
+Threads wait as a user's process would have them: PyTorch at its default,
+`OnnxEncoder` without spinning (its default):
 
 - the composite's forward, all PyTorch (eager, its default attention);
 - the same forward with `model.onnx` grafted in place of `self.bert`;
@@ -29,6 +33,10 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from extractor.speed import Timing
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +78,7 @@ def main() -> None:
     import torch
 
     from extractor import OnnxEncoder, graft, ungraft
-    from extractor.speed import interleaved_medians
+    from extractor.speed import BusyWatch, interleaved_times, run_conditions, shape_timings
 
     torch.set_num_threads(args.threads)
     model, out = build(workdir)
@@ -89,7 +97,7 @@ def main() -> None:
                 return model(**inputs)
         return run
 
-    rows = []
+    rows, flagged, watch = [], [], BusyWatch()
     for batch, sequence in ((1, 128), (8, 128), (1, 16)):
         generator = torch.Generator().manual_seed(0)
         inputs = {"input_ids": torch.randint(5, 30000, (batch, sequence), generator=generator),
@@ -104,31 +112,54 @@ def main() -> None:
             "encoder: graft (OnnxEncoder)": lambda inputs=inputs: fp32(
                 **inputs, output_hidden_states=True),
         }
-        medians = interleaved_medians(runners, max(5, args.runs // batch))
+        times = interleaved_times(runners, max(5, args.runs // batch))
+        figures = {t.model: t for t in shape_timings(times, "composite, all PyTorch", batch,
+                                                     sequence)}
+        flagged += [w for t in figures.values() for w in _warnings(t)]
+        medians = {name: t.ms for name, t in figures.items()}
         medians["graft's own time per call (outside onnxruntime)"] = own_time(fp32, inputs)
-        rows.append(((batch, sequence), medians))
+        rows.append(((batch, sequence), medians, figures))
         ungraft(model, "bert", original)
 
+    conditions = run_conditions(args.threads, False, watch.others())
     names = list(rows[0][1])
-    print(f"median ms, {args.threads} threads; x = speed-up over the all-PyTorch composite")
-    print("| | " + " | ".join(f"{b}x{s}" for (b, s), _ in rows) + " |")
+    print(f"CPU: {conditions['cpu']} ({', '.join(conditions['cpu_flags'])}), "
+          f"{conditions['cores']} cores; other processes' busy cores while timing: "
+          f"{conditions['other_processes_cores']}")
+    print(f"median ms (quartiles), {args.threads} threads; x = speed-up over the all-PyTorch "
+          "composite (quartiles over the turns), ! = flagged")
+    print("| | " + " | ".join(f"{b}x{s}" for (b, s), _, _ in rows) + " |")
     print("|---|" + "---:|" * len(rows))
     for name in names:
         cells = []
         if name.startswith("graft's own"):
-            print(f"| {name} | " + " | ".join(f"{m[name]:.3f} ms" for _, m in rows) + " |")
+            print(f"| {name} | " + " | ".join(f"{m[name]:.3f} ms" for _, m, _ in rows) + " |")
             continue
-        for _, medians in rows:
-            base = medians["composite, all PyTorch"]
-            speedup = f" ({base / medians[name]:.2f}x)" if name.startswith("composite") else ""
-            cells.append(f"{medians[name]:.2f} ms{speedup}")
+        for _, _, figures in rows:
+            t = figures[name]
+            speedup = (f", {t.speedup:.2f}x ({t.speedup_p25:.2f}-{t.speedup_p75:.2f})"
+                       if name.startswith("composite") else "")
+            cells.append(f"{t.ms:.2f} ms ({t.ms_p25:.2f}-{t.ms_p75:.2f}){speedup}"
+                         + (" !" if _warnings(t) else ""))
         print(f"| {name} | " + " | ".join(cells) + " |")
     print("| graft overhead over onnxruntime alone | " + " | ".join(
         f"{m['encoder: graft (OnnxEncoder)'] - m['encoder: onnxruntime alone']:+.3f} ms "
         f"({m['encoder: graft (OnnxEncoder)'] / m['encoder: onnxruntime alone'] - 1:+.1%})"
-        for _, m in rows) + " |")
+        for _, m, _ in rows) + " |")
+    for warning in dict.fromkeys([*conditions["warnings"], *flagged]):
+        print(f"warning: {warning}")
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _warnings(t: Timing) -> list[str]:
+    """A figure's warnings; an encoder row is not compared with the composite: its own
+    times' spread and the machine's only."""
+    if t.model.startswith("composite"):
+        return list(t.warnings)
+    shape = f"{t.batch}x{t.sequence} "
+    return [w for w in t.warnings if w.startswith(f"{shape}{t.model}: times")
+            or not w.startswith(shape)]
 
 
 def own_time(encoder: object, inputs: dict, calls: int = 50) -> float:

@@ -9,9 +9,12 @@ WordPiece vocabulary), runs `python -m extractor CKPT --optimize --quantize int8
 are here; timed: the export + optimize + quantize target), then runs what
 `python -m extractor bench DIR --peers` runs: every engine's accuracy against
 PyTorch fp32 on real text, then every engine timed in turns at (batch, sequence) =
-(1, 128), (8, 128) and (1, 16) with the same threads. It prints one markdown
-table per tier (the README's) and, per tier and shape, subgraft's fastest file
-against the fastest peer that meets the same gate.
+(1, 128), (8, 128) and (1, 16) with the same threads, idle threads waiting
+alike (bench's default: both spin a while, then sleep). It prints the CPU and
+the run's conditions, one markdown table per tier (the README's: median ms and
+speed-up, each with its quartiles, ! where bench flags the figure), per tier
+and shape subgraft's fastest file against the fastest peer that meets the same
+gate, and every warning.
 
 Optimum (optimum-onnx) requires transformers < 4.58 and cannot be installed next
 to this project's transformers 5; its row says so. CTranslate2 is timed when
@@ -29,6 +32,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from extractor.speed import Timing
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -104,31 +111,45 @@ def main() -> None:
           f"checks) {seconds['optimize']:.1f} s: {seconds['export'] + seconds['optimize']:.1f} s")
 
     from extractor.accuracy import TIERS
-    from extractor.peers import PYTORCH_FP32, compare_peers, comparisons
+    from extractor.peers import compare_peers, comparisons
 
     found = compare_peers(out, args.threads, args.runs)
     shapes = list(dict.fromkeys(shape for e in found for shape in e.ms))
-    base = next(e.ms for e in found if e.name == PYTORCH_FP32)
-    print(f"\nbert-base (random weights), {args.threads} threads, median ms "
-          "(speed-up over PyTorch fp32 in the same run); accuracy on real text")
+    timed = [t for e in found for t in e.timings.values()]
+    conditions = timed[0].conditions
+    print(f"\nbert-base (random weights), {args.threads} threads, median ms (quartiles) and "
+          "speed-up over PyTorch fp32 in the same run (quartiles over the turns), ! = flagged; "
+          "accuracy on real text")
+    print(f"CPU: {conditions['cpu']} ({', '.join(conditions['cpu_flags'])}), "
+          f"{conditions['cores']} cores; other processes' busy cores while timing: "
+          f"{conditions['other_processes_cores']}; idle threads: {conditions['thread_wait']}; "
+          f"PyTorch {conditions['torch']}, onnxruntime {conditions['onnxruntime']}")
     for tier in TIERS:
         print(f"\n{tier} tier\n\n| engine | " + " | ".join(f"{b}x{s}" for b, s in shapes)
               + " | token cos | sentence cos | max abs | gate |")
         print("|---|" + "---:|" * (len(shapes) + 3) + "---|")
         for e in (e for e in found if e.tier == tier):
             name = ("**subgraft** " if e.ours else "") + e.name
-            if e.runner is None:
+            if e.unavailable:
                 print(f"| {name} | " + f"not run: {e.unavailable} |" + " |" * (len(shapes) + 3))
                 continue
             a = e.agreement
-            cells = [f"{e.ms[s]:.1f} ({base[s] / e.ms[s]:.2f}x)" for s in shapes]
+            cells = [_cell(e.timings[s]) for s in shapes]
             print(f"| {name} | " + " | ".join(cells) + f" | {a.token_cosine_mean:.5f} | "
                   f"{a.sentence_cosine_mean:.6f} | {a.max_abs:.1e} | "
                   f"{'meets' if a.ok else 'misses'} |")
         for line in comparisons(found, tier):
             print(f"- {line}")
+    warnings = list(dict.fromkeys([*conditions["warnings"], *(w for t in timed
+                                                             for w in t.warnings)]))
+    print("".join(f"\nwarning: {w}" for w in warnings) or "\nno figure flagged")
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _cell(t: Timing) -> str:
+    return (f"{t.ms:.1f} ({t.ms_p25:.1f}-{t.ms_p75:.1f}), {t.speedup:.2f}x "
+            f"({t.speedup_p25:.2f}-{t.speedup_p75:.2f}){' !' if t.warnings else ''}")
 
 
 if __name__ == "__main__":

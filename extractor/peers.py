@@ -5,7 +5,9 @@ and every engine's `last_hidden_state` is compared with PyTorch fp32 on real
 text (the directory's tokenizer), so each speed is read beside its accuracy.
 Each row names the accuracy tier it claims and whether it meets that tier's
 gate (accuracy.py). An engine that is not installed or cannot run here is a
-row that says why, never a missing row.
+row that says why, never a missing row. Each time comes with its spread and
+warnings as in speed.py; idle threads wait alike there too (OpenVINO's own
+thread pool has no such setting and keeps its default).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from typing import Any
 import numpy as np
 
 from .accuracy import Agreement, compare_embeddings, text_inputs
-from .export import input_names_for
 from .runtimes import (
     Runner,
     RuntimeUnavailable,
@@ -29,6 +30,15 @@ from .runtimes import (
     onnxruntime_runner,
     openvino_runner,
     openvino_version,
+    with_thread_wait,
+)
+from .speed import (
+    BusyWatch,
+    Timing,
+    interleaved_times,
+    random_inputs,
+    run_conditions,
+    shape_timings,
 )
 
 PYTORCH_FP32 = "PyTorch fp32"
@@ -41,10 +51,11 @@ class Engine:
     name: str
     tier: str  # the tier it is compared in: exact, bf16 or int8
     ours: bool  # one of subgraft's files in its own runtime
-    runner: Runner | None = None
+    runner: Runner | None = None  # dropped once compare_peers has measured it
     unavailable: str | None = None  # why it is not timed
     agreement: Agreement | None = None
-    ms: dict[tuple[int, int], float] = field(default_factory=dict)
+    ms: dict[tuple[int, int], float] = field(default_factory=dict)  # median, per shape
+    timings: dict[tuple[int, int], Timing] = field(default_factory=dict)  # spread, speed-up
 
     @property
     def meets_tier(self) -> bool | None:
@@ -59,26 +70,41 @@ class Engine:
             "meets_tier": self.meets_tier,
             "accuracy": self.agreement.to_dict() if self.agreement else None,
             "ms": {f"{b}x{s}": ms for (b, s), ms in self.ms.items()},
+            "timings": {f"{b}x{s}": {k: v for k, v in t.__dict__.items() if k != "conditions"}
+                        for (b, s), t in self.timings.items()},
+            "conditions": next((t.conditions for t in self.timings.values()), None),
         }
 
 
 def compare_peers(directory: str | Path, threads: int = 2, runs: int = 20,
-                  shapes: tuple[tuple[int, int], ...] = ((1, 128), (8, 128), (1, 16))
-                  ) -> list[Engine]:
-    """Every engine for the model in `directory`: accuracy on real text, then speed."""
+                  shapes: tuple[tuple[int, int], ...] = ((1, 128), (8, 128), (1, 16)),
+                  spinning: bool = True) -> list[Engine]:
+    """Every engine for the model in `directory`: accuracy on real text, then speed.
+
+    `spinning` as for `speed.benchmark`; the engines come back without their runners.
+    """
+    return with_thread_wait(spinning, _compare_here, Path(directory), threads, runs,
+                            tuple(shapes), spinning)
+
+
+def _compare_here(directory: Path, threads: int, runs: int,
+                  shapes: tuple[tuple[int, int], ...], spinning: bool) -> list[Engine]:
     import torch
 
     from .model import load_saved_model
 
     torch.set_num_threads(threads)
     model = load_saved_model(directory)
-    found = engines(directory, model, threads)
+    found = engines(directory, model, threads, spinning)
     measure_accuracy(found, directory, model)
-    time_engines(found, model.config.vocab_size, shapes, runs)
+    time_engines(found, model.config.vocab_size, shapes, runs, threads, spinning)
+    for engine in found:
+        engine.runner = None  # closures over sessions: neither picklable nor small
     return found
 
 
-def engines(directory: str | Path, model: Any, threads: int) -> list[Engine]:
+def engines(directory: str | Path, model: Any, threads: int, spinning: bool | None = None
+            ) -> list[Engine]:
     """subgraft's files present in `directory` and the peers, each with a runner or a reason."""
     directory = Path(directory)
     found: list[Engine] = []
@@ -99,9 +125,9 @@ def engines(directory: str | Path, model: Any, threads: int) -> list[Engine]:
 
     add(PYTORCH_FP32, "exact", False, lambda: _torch_runner(model))
     add("onnxruntime model.onnx", "exact", True,
-        lambda: onnxruntime_runner(file("model.onnx"), threads))
+        lambda: onnxruntime_runner(file("model.onnx"), threads, spinning))
     add("onnxruntime model.optimized.onnx", "exact", True,
-        lambda: onnxruntime_runner(file("model.optimized.onnx"), threads))
+        lambda: onnxruntime_runner(file("model.optimized.onnx"), threads, spinning))
     add("OpenVINO f32 on model.onnx", "exact", False,
         lambda: openvino_runner(file("model.onnx"), "f32", threads))
     add("OpenVINO f32 openvino/model.xml", "exact", True,
@@ -115,7 +141,7 @@ def engines(directory: str | Path, model: Any, threads: int) -> list[Engine]:
         lambda: _bf16(lambda: openvino_runner(file("model.onnx"), "bf16", threads)))
 
     add("onnxruntime model.int8.onnx", "int8", True,
-        lambda: onnxruntime_runner(file("model.int8.onnx"), threads))
+        lambda: onnxruntime_runner(file("model.int8.onnx"), threads, spinning))
     add("OpenVINO int8 openvino/model.int8.xml", "int8", True,
         lambda: openvino_runner(file(INT8_IR), "f32", threads))
     add("torch.ao dynamic int8", "int8", False, lambda: _torch_runner(_torch_ao_int8(model)))
@@ -126,22 +152,32 @@ def engines(directory: str | Path, model: Any, threads: int) -> list[Engine]:
 
 
 def time_engines(found: list[Engine], vocab: int, shapes: tuple[tuple[int, int], ...],
-                 runs: int) -> None:
-    """Median ms of every available engine at each shape, the engines taking turns."""
-    from .speed import interleaved_medians, random_inputs
-
+                 runs: int, threads: int = 2, spinning: bool = True) -> None:
+    """Every available engine's figures at each shape, the engines taking turns; speed-ups
+    against PyTorch fp32 (`spinning`, `threads`: recorded with them, as speed.py does)."""
     timed = [e for e in found if e.runner is not None]
+    if not timed:
+        return
+    base = next((e.name for e in timed if e.name == PYTORCH_FP32), timed[0].name)
+    watch = BusyWatch()
+    turns = []
     for batch, sequence in shapes:
         feeds = random_inputs(batch, sequence, vocab)
-        medians = interleaved_medians(
-            {e.name: (lambda r=e.runner, f=feeds: r(f)) for e in timed}, max(5, runs // batch))
+        turns.append((batch, sequence, interleaved_times(
+            {e.name: (lambda r=e.runner, f=feeds: r(f)) for e in timed}, max(5, runs // batch))))
+    conditions = run_conditions(threads, spinning, watch.others())
+    for batch, sequence, times in turns:
+        figures = {t.model: t for t in shape_timings(times, base, batch, sequence, conditions)}
         for engine in timed:
-            engine.ms[(batch, sequence)] = medians[engine.name]
+            engine.timings[(batch, sequence)] = figures[engine.name]
+            engine.ms[(batch, sequence)] = figures[engine.name].ms
 
 
 def measure_accuracy(found: list[Engine], directory: str | Path, model: Any) -> None:
     """Each available engine's agreement with PyTorch fp32 on the tokenizer's real text."""
     import torch
+
+    from .export import input_names_for
 
     names = input_names_for(model)
     inputs = text_inputs(directory, names)
@@ -168,8 +204,10 @@ def comparisons(found: list[Engine], tier: str) -> list[str]:
     for shape in dict.fromkeys(shape for e in found for shape in e.ms):
         ours, peer = fastest(found, tier, shape, True), fastest(found, tier, shape, False)
         if ours and peer:
+            flagged = any(e.timings[shape].warnings for e in (ours, peer) if shape in e.timings)
             lines.append(f"{shape[0]}x{shape[1]}: subgraft's fastest ({ours.name}) is "
-                         f"{peer.ms[shape] / ours.ms[shape]:.2f}x the fastest peer ({peer.name})")
+                         f"{peer.ms[shape] / ours.ms[shape]:.2f}x the fastest peer ({peer.name})"
+                         + (", from figures marked !" if flagged else ""))
     return lines
 
 
@@ -181,6 +219,8 @@ def _bf16(make: Callable[[], Runner]) -> Runner:
 
 def _torch_runner(model: Any, autocast: bool = False) -> Runner:
     import torch
+
+    from .export import input_names_for
 
     names = set(input_names_for(model))
 

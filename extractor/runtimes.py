@@ -8,13 +8,21 @@ with bf16 arithmetic where the CPU has bf16 instructions (AVX512-BF16 or AMX)
 and otherwise emulates it, slower than fp32, so bf16 is refused on CPUs
 without them; NNCF quantizes statically, calibrated on real text. Each runner
 takes numpy feeds and returns `last_hidden_state`.
+
+How idle threads wait is set here too. onnxruntime's workers spin after each
+run unless a session says otherwise; OpenMP (PyTorch's, CTranslate2's) reads
+OMP_WAIT_POLICY once, when it is loaded, and nothing changes it afterwards, so
+a process that already loaded it with another policy runs the work in a fresh
+interpreter (`with_thread_wait`).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -22,6 +30,9 @@ from .errors import ExtractorError
 
 Runner = Callable[[dict[str, np.ndarray]], np.ndarray]
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+SPINNING_ENTRY = "session.intra_op.allow_spinning"
+OPENMP_RUNTIMES = {"libgomp": "GNU OpenMP", "libiomp": "Intel OpenMP", "libomp": "LLVM OpenMP"}
+T = TypeVar("T")
 
 
 class RuntimeUnavailable(ExtractorError):
@@ -100,20 +111,106 @@ def checked_session(path: str | Path, options: Any = None,
         raise ExtractorError(f"{path}: onnxruntime cannot load it ({reason})") from None
 
 
-def onnxruntime_runner(path: str | Path, threads: int | None = None) -> Runner:
+def session_options(threads: int | None = None, spinning: bool | None = None) -> Any:
+    """onnxruntime's options: `threads` intra-op threads (inter-op 1); `spinning` False
+    puts its workers to sleep as soon as they run out of work (None: its default, spin)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    session = checked_session(path, options)
+    if spinning is not None:
+        options.add_session_config_entry(SPINNING_ENTRY, str(int(spinning)))
+    return options
+
+
+def onnxruntime_runner(path: str | Path, threads: int | None = None,
+                       spinning: bool | None = None) -> Runner:
+    session = checked_session(path, session_options(threads, spinning))
     wanted = {i.name for i in session.get_inputs()}
 
     def run(feeds: dict[str, np.ndarray]) -> np.ndarray:
         return session.run(["last_hidden_state"], {k: v for k, v in feeds.items()
                                                    if k in wanted})[0]
     return run
+
+
+def openmp_runtime() -> str | None:
+    """The OpenMP runtime this process has loaded, e.g. "GNU OpenMP (libgomp.so.1)", or None
+    (none yet, or no /proc/self/maps to read: then torch imported counts as loaded)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return "OpenMP (not identified)" if "torch" in sys.modules else None
+    for line in maps.splitlines():
+        library = line.rsplit("/", 1)[-1]
+        for stem, name in OPENMP_RUNTIMES.items():
+            if library.startswith((stem + ".", stem + "-")):  # libgomp-a34b3233.so.1 in wheels
+                return f"{name} ({library})"
+    return None
+
+
+def openmp_wait_policy(spinning: bool) -> str | None:
+    """The OMP_WAIT_POLICY that matches onnxruntime's `spinning`: PASSIVE when it does not
+    spin; unset (OpenMP's default: spin a while, then sleep) when it does."""
+    return None if spinning else "PASSIVE"
+
+
+def with_thread_wait(spinning: bool, work: Callable[..., T], *args: Any) -> T:
+    """`work(*args)` with OpenMP's threads waiting as `spinning` says (OMP_WAIT_POLICY).
+
+    OpenMP reads the policy when it is loaded: before that it is set here, and `work`
+    runs in this process; after, with another policy, `work` (a module-level function,
+    picklable arguments and result) runs in a fresh interpreter started with it, and
+    its exception, if it raises one, is raised here.
+    """
+    wanted = openmp_wait_policy(spinning)
+    if openmp_runtime() is None:
+        _set_wait_policy(os.environ, wanted)
+    if (os.environ.get("OMP_WAIT_POLICY") or "").upper() == (wanted or ""):
+        return work(*args)
+    import pickle
+    import subprocess
+    import tempfile
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    _set_wait_policy(env, wanted)
+    with tempfile.TemporaryDirectory(prefix="subgraft-wait-") as scratch:
+        job = Path(scratch) / "job.pickle"
+        job.write_bytes(pickle.dumps((work, args)))
+        done = subprocess.run(
+            [sys.executable, "-c", "from extractor.runtimes import run_job; run_job()", str(job)],
+            env=env, capture_output=True, text=True)
+        outcome = pickle.loads(job.read_bytes()) if done.returncode == 0 else None
+    if not outcome or outcome[0] not in ("returned", "raised"):
+        raise RuntimeError(f"the process started to run {work.__name__} with "
+                           f"OMP_WAIT_POLICY={wanted or 'unset'} failed (exit "
+                           f"{done.returncode}):\n{done.stderr[-3000:]}")
+    if outcome[0] == "raised":
+        raise outcome[1]
+    return outcome[1]
+
+
+def run_job() -> None:
+    """In the interpreter `with_thread_wait` started: run the pickled job, pickle its outcome
+    over it (a bug's traceback goes to stderr, which the parent shows)."""
+    import pickle
+
+    job = Path(sys.argv[1])
+    work, args = pickle.loads(job.read_bytes())
+    try:
+        outcome: tuple[str, Any] = ("returned", work(*args))
+    except ExtractorError as exc:
+        outcome = ("raised", exc)
+    job.write_bytes(pickle.dumps(outcome))
+
+
+def _set_wait_policy(env: Any, value: str | None) -> None:
+    if value is None:
+        env.pop("OMP_WAIT_POLICY", None)
+    else:
+        env["OMP_WAIT_POLICY"] = value
 
 
 def openvino_runner(path: str | Path, precision: str = "f32",

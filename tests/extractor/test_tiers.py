@@ -82,10 +82,16 @@ def test_int8_on_real_minilm_text_meets_int8_but_not_the_bf16_gate(tiers_out):
     out, report = tiers_out
     int8 = next(v for v in report.variants if v.name == "int8")
     assert int8.precision == "int8" and int8.runtime == "onnxruntime"
-    assert int8.agreement.tiers_met() == ["int8"], int8.agreement
+    # The same on every CPU: the gate stops at the first file that passes (token cosine
+    # 0.993 here, the bf16 gate wants 0.9995), and per-tensor uint8 activations cost that
+    # much whatever the kernel; AVX2's saturating kernels only add to it.
+    assert int8.agreement.tiers_met() == ["int8"], (
+        f"expected the int8 gate met and not the bf16 one, saw {int8.agreement}")
     saved = json.loads((out / "report.json").read_text())
     entry = next(v for v in saved["variants"] if v["name"] == "int8")
-    assert entry["accuracy"]["tier"] == "int8" and entry["accuracy"]["max_abs"] > 1e-2
+    accuracy = entry["accuracy"]
+    assert accuracy["tier"] == "int8" and accuracy["max_abs"] > 1e-2, (
+        f"expected tier int8 and max abs above 1e-2 in report.json, saw {accuracy}")
 
 
 @needs_openvino
@@ -93,7 +99,10 @@ def test_openvino_ir_is_exact_in_f32(tiers_out):
     out, report = tiers_out
     f32 = next(v for v in report.variants if v.name == "openvino-f32")
     assert (out / "openvino" / "model.xml").is_file() and (out / "openvino" / "model.bin").is_file()
-    assert f32.agreement.max_abs < 1e-4 and f32.agreement.tiers_met()[0] == "exact"
+    # f32 is asked for explicitly, so no CPU turns it into bf16; kernels differ in the last
+    # bits only (3e-6 here).
+    assert f32.agreement.max_abs < 1e-4 and f32.agreement.tiers_met()[0] == "exact", (
+        f"expected parity within 1e-4 (the exact tier), saw {f32.agreement}")
     assert "openvino/model.xml" in report.files
 
 
@@ -103,8 +112,9 @@ def test_bf16_file_meets_its_gate_and_is_honestly_not_exact(tiers_out):
     bf16 = next(v for v in report.variants if v.name == "openvino-bf16")
     assert bf16.precision == "bf16" and bf16.runtime == "openvino"
     # Real bf16 arithmetic on real text: not parity, but far inside the bf16 gate.
-    assert bf16.agreement.max_abs > 1e-4
-    assert bf16.agreement.tiers_met() == ["bf16", "int8"], bf16.agreement
+    assert bf16.agreement.max_abs > 1e-4, f"expected bf16 rounding above 1e-4, saw {bf16.agreement}"
+    assert bf16.agreement.tiers_met() == ["bf16", "int8"], (
+        f"expected the bf16 gate met and not exact parity, saw {bf16.agreement}")
 
 
 @pytest.mark.skipif(nncf_problem() is not None, reason="OpenVINO / NNCF not installed")
@@ -169,9 +179,11 @@ def test_length_sorted_encoding_gives_each_sentence_what_it_gets_alone(tiers_out
     assert [t.shape for t in sorted_] == [(len(i), 384) for i in ids]
     for i in (0, 5, 36):  # alone: no padding at all
         alone = encode_ids(encoder, [ids[i]], batch_size=1)[0]
-        assert torch.allclose(sorted_[i], alone, atol=1e-4)
+        diff = float((sorted_[i] - alone).abs().max())
+        assert torch.allclose(sorted_[i], alone, atol=1e-4), (
+            f"sentence {i}: expected what it gets alone within 1e-4, saw max abs {diff:.2e}")
     worst = max(float((a - b).abs().max()) for a, b in zip(sorted_, padded, strict=True))
-    assert worst < 1e-4
+    assert worst < 1e-4, f"expected sorted and padded batches within 1e-4, saw {worst:.2e}"
 
 
 def test_bench_peers_prints_every_engine_with_its_accuracy(tiers_out, capsys):
@@ -190,6 +202,12 @@ def test_bench_peers_prints_every_engine_with_its_accuracy(tiers_out, capsys):
     for row in rows.values():  # each row is timed with its accuracy, or says why not
         assert (row["unavailable"] is None) == bool(row["ms"]) == (row["accuracy"] is not None)
         assert row["unavailable"] is None or len(row["unavailable"]) > 10
+        for figure in row["timings"].values():  # ...with its quartiles and warnings
+            assert figure["ms_p25"] <= figure["ms"] <= figure["ms_p75"]
+            assert figure["speedup_p25"] <= figure["speedup"] <= figure["speedup_p75"]
+            assert isinstance(figure["warnings"], list)
+    assert fp32["timings"]["1x8"]["speedup"] == 1.0
+    assert "allow_spinning=1" in fp32["conditions"]["thread_wait"]
     assert rows["onnxruntime model.int8.onnx"]["subgraft"] and not fp32["subgraft"]
 
 
