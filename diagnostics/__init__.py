@@ -1,28 +1,21 @@
 """Find shapes frozen from the export dummy in an ONNX encoder, prove them, point at the source.
 
 `check(path_or_model) -> Report` returns data and never prints; `python -m
-diagnostics check MODEL.onnx` is the command-line front end.
+diagnostics check MODEL.onnx` is the command-line front end. Public names load
+their module on first use (`lazy_exports`).
 """
 
 from __future__ import annotations
 
-from .checker import check
-from .errors import DiagnosticsError
-from .findings import (
-    Finding,
-    FrozenValue,
-    InvarianceRun,
-    Probe,
-    ProbeRun,
-    Report,
-    Skip,
-    Source,
-    SymbolInfo,
-    TensorInfo,
-)
-from .netron_view import NetronView, open_in_netron
-from .repair_results import RepairReport
-from .repairer import repair
+from .lazy_exports import export_lazily
+
+export_lazily(__name__, {
+    "check": "checker", "DiagnosticsError": "errors",
+    **dict.fromkeys(("Finding", "FrozenValue", "InvarianceRun", "Probe", "ProbeRun", "Report",
+                     "Skip", "Source", "SymbolInfo", "TensorInfo"), "findings"),
+    "NetronView": "netron_view", "open_in_netron": "netron_view",
+    "RepairReport": "repair_results", "repair": "repairer",
+})
 
 __all__ = [
     "DiagnosticsError",

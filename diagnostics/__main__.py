@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from .untrusted import plain
+from .usage import Parser as _Parser
+from .usage import UsageError as _UsageError
+from .usage import command_parser, for_command, print_usage_error
 
 if TYPE_CHECKING:
     from .findings import Report
@@ -27,21 +30,14 @@ EXIT_CODES = {"clean": EXIT_OK, "findings": EXIT_FAILED, "incomplete": EXIT_INCO
 _DEFAULT_PROBE = "default"
 
 
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse would sys.exit(2); main returns 2
-        raise _UsageError(f"{self.prog}: {message}")
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m diagnostics",
+        usage="python -m diagnostics {check,show,repair} MODEL [options]",
         description="Find, prove and locate shapes frozen at ONNX export.",
     )
-    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                                       metavar="{check,show,repair}")
     _add_check(subparsers)
     _add_show(subparsers)
     _add_repair(subparsers)
@@ -51,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
 def _add_check(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "check",
+        prog="python -m diagnostics check",
+        usage="python -m diagnostics check MODEL [--probe [SHAPES]] [options]",
         help="find shapes frozen from the export dummy",
         description=(
             "Find every node whose shape-like input is a literal where the data is dynamic "
@@ -137,6 +135,8 @@ def _add_netron_flags(parser: argparse.ArgumentParser, focus: str | None) -> Non
 def _add_show(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "show",
+        prog="python -m diagnostics show",
+        usage="python -m diagnostics show MODEL [--node NAME] [options]",
         help="open the model in Netron, findings marked",
         description=(
             "Check the model (statically), then serve an annotated copy in Netron on 127.0.0.1 "
@@ -163,10 +163,15 @@ def _add_show(subparsers: argparse._SubParsersAction) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     err = Console(stderr=True)
+    parser = _parser()
     try:
-        args = _parser().parse_args(argv)
+        args = parser.parse_args(argv)
+        if args.command == "repair" and not (args.output or args.dry_run):
+            command_parser(parser, "repair").error(
+                "give -o OUTPUT for the repaired model, or --dry-run to only show the plan")
     except _UsageError as exc:
-        err.print(plain(exc, limit=1000), markup=False, highlight=False, soft_wrap=True)
+        words = list(sys.argv[1:] if argv is None else argv)
+        print_usage_error(err, for_command(exc, parser, words), 1000)
         return EXIT_USAGE
 
     from .errors import DiagnosticsError
@@ -234,6 +239,8 @@ def _serve_netron(
 def _add_repair(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "repair",
+        prog="python -m diagnostics repair",
+        usage="python -m diagnostics repair MODEL (-o OUTPUT | --dry-run) [options]",
         help="rewrite frozen shapes so the graph runs at every shape, and prove it",
         description=(
             "Repair what check finds with the smallest rewrite that can be proved (0/-1 or "
@@ -244,8 +251,10 @@ def _add_repair(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("model", help="ONNX file, or a directory holding model.onnx")
-    parser.add_argument("-o", "--output", help="where to write the repaired model")
-    parser.add_argument("--dry-run", action="store_true", help="show the plan; write nothing")
+    parser.add_argument("-o", "--output",
+                        help="where to write the repaired model (required, unless --dry-run)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="show the plan and prove it; write nothing (-o is then not needed)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument(
         "--keep-failed",
@@ -271,11 +280,9 @@ def _add_repair(subparsers: argparse._SubParsersAction) -> None:
 def _repair(args: argparse.Namespace, out: Console) -> int:
     from .inputs import parse_expect
     from .probe import parse_shapes
-    from .repairer import OutputPathError, repair
+    from .repairer import repair
     from .report import render_repair, repair_to_json
 
-    if not args.output and not args.dry_run:
-        raise OutputPathError("repair needs -o OUTPUT (or --dry-run to only show the plan)")
     report = repair(
         args.model,
         output=args.output,

@@ -1,34 +1,38 @@
 """Take a transformer encoder out of a composite checkpoint and export verified dynamic ONNX.
 
 The steps are plain functions that return data and never print; `extract` runs
-them all. `python -m extractor` is the command-line front end.
+them all. `python -m extractor` is the command-line front end. Public names load
+their module on first use (`diagnostics.lazy_exports`): the CLI's help and usage
+errors need neither torch nor transformers.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .architecture import ResolvedConfig, resolve_config  # noqa: E402
-from .checkpoint import Checkpoint, find_state_dict, load_checkpoint, strip_prefix  # noqa: E402
-from .encoders import EncoderMatch, encoder_class, find_encoders  # noqa: E402
-from .errors import ExtractorError  # noqa: E402
-from .export import ExportSettings, export_onnx  # noqa: E402
-from .graft import (  # noqa: E402
-    GraftReport,
-    OnnxEncoder,
-    graft,
-    grafted,
-    ungraft,
-    verify_graft,
-)
-from .merge_projections import merge_projections  # noqa: E402
-from .model import KeyReport, build_model, load_saved_model  # noqa: E402
-from .optimize import OptimizeResult, optimize_onnx  # noqa: E402
-from .parity import ParityReport, compare_onnx, parity_cases, reference_outputs  # noqa: E402
-from .pipeline import ExtractionReport, extract  # noqa: E402
-from .prefixes import PrefixInfo, choose_prefix, encoder_prefixes, prefix_summary  # noqa: E402
-from .quantize import QuantizeResult, quantize_int8, quantize_within_gate  # noqa: E402
-from .speed import Timing, benchmark  # noqa: E402
+from diagnostics.lazy_exports import export_lazily  # noqa: E402
+
+export_lazily(__name__, {
+    "ResolvedConfig": "architecture", "resolve_config": "architecture",
+    "Checkpoint": "checkpoint", "find_state_dict": "checkpoint",
+    "load_checkpoint": "checkpoint", "strip_prefix": "checkpoint",
+    "EncoderMatch": "encoders", "encoder_class": "encoders", "find_encoders": "encoders",
+    "ExtractorError": "errors",
+    "ExportSettings": "export", "export_onnx": "export",
+    "GraftReport": "graft", "OnnxEncoder": "graft", "graft": "graft", "grafted": "graft",
+    "ungraft": "graft", "verify_graft": "graft",
+    "merge_projections": "merge_projections",
+    "KeyReport": "model", "build_model": "model", "load_saved_model": "model",
+    "OptimizeResult": "optimize", "optimize_onnx": "optimize",
+    "ParityReport": "parity", "compare_onnx": "parity", "parity_cases": "parity",
+    "reference_outputs": "parity",
+    "ExtractionReport": "pipeline", "extract": "pipeline",
+    "PrefixInfo": "prefixes", "choose_prefix": "prefixes", "encoder_prefixes": "prefixes",
+    "prefix_summary": "prefixes",
+    "QuantizeResult": "quantize", "quantize_int8": "quantize",
+    "quantize_within_gate": "quantize",
+    "Timing": "speed", "benchmark": "speed",
+})
 
 __all__ = [
     "Checkpoint",

@@ -1,9 +1,13 @@
-"""python -m extractor CHECKPOINT [--prefix bert.]: strip, rebuild, export, verify.
+"""python -m extractor [extract] CHECKPOINT [--prefix bert.]: strip, rebuild, export, verify.
 
 python -m extractor bench DIR: time an output directory's models against PyTorch.
 
 python -m extractor graft-check DIR --parent MODULE:FACTORY --submodule bert --batches FILE:
 graft the output back into its model and compare the model's outputs both ways.
+
+Real subcommands; `extract` is the default, so `python -m extractor CKPT` works
+(a checkpoint named like a command: `python -m extractor extract bench`). Heavy
+modules are imported by the command that needs them: help and usage errors are instant.
 """
 
 from __future__ import annotations
@@ -19,21 +23,40 @@ from pathlib import Path  # noqa: E402
 
 from rich.console import Console  # noqa: E402
 
+from diagnostics.usage import Parser as _Parser  # noqa: E402
+from diagnostics.usage import UsageError as _UsageError  # noqa: E402
+from diagnostics.usage import for_command, print_usage_error  # noqa: E402
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse would sys.exit(2); main returns 2
-        raise _UsageError(f"{self.prog}: {message}")
+COMMANDS = ("extract", "bench", "graft-check")
+_BENCH_USAGE = "python -m extractor bench DIRECTORY [options]"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m extractor",
+        usage="python -m extractor [extract] CHECKPOINT [options] | bench DIR | graft-check DIR",
+        description="Take a transformer encoder out of a composite checkpoint, load it into a "
+        "fresh model of its own type (any encoder transformers builds) and export verified dynamic "
+        "ONNX. Never downloads, never guesses a config. `extract` is the default command: "
+        "python -m extractor CHECKPOINT --prefix bert.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{extract,bench,graft-check}",
+                                     parser_class=_Parser)
+    _add_extract(commands)
+    _add_bench(commands)
+    _add_graft_check(commands)
+    return parser
+
+
+def _add_extract(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "extract",
+        prog="python -m extractor extract",
+        usage="python -m extractor [extract] CHECKPOINT [--prefix PREFIX] [options]",
+        help="(the default) take the encoder out, export ONNX and verify it",
         description="Take a transformer encoder out of a composite checkpoint, load it into a "
         "fresh model of its own type (any encoder transformers builds) and export verified dynamic "
         "ONNX. Never downloads, never guesses a config.",
@@ -57,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
         "--model",
         help="local model directory, or a Hub name in the local "
         "Hugging Face cache, whose config describes the encoder",
+    )
+    parser.add_argument(
+        "--tokenizer",
+        metavar="DIR",
+        help="local directory whose tokenizer files (tokenizer.json, vocab.txt, ...) are copied "
+        "into the output (default: those beside the config, if any)",
     )
     parser.add_argument(
         "--set",
@@ -131,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
         "most 64G; or $SUBGRAFT_MAX_MEMORY)",  # diagnostics.limits reads the variable
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
-    return parser
+    parser.set_defaults(handler=_extract_command)
 
 
 def _size(text: str) -> int:
@@ -143,9 +172,12 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _bench_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+def _add_bench(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "bench",
         prog="python -m extractor bench",
+        usage=_BENCH_USAGE,
+        help="time an output directory's models against PyTorch",
         description="Time an extractor output directory on CPU: PyTorch eager against "
         "model.onnx, model.optimized.onnx and model.int8.onnx (those present), same threads, "
         "medians after warm-up, speed-ups from the same run.",
@@ -161,24 +193,34 @@ def _bench_parser() -> argparse.ArgumentParser:
                         help="also time the engines a user would pick instead (PyTorch bf16 "
                         "autocast, torch.ao int8, OpenVINO, CTranslate2, Optimum), one table "
                         "per accuracy tier, each with its accuracy on real text")
+    parser.add_argument("--no-spin", dest="spinning", action="store_false",
+                        help="idle threads of both runtimes sleep at once (OMP_WAIT_POLICY="
+                        "PASSIVE, onnxruntime allow_spinning=0) instead of spinning a while, "
+                        "their default: steadier beside busy processes, but PyTorch eager slows "
+                        "more than onnxruntime, so speed-ups read 1.2-1.6x higher")
     parser.add_argument("--json", action="store_true", help="print the timings as JSON")
-    return parser
+    parser.set_defaults(handler=_bench)
 
 
 def main(argv: list[str] | None = None) -> int:
     out = Console()
     err = Console(stderr=True)
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["bench"] and not Path("bench").exists():
-        return _bench(argv[1:], out, err)
-    if argv[:1] == ["graft-check"] and not Path("graft-check").exists():
-        return _graft_check(argv[1:], out, err)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in (*COMMANDS, "-h", "--help"):  # extract is the default command
+        argv.insert(0, "extract")
+    parser = _parser()
     try:
-        args = _parser().parse_args(argv)
+        if not argv:
+            raise _UsageError("python -m extractor: give a checkpoint (or a command: "
+                              f"{', '.join(COMMANDS[1:])})", parser.format_usage().strip())
+        args = parser.parse_args(argv)
     except _UsageError as exc:
-        _usage(err, exc)
+        print_usage_error(err, for_command(exc, parser, argv), _MESSAGE_LIMIT)
         return EXIT_USAGE
+    return args.handler(args, out, err)
 
+
+def _extract_command(args: argparse.Namespace, out: Console, err: Console) -> int:
     from transformers.utils import logging as hf_logging
 
     from .errors import ExtractorError, PrefixError, WeightMismatchError
@@ -204,20 +246,21 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_USAGE
 
 
-def _bench(argv: list[str], out: Console, err: Console) -> int:
+def _bench(args: argparse.Namespace, out: Console, err: Console) -> int:
     from diagnostics.errors import ShapeSpecError
     from diagnostics.probe import parse_shapes
 
     try:
-        args = _bench_parser().parse_args(argv)
         shapes = tuple(parse_shapes(args.shapes))
         if any(isinstance(shape, dict) for shape in shapes):
-            raise _UsageError("python -m extractor bench: --shapes takes BATCHxSEQUENCE pairs")
+            raise _UsageError("python -m extractor bench: --shapes takes BATCHxSEQUENCE pairs",
+                              _BENCH_USAGE)
         extra = dict(_named_path(text) for text in args.extra)
         if args.threads < 1 or args.runs < 1:
-            raise _UsageError("python -m extractor bench: --threads and --runs must be at least 1")
+            raise _UsageError("python -m extractor bench: --threads and --runs must be at least 1",
+                              _BENCH_USAGE)
     except (_UsageError, ShapeSpecError) as exc:
-        _usage(err, exc)
+        print_usage_error(err, exc, _MESSAGE_LIMIT)
         return EXIT_USAGE
     directory = Path(args.directory)
     if not (directory / "config.json").is_file():
@@ -241,7 +284,8 @@ def _bench(argv: list[str], out: Console, err: Console) -> int:
             return EXIT_USAGE
         try:
             with err.status("measuring every engine on real text, then timing them in turns..."):
-                found = compare_peers(directory, args.threads, args.runs, shapes)
+                found = compare_peers(directory, args.threads, args.runs, shapes,
+                                      spinning=args.spinning)
         except ExtractorError as exc:
             _error(err, exc)
             return EXIT_USAGE
@@ -252,7 +296,8 @@ def _bench(argv: list[str], out: Console, err: Console) -> int:
         return EXIT_OK
     try:
         with err.status("timing PyTorch and onnxruntime..."):
-            timings = benchmark(directory, args.threads, args.runs, shapes, extra)
+            timings = benchmark(directory, args.threads, args.runs, shapes, extra,
+                                spinning=args.spinning)
     except ExtractorError as exc:
         _error(err, exc)
         return EXIT_USAGE
@@ -263,9 +308,13 @@ def _bench(argv: list[str], out: Console, err: Console) -> int:
     return EXIT_OK
 
 
-def _graft_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+def _add_graft_check(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "graft-check",
         prog="python -m extractor graft-check",
+        usage="python -m extractor graft-check DIRECTORY --parent MODULE:FACTORY --submodule "
+        "NAME --batches FILE [options]",
+        help="graft an output back into its model and compare the model's outputs",
         description="Put an extractor output back into the model it came from, in onnxruntime, "
         "and compare every output of the model's own forward with and without it on your "
         "batches. Exit 0 when all agree within tolerance, 1 when not.",
@@ -288,15 +337,10 @@ def _graft_parser() -> argparse.ArgumentParser:
     parser.add_argument("--atol", type=float, default=1e-4, help="tolerance (1e-4)")
     parser.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance (1e-4)")
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
-    return parser
+    parser.set_defaults(handler=_graft_check)
 
 
-def _graft_check(argv: list[str], out: Console, err: Console) -> int:
-    try:
-        args = _graft_parser().parse_args(argv)
-    except _UsageError as exc:
-        _usage(err, exc)
-        return EXIT_USAGE
+def _graft_check(args: argparse.Namespace, out: Console, err: Console) -> int:
     import torch
 
     from .errors import ExtractorError
@@ -343,7 +387,8 @@ def _load_batches(path: Path) -> list:
 def _named_path(text: str) -> tuple[str, Path]:
     name, _, path = text.partition("=")
     if not name or not Path(path).is_file():
-        raise _UsageError(f"python -m extractor bench: --extra {text!r} is not NAME=existing.onnx")
+        raise _UsageError(f"python -m extractor bench: --extra {text!r} is not NAME=existing.onnx",
+                          _BENCH_USAGE)
     return name, Path(path)
 
 
@@ -379,12 +424,6 @@ def _error(err: Console, exc: Exception | str) -> None:
               soft_wrap=True)
 
 
-def _usage(err: Console, exc: Exception) -> None:
-    from diagnostics.untrusted import plain
-
-    err.print(plain(exc, _MESSAGE_LIMIT), markup=False, highlight=False, soft_wrap=True)
-
-
 _MESSAGE_LIMIT = 2000
 
 
@@ -418,6 +457,7 @@ def _extract(args: argparse.Namespace, out: Console, err: Console) -> int:
             args.output,
             config_file=args.config,
             model=args.model,
+            tokenizer=args.tokenizer,
             overrides=args.overrides,
             trust=args.trust_checkpoint,
             exporter=args.exporter,

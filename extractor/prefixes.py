@@ -84,8 +84,8 @@ def choose_prefix(state_dict: StateDict, prefix: str | None) -> str:
         PrefixError: the prefix matches nothing (with the closest ones), or no
             prefix was given and there is not exactly one encoder.
     """
+    encoders = encoder_prefixes(state_dict)
     if prefix is None:
-        encoders = encoder_prefixes(state_dict)
         if len(encoders) == 1:
             return encoders[0]
         if not encoders:
@@ -98,17 +98,31 @@ def choose_prefix(state_dict: StateDict, prefix: str | None) -> str:
     if prefix and not prefix.endswith(".") and any(k.startswith(prefix + ".") for k in state_dict):
         prefix += "."
     if not any(k.startswith(prefix) for k in state_dict):
-        close = closest_prefixes(state_dict, prefix)
+        close = closest_prefixes(state_dict, prefix, encoders)
         hint = f"; closest: {', '.join(repr(p) for p in close)}" if close else ""
         raise PrefixError(f"no tensors under prefix {prefix!r}{hint}")
+    outer = [e for e in encoders if prefix.startswith(e) and prefix != e]
+    if prefix not in encoders and outer:  # `bert.encoder.`: a part of BERT, not an encoder
+        whole = outer[-1]
+        use = f"--prefix {whole}" if whole else "no --prefix (the whole state dict is it)"
+        raise PrefixError(f"prefix {prefix!r} is inside the encoder at {whole!r}, a part of it "
+                          f"rather than a whole encoder: use {use}")
     return prefix
 
 
-def closest_prefixes(state_dict: StateDict, prefix: str, n: int = 3) -> list[str]:
+def closest_prefixes(state_dict: StateDict, prefix: str, encoders: list[str] | None = None,
+                     n: int = 3) -> list[str]:
+    """What the user may have meant: encoder subtrees first (closest first), then other
+    prefixes that are not a part of an encoder (`bert.encoder.` is not one to follow)."""
+    encoders = encoder_prefixes(state_dict) if encoders is None else encoders
     candidates = {
         ".".join(key.split(".")[:depth]) + "."
         for key in state_dict
         for depth in range(1, min(key.count(".") + 1, 4))
     }
-    close = difflib.get_close_matches(prefix, sorted(candidates), n=n, cutoff=0.4)
-    return close or sorted(encoder_prefixes(state_dict))[:n]
+    outside = sorted(c for c in candidates
+                     if c in encoders or not any(c.startswith(e) for e in encoders))
+    close = difflib.get_close_matches(prefix, outside, n=len(outside), cutoff=0.4)
+    ranked = [p for p in close if p in encoders] + [p for p in close if p not in encoders]
+    ranked += [p for p in sorted(encoders) if p not in ranked]  # every encoder is a candidate
+    return ranked[:n]

@@ -61,3 +61,13 @@ def test_rendering_shows_refusals_and_rebuilt_targets(tiny):
     text = console.file.getvalue()
     assert "[batch, sequence, 4, 16]" in text  # escaped, not eaten as markup
     assert "refused" in text and "node_GatherND_38" in text
+
+
+def test_repair_without_output_shows_that_o_is_required(tiny, capsys):
+    assert main(["repair", str(tiny("attention-ints"))]) == EXIT_USAGE
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        "usage: python -m diagnostics repair MODEL (-o OUTPUT | --dry-run) [options]",
+        "error: python -m diagnostics repair: give -o OUTPUT for the repaired model, or "
+        "--dry-run to only show the plan",
+    ], lines

@@ -114,3 +114,24 @@ def test_signatures_are_cached_on_disk_per_transformers_version(tmp_path, monkey
     assert signatures() == first
     assert "transformers" in cache.name
     encoders._signatures.cache_clear()
+
+
+def test_a_wrong_prefix_suggests_the_encoder_first_never_a_part_of_it():
+    state = {**_encoder("bert", "bert."), "entity_label_ffn.layers.0.weight": torch.zeros(1)}
+    with pytest.raises(PrefixError) as caught:
+        choose_prefix(state, "encoder.")
+    message = str(caught.value)
+    assert "closest: 'bert.'" in message, message
+    assert "bert.encoder." not in message and "bert.pooler." not in message, message
+
+
+def test_a_prefix_inside_an_encoder_names_the_whole_one():
+    state = {**_encoder("bert", "bert."), "entity_label_ffn.layers.0.weight": torch.zeros(1)}
+    for part in ("bert.encoder.", "bert.encoder.layer", "bert.pooler."):
+        with pytest.raises(PrefixError, match="inside the encoder at 'bert.'.*use --prefix bert.$"):
+            choose_prefix(state, part)
+    whole = _encoder("electra", "")
+    with pytest.raises(PrefixError, match="use no --prefix"):
+        choose_prefix(whole, "encoder.")
+    lightning = _encoder("bert", "model.encoder.")  # an encoder's own name may hold "encoder."
+    assert choose_prefix(lightning, "model.encoder.") == "model.encoder."
