@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -48,6 +49,7 @@ class NetronView:
     browsed: bool = False  # a browser was launched (False without a display or a browser)
     served_bytes: int = 0
     _addresses: list[tuple[str, int]] = field(default_factory=list, repr=False)
+    _scratch: Path | None = field(default=None, repr=False)  # our temp folder, gone at stop()
 
     @property
     def alive(self) -> bool:
@@ -60,6 +62,9 @@ class NetronView:
         deadline = time.monotonic() + 2.0  # a server thread notices within its 0.25 s poll
         while self.alive and time.monotonic() < deadline:
             time.sleep(0.02)
+        if self._scratch is not None:  # the copies were only for serving
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     def wait(self) -> None:
         """Block until the servers stop or Ctrl+C; then stop them. Re-raises nothing."""
@@ -111,7 +116,8 @@ def open_in_netron(
         focus: the node (or static input) to extract; default: the first flagged node.
         port: for the annotated copy; 0 picks a free one. The neighbourhood gets any free port.
         browse: open the system browser (nothing happens without a display or a browser).
-        directory: where to write the two small served files (default: a new temp folder).
+        directory: where to write the two small served files, kept after `stop()`
+            (default: a new temp folder, removed by `stop()`).
         repairs: node -> what repair did to it ("applied: ...", "refused: ..."), shown as
             `subgraft.repair` instead of the suggested repair.
 
@@ -121,14 +127,15 @@ def open_in_netron(
     if model is None and not Path(report.model).exists():
         raise ServeError(f"{report.model!r} is not a file: pass the model checked in memory")
     loaded = load_model(report.model if model is None else model)
-    out = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="subgraft-netron-"))
+    annotated = annotate(loaded.model, report, repairs)
+    focus = focus if focus is not None else default_focus(report)
+    near = neighbourhood(annotated, focus, report, hops) if focus else None
+    scratch = None if directory else Path(tempfile.mkdtemp(prefix="subgraft-netron-"))
+    out = Path(directory) if directory else scratch
     out.mkdir(parents=True, exist_ok=True)
     stem = loaded.path.stem if loaded.path else "model"
     # Served as if it sat next to the model, so Netron can fetch external weights on demand.
     home = loaded.path.parent if loaded.path else out
-    annotated = annotate(loaded.model, report, repairs)
-    focus = focus if focus is not None else default_focus(report)
-    near = neighbourhood(annotated, focus, report, hops) if focus else None
 
     view_addresses: list[tuple[str, int]] = []
     try:
@@ -143,6 +150,7 @@ def open_in_netron(
             flagged=tuple(dict.fromkeys(f.node for f in report.findings)),
             served_bytes=len(data),
             _addresses=view_addresses,
+            _scratch=scratch,
         )
         if near is not None:
             near_data = near.SerializeToString()
@@ -154,6 +162,8 @@ def open_in_netron(
     except BaseException:
         for address in view_addresses:
             netron.stop(address)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
         raise
     if browse:
         view.browsed = _browse(view.focus_url or view.url)

@@ -22,7 +22,7 @@ from .graft import GraftReport
 from .model import KeyReport
 from .parity import ParityReport
 from .peers import PYTORCH_FP32, Engine, comparisons
-from .pipeline import ExtractionReport, Variant
+from .pipeline import HOW_TO_SUPPLY_TOKENIZER, ExtractionReport, Variant
 from .prefixes import PrefixInfo
 from .speed import Timing
 
@@ -131,6 +131,13 @@ def render_extraction(console: Console, report: ExtractionReport) -> None:
     for reason in config.rejected:
         console.print(f"  [dim]rejected: {shown(reason)}[/]", soft_wrap=True)
     _render_provenance(console, report.provenance)
+    if not report.tokenizer.found:
+        console.print(
+            "[bold yellow]no tokenizer written: no tokenizer files were found for this model, "
+            "so AutoTokenizer.from_pretrained on the output raises; supply one with "
+            f"{shown(HOW_TO_SUPPLY_TOKENIZER)}[/]",
+            soft_wrap=True,
+        )
     if config.kind == "shapes":
         console.print(
             "[bold yellow]note: no config was found; sizes were read from the weights and you "
@@ -179,6 +186,11 @@ def render_extraction(console: Console, report: ExtractionReport) -> None:
             f"    graft(model, {shown(repr(attribute))}, {shown(repr(str(report.output)), None)})",
             highlight=False, soft_wrap=True,
         )
+        if any(key == "pooler.*" for key, _ in report.keys.tolerated):
+            console.print(  # the parent's module keeps its pooler: outputs[2] would move
+                "  (exported without the checkpoint's pooler: a model whose encoder keeps one, "
+                "as OneIE's BertModel does, needs it for its output positions; extract "
+                "without --no-pooler for that)", highlight=False, soft_wrap=True)
     else:
         failed = report.parity.failures
         problems = (
@@ -273,19 +285,22 @@ def render_graft(console: Console, report: GraftReport) -> None:
 
 
 def render_speed(console: Console, timings: list[Timing], threads: int) -> None:
-    """Models as rows, shapes as columns: median ms and the speed-up over PyTorch eager."""
+    """Models as rows, shapes as columns: median ms and the speed-up over PyTorch eager, each
+    with its quartiles; then the CPU and conditions, and every warning."""
     shapes = list(dict.fromkeys((t.batch, t.sequence) for t in timings))
-    table = Table(title=f"median ms, {threads} threads (x = speed-up over PyTorch eager, "
-                  "same run)", title_justify="left")
+    table = Table(title=f"median ms (quartiles), {threads} threads; x = speed-up over PyTorch "
+                  "eager, same run (quartiles over the turns); ! = not to be trusted",
+                  title_justify="left")
     table.add_column("model")
     for batch, sequence in shapes:
         table.add_column(f"{batch}x{sequence}", justify="right")
     cells: dict[str, dict[tuple[int, int], str]] = {}
     for t in timings:
-        cells.setdefault(t.model, {})[(t.batch, t.sequence)] = f"{t.ms:.1f} ({t.speedup:.2f}x)"
+        cells.setdefault(t.model, {})[(t.batch, t.sequence)] = _speed_cell(t)
     for model, row in cells.items():
         table.add_row(shown(model), *(row.get(shape, "-") for shape in shapes))
     console.print(table)
+    _speed_notes(console, timings)
 
 
 def render_peers(console: Console, engines: list[Engine], threads: int) -> None:
@@ -294,18 +309,20 @@ def render_peers(console: Console, engines: list[Engine], threads: int) -> None:
     base = next((e.ms for e in engines if e.name == PYTORCH_FP32), {})
     for tier in TIERS:
         rows = [e for e in engines if e.tier == tier]
-        table = Table(title=f"{tier} tier: median ms, {threads} threads (x = speed-up over "
-                      "PyTorch fp32, same run); accuracy against PyTorch fp32 on real text",
+        table = Table(title=f"{tier} tier: median ms (quartiles), {threads} threads; x = "
+                      "speed-up over PyTorch fp32, same run (quartiles over the turns); ! = "
+                      "not to be trusted; accuracy against PyTorch fp32 on real text",
                       title_justify="left")
         for column in ("engine", *(f"{b}x{s}" for b, s in shapes), "token cos", "sentence cos",
                        "max abs", "gate"):
             table.add_column(column, justify="left" if column == "engine" else "right")
         for e in rows:
             name = ("[bold]subgraft[/] " if e.ours else "") + e.name
-            if e.runner is None:
-                table.add_row(name, f"[dim]{e.unavailable}[/]")
+            if e.unavailable or e.agreement is None:
+                table.add_row(name, f"[dim]{shown(e.unavailable or 'not measured')}[/]")
                 continue
-            cells = [f"{e.ms[s]:.1f} ({base[s] / e.ms[s]:.2f}x)" if s in e.ms else "-"
+            cells = [_speed_cell(e.timings[s]) if s in e.timings else
+                     f"{e.ms[s]:.1f} ({base[s] / e.ms[s]:.2f}x)" if s in e.ms else "-"
                      for s in shapes]
             a = e.agreement
             table.add_row(name, *cells, f"{a.token_cosine_mean:.5f}",
@@ -314,6 +331,37 @@ def render_peers(console: Console, engines: list[Engine], threads: int) -> None:
         console.print(table)
         for line in comparisons(engines, tier):
             console.print(f"  {line}", highlight=False)
+    _speed_notes(console, [t for e in engines for t in e.timings.values()])
+
+
+def _speed_cell(t: Timing) -> str:
+    """`ms (p25-p75)` over `speed-up x (p25-p75)`, marked ! when a warning concerns it."""
+    mark = " [bold yellow]![/]" if t.warnings else ""
+    return (f"{t.ms:.1f} ({t.ms_p25:.1f}-{t.ms_p75:.1f})\n"
+            f"{t.speedup:.2f}x ({t.speedup_p25:.2f}-{t.speedup_p75:.2f}){mark}")
+
+
+def _speed_notes(console: Console, timings: list[Timing]) -> None:
+    """Where the figures came from (CPU, cores, load, thread waiting), then each warning once."""
+    conditions = next((t.conditions for t in timings if t.conditions), None)
+    if conditions:
+        others = conditions.get("other_processes_cores")
+        console.print(
+            f"CPU: {shown(conditions['cpu'])} ({', '.join(conditions['cpu_flags']) or 'no'} "
+            f"int8-relevant flags), {conditions['cores']} cores, {conditions['threads']} "
+            f"threads; other processes' busy cores while timing: "
+            f"{'not measured' if others is None else others}, 1-min load average "
+            f"{conditions['load_average_before']} before, {conditions['load_average_after']} "
+            f"after; idle threads: {shown(conditions['thread_wait'])}",
+            soft_wrap=True, highlight=False)
+    warnings = list(dict.fromkeys([*(conditions or {}).get("warnings", ()),
+                                   *(w for t in timings for w in t.warnings)]))
+    for warning in warnings:
+        console.print(f"[bold yellow]warning:[/] {shown(warning)}", soft_wrap=True,
+                      highlight=False)
+    if warnings:
+        console.print("[bold yellow]the figures marked ! are noise as much as speed: time "
+                      "them again on a quieter machine[/]", soft_wrap=True)
 
 
 def to_json(data: object) -> str:

@@ -14,6 +14,7 @@ no code run (the marker file a malicious pickle would write never appears).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import io
@@ -22,6 +23,7 @@ import os
 import random
 import shutil
 import signal
+import tempfile
 import time
 import zipfile
 from collections.abc import Callable
@@ -85,6 +87,14 @@ class Seed:
     name: str
     kind: str  # "checkpoint", "onnx" or "dir"
     files: dict[str, bytes]  # relative path -> bytes; the first is what the command is given
+
+
+def collection_folder(prefix: str) -> Path:
+    """A folder for files built while tests are collected (before any fixture exists),
+    removed when the test process ends."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def seeds(workdir: Path) -> list[Seed]:

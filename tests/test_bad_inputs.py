@@ -18,6 +18,7 @@ from bad_inputs import (
     ENTRY_POINTS,
     MUTATIONS,
     argument_cases,
+    collection_folder,
     mutate,
     run_case,
     seeds,
@@ -36,7 +37,7 @@ CI = settings(max_examples=420, derandomize=True, deadline=None, database=None,
 
 @cache
 def _seeds() -> tuple:
-    return tuple(seeds(Path(tempfile.mkdtemp(prefix="subgraft-seeds-"))))
+    return tuple(seeds(collection_folder("subgraft-seeds-")))
 
 
 def _files(seed_name: str, mutation: str, rng: random.Random) -> tuple[str, dict[str, bytes]]:
@@ -49,7 +50,7 @@ def _files(seed_name: str, mutation: str, rng: random.Random) -> tuple[str, dict
                        **{name: seed.files[name] for name in rest}}
 
 
-SEED_NAMES = [s.name for s in seeds(Path(tempfile.mkdtemp(prefix="subgraft-names-")))]
+SEED_NAMES = [s.name for s in seeds(collection_folder("subgraft-names-"))]
 
 
 @CI

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import random
 import sys
-import tempfile
 from functools import cache
 from pathlib import Path
 
@@ -34,7 +33,7 @@ GENERATED = 40
 
 @cache
 def _fixed() -> tuple:
-    return tuple(hostile_onnx.fixed_cases(Path(tempfile.mkdtemp(prefix="hostile-onnx-"))))
+    return tuple(hostile_onnx.fixed_cases(bad_inputs.collection_folder("hostile-onnx-")))
 
 
 def _run(case_dir: Path, files: dict[str, bytes], argv: list[str]) -> bad_inputs.Outcome:

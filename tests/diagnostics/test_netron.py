@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -277,3 +278,21 @@ def test_repair_netron_annotates_what_repair_did(tiny, tmp_path):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_the_temporary_copies_go_when_serving_stops_or_fails(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where mkdtemp puts its folders
+    report = diagnostics.check(tiny("attention-ints"))
+    with open_in_netron(report, browse=False) as view:
+        assert view.annotated.is_file()
+    assert not view.annotated.exists() and list(tmp_path.iterdir()) == []
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(ServeError):
+            open_in_netron(report, browse=False, port=taken.getsockname()[1])
+    assert list(tmp_path.iterdir()) == [], "a failed start leaves no folder"
+    kept = tmp_path / "kept"
+    with open_in_netron(report, browse=False, directory=kept) as view:
+        pass
+    assert view.annotated.is_file(), "a folder the caller names is kept"

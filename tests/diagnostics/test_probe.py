@@ -25,8 +25,13 @@ def test_parse_shapes():
 def test_healthy_model_passes_every_shape_and_invariance(extracted):
     report = check(extracted("torchscript"), probe=True)
     assert report.probe is not None
-    assert all(run.ok for run in report.probe.runs) and len(report.probe.runs) == 6
-    assert report.probe.invariance and all(run.ok for run in report.probe.invariance)
+    failed = [run for run in report.probe.runs if not run.ok]
+    assert not failed and len(report.probe.runs) == 6, (
+        f"expected 6 shapes, each running, saw {len(report.probe.runs)}; failed: {failed}")
+    # Rows agree with their batch within the probe's 1e-4 / 1e-3, far above any CPU's
+    # last-bit differences between batch sizes.
+    off = [run for run in report.probe.invariance if not run.ok]
+    assert report.probe.invariance and not off, f"expected batch invariance, saw {off}"
     assert report.ok
 
 
@@ -46,7 +51,8 @@ def test_loud_failures_name_the_node_and_link_the_finding(tiny):
 
 def test_silent_minus_one_form_runs_but_mixes_rows(tiny):
     report = check(tiny("attention-ints-minus-one"), probe=True, probe_shapes=[(2, 8), (1, 8)])
-    assert all(run.ok for run in report.probe.runs)  # no error at all...
+    failed = [run for run in report.probe.runs if not run.ok]
+    assert not failed, f"expected no error at all, saw {failed}"  # no error at all...
     assert report.probe.invariance and not any(r.ok for r in report.probe.invariance)
     assert report.probe.invariance[0].max_abs > 1e-3  # ...but a row alone differs
 

@@ -93,7 +93,8 @@ def test_tiny_mechanism_is_repaired_and_matches_pytorch_at_new_shapes(
     assert _hash(source) == before  # the input is byte-for-byte unchanged
     worst = _worst_vs_torch(torch_tiny, output, NEW_SHAPES)
     assert max(worst.values()) < 1e-4, worst
-    assert all(run.ok for run in report.verification.after.invariance)
+    failed = [run for run in report.verification.after.invariance if not run.ok]
+    assert not failed, f"expected every row to match its batch after repair, saw {failed}"
     assert len(report.verification.after.invariance) >= 2
     assert check(output).findings == ()
 
@@ -102,7 +103,9 @@ def test_tiny_mechanism_is_repaired_and_matches_pytorch_at_new_shapes(
 def test_no_repair_changes_the_numbers_at_the_dummy_shape(repaired_tiny, kind):
     report = repaired_tiny(kind)[0]
     compared = report.verification.compared
-    assert compared and all(c.ok and c.max_rel <= 1e-5 for c in compared)
+    # Both files run here on the same kernels: a CPU's choice cancels out of the comparison.
+    off = [c for c in compared if not (c.ok and c.max_rel <= 1e-5)]
+    assert compared and not off, f"expected every output within 1e-5 relative, saw {off}"
 
 
 def test_the_broken_model_failed_where_the_repaired_one_runs(repaired_tiny):
@@ -110,7 +113,7 @@ def test_the_broken_model_failed_where_the_repaired_one_runs(repaired_tiny):
     before = {(r.batch, r.sequence): r.ok for r in verification.before.runs}
     after = {(r.batch, r.sequence): r.ok for r in verification.after.runs}
     assert before[(1, 34)] is False and after[(1, 34)] is True
-    assert all(after.values())
+    assert all(after.values()), f"expected the repaired model to run at every shape, saw {after}"
 
 
 def test_attention_reshapes_get_zeros_that_copy_batch_and_sequence(repaired_tiny):
@@ -256,7 +259,8 @@ def test_minilm_is_repaired_and_matches_pytorch(repaired_minilm, torch_minilm, k
     assert _hash(source) == before
     worst = _worst_vs_torch(torch_minilm, output, [(1, 34), (2, 128), (3, 11)])
     assert max(worst.values()) < 1e-4, worst
-    assert all(run.ok for run in report.verification.after.invariance)
+    failed = [run for run in report.verification.after.invariance if not run.ok]
+    assert not failed, f"expected every row to match its batch after repair, saw {failed}"
     if kind == "attention-ints":
         change = report.changes[0]
         assert (change.before, change.after) == ("[2, 8, 12, 32]", "[0, 0, 12, 32]")

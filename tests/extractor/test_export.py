@@ -96,7 +96,9 @@ def test_export_is_dynamic_records_metadata_and_matches_pytorch(tmp_path, export
     proto = onnx.load(str(path))
     assert [i.name for i in proto.graph.input] == ["input_ids", "attention_mask", "token_type_ids"]
     assert [o.name for o in proto.graph.output][0] == "last_hidden_state"
-    assert all(_dims(i) == ["batch", "sequence"] for i in proto.graph.input)
+    dims = {i.name: _dims(i) for i in proto.graph.input}
+    assert all(d == ["batch", "sequence"] for d in dims.values()), (
+        f"expected every input dynamic as [batch, sequence], saw {dims}")
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["subgraft.exporter"] == exporter
     assert meta["subgraft.dummy_batch"] == str(settings.dummy_batch) == "3"
@@ -105,7 +107,9 @@ def test_export_is_dynamic_records_metadata_and_matches_pytorch(tmp_path, export
     parity = _verify(model, path, settings)
     assert parity.ok, parity.failures
     assert {(r.batch, r.sequence) for r in parity.results} >= {(1, 9), (2, 160)}
-    assert max(r.max_abs for r in parity.results) < 1e-5
+    # Tighter than the 1e-4 tolerance; fp32 kernels of any CPU stay near 1e-6 on this model.
+    worst = max(r.max_abs for r in parity.results)
+    assert worst < 1e-5, f"expected parity within 1e-5 at every shape, saw {worst:.2e}"
 
 
 def test_external_data_is_written_beside_the_model(tmp_path):
@@ -174,8 +178,10 @@ def test_parity_catches_inputs_swapped_by_positional_names(tmp_path):
         tmp_path, tokenizer_order, {n: {0: "batch", 1: "sequence"} for n in tokenizer_order}
     )
     assert not parity.ok
-    assert all(r.error is None for r in parity.results)  # it runs at every shape...
-    assert max(r.max_abs for r in parity.results) > 0.1  # ...and is wrong
+    errors = [r.error for r in parity.results if r.error is not None]
+    assert not errors, f"expected it to run at every shape, saw {errors}"
+    worst = max(r.max_abs for r in parity.results)
+    assert worst > 0.1, f"expected the swapped inputs to be wrong by over 0.1, saw {worst:.2e}"
 
 
 def test_parity_reports_each_shape_a_static_export_fails_at(tmp_path):
@@ -185,4 +191,5 @@ def test_parity_reports_each_shape_a_static_export_fails_at(tmp_path):
         {"ids": {0: "batch", 1: "sequence"}},
     )
     assert len(parity.failures) == len(parity.results) == 2 * len(cases)
-    assert all("invalid dimensions" in r.error for r in parity.failures)
+    others = [r.error for r in parity.failures if "invalid dimensions" not in r.error]
+    assert not others, f"expected every failure to be 'invalid dimensions', saw {others}"

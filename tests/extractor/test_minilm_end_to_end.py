@@ -80,9 +80,12 @@ def _assert_matches_original(output_dir, original_model, tokenizer, name="model.
         cosine = (pooled_got * pooled_want).sum(1) / (
             np.linalg.norm(pooled_got, axis=1) * np.linalg.norm(pooled_want, axis=1)
         )
-        assert cosine.min() > 0.99999
+        assert cosine.min() > 0.99999, (
+            f"expected every sentence cosine above 0.99999 (fp32), saw {cosine.min():.7f}")
     assert encoded["input_ids"].shape[1] >= 128  # the long batch really was long
-    assert worst < 1e-4, worst
+    # fp32 kernels differ in the last bits between CPUs (FMA, GEMM blocking): about 2e-6
+    # here on AVX-512 and AMX, or with torch held to AVX2; 1e-4 is the documented parity.
+    assert worst < 1e-4, f"expected max abs difference below 1e-4 on real tokens, saw {worst:.2e}"
     return worst
 
 
@@ -189,37 +192,56 @@ def test_optimize_fuses_every_block_and_int8_passes_the_real_text_gate(
     variants = {v.name: v for v in report.variants}  # openvino-int8 too with NNCF
     optimized, int8 = variants["optimized"], variants["int8"]
     # MiniLM has 6 layers: one fused attention, two skip-layer-norms and one bias-GELU each.
-    assert optimized.fused.fused == {
-        "Attention": 6,
-        "EmbedLayerNormalization": 1,
-        "SkipLayerNormalization": 12,
-        "BiasGelu": 6,
-    }
-    assert max(r.max_abs for r in optimized.parity.results) < 1e-4
+    # Exact counts: the offline fusions are graph rewrites (onnxruntime's basic level, then
+    # Python pattern matching), the same on every CPU; no kernel is chosen.
+    fused = {"Attention": 6, "EmbedLayerNormalization": 1, "SkipLayerNormalization": 12,
+             "BiasGelu": 6}
+    assert optimized.fused.fused == fused, f"expected {fused}, saw {optimized.fused.fused}"
+    parity = max(r.max_abs for r in optimized.parity.results)
+    assert parity < 1e-4, f"expected optimized parity within 1e-4, saw {parity:.2e}"
     _assert_matches_original(tmp_path / "out", model, tokenizer, "model.optimized.onnx")
-    assert int8.agreement.token_cosine_mean >= 0.99
-    assert int8.agreement.sentence_cosine_mean >= 0.995
+    # The contract is the gate, met on real text; the cosines themselves follow the CPU's
+    # int8 kernels (the gate stops as soon as they pass: 0.9951 sentence cosine here).
+    assert int8.agreement.ok, (
+        f"expected the int8 gate {int8.agreement.gate} met, saw {int8.agreement}")
+    assert int8.agreement.token_cosine_mean >= 0.99, int8.agreement
+    assert int8.agreement.sentence_cosine_mean >= 0.995, int8.agreement
     assert int8.agreement.sentences == 12
-    # The gate kept a few MatMuls in fp32; which ones depends on the CPU's int8 kernels
-    # (AVX-512 VNNI: three FFN output projections; AVX2: one intermediate one as well).
-    assert len(int8.kept_fp32) < 6, f"at most 5 MatMuls kept in fp32, saw {int8.kept_fp32}"
-    assert all(name.endswith("MatMul") for name in int8.kept_fp32), int8.kept_fp32
+    # The gate kept a few MatMuls in fp32; which ones, and how many, depends on the CPU's
+    # int8 kernels (AMX: two FFN output projections; AVX-512 VNNI: three; AVX2, whose
+    # kernels saturate, one intermediate one as well). Any correct choice keeps few.
+    assert len(int8.kept_fp32) <= 5, (
+        f"expected at most 5 MatMuls kept in fp32, saw {len(int8.kept_fp32)}: {int8.kept_fp32}")
+    # Only MatMuls are candidates: the int8 file is made from the unfused graph.
+    assert all(name.endswith("MatMul") for name in int8.kept_fp32), (
+        f"expected only MatMul nodes kept in fp32, saw {int8.kept_fp32}")
     assert {"model.onnx", "model.optimized.onnx", "model.int8.onnx"} <= set(report.files)
     assert not list((tmp_path / "out").glob("fusable*"))
     int8_graph = onnx.load(str(tmp_path / "out" / "model.int8.onnx")).graph
     ops = Counter(n.op_type for n in int8_graph.node)
     # Query, key and value are one MatMul (and a Split) in each of the 6 layers.
-    assert int8.merged_projections == 6 and ops["Split"] == 6
+    assert (int8.merged_projections, ops["Split"]) == (6, 6), (
+        f"expected query/key/value merged in 6 layers (6 Splits), saw "
+        f"{int8.merged_projections} merged and {ops['Split']} Splits")
     # fp32 MatMuls left: the two activation-by-activation products of each layer's attention,
     # and the nodes the gate kept; every weight MatMul else is int8 (6 layers x 4 + pooler).
-    assert ops["MatMul"] == 2 * 6 + len(int8.kept_fp32)
-    assert ops["MatMulInteger"] == 6 * 4 + 1 - len(int8.kept_fp32)
+    # Exact, given what was kept: the quantizer's rewrite does not depend on the CPU.
+    seen = (ops["MatMul"], ops["MatMulInteger"])
+    want = (2 * 6 + len(int8.kept_fp32), 6 * 4 + 1 - len(int8.kept_fp32))
+    assert seen == want, (f"expected (MatMul, MatMulInteger) {want} with "
+                          f"{len(int8.kept_fp32)} kept in fp32, saw {seen}")
     # onnxruntime keeps each residual Add + LayerNormalization apart when it loads the int8
     # model (its fused SkipLayerNormalization kernel is slower): 2 per layer + embeddings.
+    # Its load-time fusions that decide this match shapes, not the CPU's instructions.
     runtime = _runtime_ops(tmp_path / "out" / "model.int8.onnx", tmp_path / "runtime.onnx")
-    assert runtime["SkipLayerNormalization"] == 0 and runtime["LayerNormalization"] == 13
+    seen = (runtime["SkipLayerNormalization"], runtime["LayerNormalization"])
+    assert seen == (0, 13), ("expected (SkipLayerNormalization, LayerNormalization) (0, 13) "
+                             f"at load of model.int8.onnx, saw {seen}")
     # The same for model.onnx, exported from eager attention: no softmax NaN guard either.
     plain = Counter(n.op_type for n in onnx.load(str(tmp_path / "out" / "model.onnx")).graph.node)
-    assert plain["IsNaN"] == 0 and plain["Softmax"] == 6
+    assert (plain["IsNaN"], plain["Softmax"]) == (0, 6), (
+        f"expected (IsNaN, Softmax) (0, 6) in model.onnx, saw {(plain['IsNaN'], plain['Softmax'])}")
     runtime = _runtime_ops(tmp_path / "out" / "model.onnx", tmp_path / "runtime_plain.onnx")
-    assert runtime["SkipLayerNormalization"] == 0 and runtime["LayerNormalization"] == 13
+    seen = (runtime["SkipLayerNormalization"], runtime["LayerNormalization"])
+    assert seen == (0, 13), ("expected (SkipLayerNormalization, LayerNormalization) (0, 13) "
+                             f"at load of model.onnx, saw {seen}")
