@@ -14,6 +14,7 @@ export_lazily(__name__, {
     **dict.fromkeys(("Finding", "FrozenValue", "InvarianceRun", "Probe", "ProbeRun", "Report",
                      "Skip", "Source", "SymbolInfo", "TensorInfo"), "findings"),
     "NetronView": "netron_view", "open_in_netron": "netron_view",
+    "Report.open_in_netron": "netron_view",  # the view's, not the data's: loads on first call
     "RepairReport": "repair_results", "repair": "repairer",
 })
 

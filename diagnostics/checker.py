@@ -15,17 +15,14 @@ import onnx
 from . import limits
 from .errors import ShapeSpecError
 from .findings import Finding, Report
+from .frozen import interpret
 from .inputs import read_signature
 from .loading import load_model
-from .probe import (
-    _text_inputs,
-    default_shapes,
-    default_sizes,
-    run_probe,
-)
+from .probe import default_shapes, default_sizes, run_probe
+from .probe_feeds import text_inputs
 from .probe_inputs import load_feeds, run_probe_feeds
 from .source import node_source
-from .symbols import Interpreter, interpret
+from .symbols import Interpreter
 
 
 def check(
@@ -80,7 +77,7 @@ def check(
         result = run_probe_feeds(loaded, findings,
                                  load_feeds(loaded.model, probe_inputs, budget))
     elif probe:
-        text = not isinstance(_text_inputs(loaded.model), str)
+        text = not isinstance(text_inputs(loaded.model), str)
         if probe_shapes and isinstance(probe_shapes[0], dict):  # sizes by the file's names too
             probe_shapes = [{signature.aliases.get(k, k): v for k, v in sizes.items()}
                             for sizes in probe_shapes]

@@ -8,10 +8,7 @@ values (`input_index`, `tensor`), each frozen position with what it should be
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .netron_view import NetronView
+from typing import Any, ClassVar
 
 KINDS = ("static-input", "frozen-shape", "folded-constant", "shape-conflict", "signature")
 
@@ -184,14 +181,9 @@ class Report:
         inconclusive = self.probe is not None and self.probe.inconclusive
         return "incomplete" if self.skipped or inconclusive else "clean"
 
-    def open_in_netron(self, model: Any = None, **options: Any) -> NetronView:
-        """Serve the annotated model in Netron; `.url`, `.focus_url`, `.stop()`.
-
-        Same arguments as `diagnostics.netron_view.open_in_netron` (browse, port, focus...).
-        """
-        from .netron_view import open_in_netron
-
-        return open_in_netron(self, model, **options)
+    # `report.open_in_netron(...)` serves the annotated model (a `NetronView`: `.url`,
+    # `.stop()`): `netron_view.open_in_netron`, attached by the package, since data knows no view.
+    open_in_netron: ClassVar[Any]
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -6,6 +6,11 @@ pay for the heaviest one (6.5 s). The rule: the package lists each public name
 with the module that defines it, and the module is imported when the name is
 first read (PEP 562 `__getattr__`), so `from extractor import graft` keeps working.
 
+A convenience method of a public class that belongs to a higher layer (`Report.open_in_netron`,
+the Netron view's) is listed the same way, as `"Report.open_in_netron": "netron_view"`: the
+class's own module (the table's "Report") stays free of the layer above, and the method's
+module is imported on its first call.
+
 One wrinkle the module class below handles: where a function shares its
 module's name (`extractor.graft.graft`), importing the module would bind the
 package attribute to the module, hiding the function that an eager
@@ -21,10 +26,27 @@ from collections.abc import Mapping
 
 
 def export_lazily(package: str, where: Mapping[str, str]) -> None:
-    """Make `package`'s names in `where` (name -> module, relative) load on first use."""
+    """Make `package`'s names in `where` (name -> module, relative) load on first use; a
+    "Class.method" name attaches the module's function of that name to the class."""
     module = sys.modules[package]
     module.__class__ = _LazyPackage
-    module.__dict__["_lazy_where"] = dict(where)
+    module.__dict__["_lazy_where"] = {k: v for k, v in where.items() if "." not in k}
+    for name, where_defined in where.items():
+        if "." in name:
+            holder, method = name.split(".")
+            cls = getattr(importlib.import_module(f".{where[holder]}", package), holder)
+            setattr(cls, method, _LazyMethod(f"{package}.{where_defined}", method))
+
+
+class _LazyMethod:
+    """A method whose function (`module.name`, taking the instance first) loads on first use."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def __get__(self, instance: object, owner: type | None = None) -> object:
+        function = getattr(importlib.import_module(self.module), self.name)
+        return function if instance is None else types.MethodType(function, instance)
 
 
 class _LazyPackage(types.ModuleType):

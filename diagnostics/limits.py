@@ -26,6 +26,12 @@ MAX_EXPR_TERMS = 64
 MAX_EXPR_DEGREE = 8
 # numpy's limit on dims: a tensor of more cannot be built, fed or read; past it a rank is unknown.
 MAX_RANK = 64
+# Integer tensors up to this many elements carry their values through the analysis (shapes,
+# indices); a longer one is data, and only its shape is followed.
+MAX_VALUES = 64
+# Beyond these a probe input alone would not fit in memory: a typo, not a shape (also the
+# largest export dummy a model's metadata may declare).
+MAX_BATCH, MAX_SEQUENCE, MAX_TOKENS = 4096, 1 << 20, 1 << 24
 # JSON nested deeper than this is refused before it is parsed (real configs nest < 10).
 MAX_JSON_DEPTH = 64
 MAX_JSON_BYTES = 64 * 2**20

@@ -28,7 +28,8 @@ from onnx import external_data_helper, numpy_helper
 
 from .errors import ModelFileError, UnknownDomainError
 from .file_kinds import describe
-from .limits import MAX_RANK, product
+from .inputs import METADATA, ROLES
+from .limits import MAX_BATCH, MAX_RANK, MAX_SEQUENCE, product
 
 # Domains onnxruntime implements; anything else must be defined by the model's functions.
 KNOWN_DOMAINS = {
@@ -185,9 +186,6 @@ def _validate(loaded: LoadedModel) -> None:
 
 def _dummy_problem(model: onnx.ModelProto) -> str | None:
     """The export dummy the extractor recorded must be a size the probe can build."""
-    from .inputs import METADATA, ROLES
-    from .probe import MAX_BATCH, MAX_SEQUENCE
-
     metadata = {p.key: p.value for p in model.metadata_props}
     for role, most in zip(ROLES, (MAX_BATCH, MAX_SEQUENCE), strict=True):
         key = f"{METADATA}dummy_{role}"

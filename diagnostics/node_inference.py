@@ -14,24 +14,20 @@ input's dummy sizes where our analysis sees the symbols they should have been.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 from .limits import product
 from .shape_algebra import UNKNOWN, Dim, lit
-
-if TYPE_CHECKING:
-    from .symbols import Interpreter
+from .symbol_state import SymbolState
 
 NOT_FOLLOWED = {"If", "Loop", "Scan", "SequenceMap"}
 _SMALL = 64  # constants up to this many elements go in as values (Resize scales, Pad pads)
 _GRAPH_ATTRIBUTES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
 
 
-def infer_node(it: Interpreter, node: onnx.NodeProto) -> bool:
+def infer_node(it: SymbolState, node: onnx.NodeProto) -> bool:
     """Set the node's output shapes from onnx's inference; False when it cannot tell."""
     if (node.domain not in ("", "ai.onnx") or node.op_type in NOT_FOLLOWED
             or any(a.type in _GRAPH_ATTRIBUTES for a in node.attribute) or it.model is None):
@@ -85,7 +81,7 @@ def infer_node(it: Interpreter, node: onnx.NodeProto) -> bool:
     return known
 
 
-def element_types(it: Interpreter) -> dict[str, int]:
+def element_types(it: SymbolState) -> dict[str, int]:
     """Every value's element type, from onnx's type inference over the whole model (once)."""
     if it.types is not None:
         return it.types
@@ -107,7 +103,7 @@ def element_types(it: Interpreter) -> dict[str, int]:
     return types
 
 
-def _constant_value(it: Interpreter, name: str, elem: int) -> np.ndarray | None:
+def _constant_value(it: SymbolState, name: str, elem: int) -> np.ndarray | None:
     """A small constant's value: integers we carry, or an initializer onnx needs (scales)."""
     values = it.literal_values(name)
     shape = it.shape(name)

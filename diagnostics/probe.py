@@ -2,8 +2,8 @@
 
 Text encoders run at (batch, sequence) pairs; any other model at sizes for each of
 its symbols (`run_probe_any`: batch 1 and 3, other sizes than the dummy), with
-inputs built from each input's dtype and rank, at sizes the graph allows (a
-convolution's minimum, a position table's length); or on the user's own inputs
+inputs built from each input's dtype and rank (`probe_feeds`), at sizes the graph allows
+(a convolution's minimum, a position table's length); or on the user's own inputs
 (`run_probe_feeds`), for models whose inputs must agree in value (GLiNER's).
 
 Every shape runs, whatever failed before; each onnxruntime error is turned into the
@@ -22,20 +22,29 @@ from collections.abc import Sequence
 import numpy as np
 import onnx
 
-from .errors import ResourceLimitError, ShapeSpecError
+from .errors import ShapeSpecError
 from .findings import Finding, InvarianceRun, Probe, ProbeRun
-from .limits import product, too_large
+from .frozen import interpret
+from .inputs import read_signature
+from .limits import MAX_BATCH, MAX_SEQUENCE, MAX_TOKENS
 from .loading import LoadedModel
+from .probe_feeds import (
+    DEFAULT_SIZE,
+    any_feed,
+    feed_fits,
+    input_shapes,
+    text_feed,
+    text_inputs,
+    text_vocab,
+    unbuildable,
+    with_sums,
+)
 
 _NODE = re.compile(r"running (\w+) node\. Name:'([^']*)'")
 _INPUT = re.compile(r"invalid dimensions for input: (\S+)")
 _ATOL = 1e-4
 _RTOL = 1e-3
 _INVARIANCE_RUNS = 2
-
-
-# Beyond these a probe input alone would not fit in memory: a typo, not a shape.
-MAX_BATCH, MAX_SEQUENCE, MAX_TOKENS = 4096, 1 << 20, 1 << 24
 
 
 def parse_shapes(text: str) -> list[tuple[int, int]] | list[dict[str, int]]:
@@ -88,33 +97,33 @@ def run_probe(
     if loaded.weights == "missing":
         files = ", ".join(loaded.missing) or "external data"
         return Probe(skipped=f"weights not found ({files}): the probe needs them")
-    inputs = _text_inputs(loaded.model)
+    inputs = text_inputs(loaded.model)
     if isinstance(inputs, str):
         return run_probe_any(loaded, findings, [s for s in shapes if isinstance(s, dict)], seed,
                              budget)
     for batch, sequence in shapes:
         feed_fits(inputs, batch, sequence, budget)
-    session = _session(loaded)
+    session = open_session(loaded)
     if isinstance(session, Probe):
         return session
-    vocab, tables = _vocab(loaded.model, inputs), _tables(loaded.model)
+    vocab, tables = text_vocab(loaded.model, inputs), _tables(loaded.model)
     runs, outputs = [], {}
     for batch, asked in shapes:
         sequence, note = asked, None
         while True:
-            feed = _feed(inputs, batch, sequence, vocab, seed)
+            feed = text_feed(inputs, batch, sequence, vocab, seed)
             try:
                 outputs[(batch, sequence)] = (feed, session.run(None, feed))
                 runs.append(ProbeRun(batch, sequence, True, note=note))
             except Exception as exc:  # keep going past failures: the matrix is the point
-                message = _first_line(exc)
-                node = _named_node(message)
+                message = first_line(exc)
+                node = named_node(message)
                 if _past_table(message, node, tables) and sequence > 1:
                     sequence //= 2  # the model's own length limit: try within it
                     note = f"{batch}x{asked} is past the end of {node}'s table"
                     continue
                 runs.append(ProbeRun(batch, sequence, False, message, node,
-                                     _link(node, findings), note=note))
+                                     link_finding(node, findings), note=note))
             break
     invariance = []
     for (batch, sequence), (feed, result) in outputs.items():
@@ -125,7 +134,7 @@ def run_probe(
     return Probe(tuple(runs), tuple(invariance))
 
 
-def _session(loaded: LoadedModel):
+def open_session(loaded: LoadedModel):
     """An onnxruntime session on the CPU, or a skipped Probe saying why it cannot load."""
     import onnxruntime as ort
 
@@ -135,7 +144,7 @@ def _session(loaded: LoadedModel):
     try:
         return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime's own error types are not exported
-        return Probe(skipped=f"onnxruntime cannot load the model: {_first_line(exc)}")
+        return Probe(skipped=f"onnxruntime cannot load the model: {first_line(exc)}")
 
 
 def _row_alone(session, feed, batched, batch: int, sequence: int, row: int,
@@ -145,7 +154,7 @@ def _row_alone(session, feed, batched, batch: int, sequence: int, row: int,
     try:
         alone = session.run(None, single)
     except Exception as exc:  # a row alone is batch 1: it may fail where the batch ran
-        return InvarianceRun(batch, sequence, row, False, None, _first_line(exc))
+        return InvarianceRun(batch, sequence, row, False, None, first_line(exc))
     worst, ok = 0.0, True
     for full, one in zip(batched, alone, strict=True):
         if full.ndim == 0 or full.shape[0] != batch:
@@ -157,47 +166,6 @@ def _row_alone(session, feed, batched, batch: int, sequence: int, row: int,
         worst = max(worst, float(diff.max()) if diff.size else 0.0)
         ok = ok and bool(np.all(diff <= _ATOL + _RTOL * np.abs(expected)))
     return InvarianceRun(batch, sequence, row, ok, worst)
-
-
-def _text_inputs(model: onnx.ModelProto) -> list[tuple[str, int]] | str:
-    initializers = {t.name for t in model.graph.initializer}
-    inputs = []
-    for tensor in model.graph.input:
-        if tensor.name in initializers:
-            continue
-        kind = tensor.type.tensor_type
-        if len(kind.shape.dim) != 2 or kind.elem_type not in (
-            onnx.TensorProto.INT64,
-            onnx.TensorProto.INT32,
-        ):
-            return f"input {tensor.name!r} is not a (batch, sequence) integer tensor"
-        inputs.append((tensor.name, kind.elem_type))
-    return inputs
-
-
-def _vocab(model: onnx.ModelProto, inputs: list[tuple[str, int]]) -> int:
-    return input_vocab(model).get(inputs[0][0], 100) if inputs else 100
-
-
-_PASS = {"Reshape", "Unsqueeze", "Squeeze", "Flatten", "Cast", "Identity"}
-
-
-def input_vocab(model: onnx.ModelProto) -> dict[str, int]:
-    """Graph input -> rows of the embedding table it indexes (through reshapes and casts)."""
-    tables = {t.name: t.dims for t in model.graph.initializer}
-    producer = {out: node for node in model.graph.node for out in node.output}
-    inputs = {i.name for i in model.graph.input}
-    vocab: dict[str, int] = {}
-    for node in model.graph.node:
-        if node.op_type != "Gather" or node.input[0] not in tables or not tables[node.input[0]]:
-            continue
-        name = node.input[1]
-        while name not in inputs and name in producer and producer[name].op_type in _PASS:
-            name = producer[name].input[0]
-        if name in inputs:
-            rows = int(tables[node.input[0]][0])
-            vocab[name] = min(vocab.get(name, rows), rows)
-    return vocab
 
 
 def _tables(model: onnx.ModelProto) -> set[str]:
@@ -214,42 +182,15 @@ def _past_table(message: str, node: str | None, tables: set[str]) -> bool:
     return node in tables and "out of data bounds" in message
 
 
-def feed_fits(inputs, batch: int, sequence: int, budget: int | None = None) -> None:
-    """Raise `ResourceLimitError` where text inputs of batch x sequence would not fit."""
-    nbytes = sum(batch * sequence * (8 if elem == onnx.TensorProto.INT64 else 4)
-                 for _, elem in inputs)
-    problem = too_large(f"probe inputs of {batch}x{sequence}", nbytes, budget)
-    if problem:
-        raise ResourceLimitError(problem)
-
-
-def _feed(inputs, batch: int, sequence: int, vocab: int, seed: int,
-          budget: int | None = None) -> dict[str, np.ndarray]:
-    feed_fits(inputs, batch, sequence, budget)
-    rng = np.random.default_rng(seed + 1000 * batch + sequence)
-    feed = {}
-    for name, elem in inputs:
-        dtype = np.int64 if elem == onnx.TensorProto.INT64 else np.int32
-        if "mask" in name:
-            value = np.ones((batch, sequence), dtype)
-        elif "type" in name:
-            value = np.zeros((batch, sequence), dtype)
-        elif "position" in name:
-            value = np.tile(np.arange(sequence, dtype=dtype), (batch, 1))
-        else:
-            value = rng.integers(min(3, vocab - 1), vocab, (batch, sequence)).astype(dtype)
-        feed[name] = value
-    return feed
-
-
-def _named_node(message: str) -> str | None:
+def named_node(message: str) -> str | None:
+    """The node (or input) an onnxruntime error names, or None."""
     match = _NODE.search(message) or _INPUT.search(message)
     if match is None:
         return None
     return match[2] if match.re is _NODE else match[1]
 
 
-def _link(node: str | None, findings: Sequence[Finding]) -> int | None:
+def link_finding(node: str | None, findings: Sequence[Finding]) -> int | None:
     """The finding for the failing node: the node itself, where it met a symbol, or its module."""
     if node is None:
         return None
@@ -266,14 +207,15 @@ def _link(node: str | None, findings: Sequence[Finding]) -> int | None:
     return None
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
+    """An error as one line of at most 1000 characters, for a report row."""
     text = str(exc).strip()
     return " ".join(text.split())[:1000]
 
 
 # -- any model ---------------------------------------------------------------------------------
 
-_SPATIAL, _OTHER = 32, 16  # base sizes for symbols whose dummy is unknown
+_SPATIAL = 32  # the base size of an image axis whose dummy is unknown (others: DEFAULT_SIZE)
 _LARGEST = 2048  # ... doubled up to this while the model needs more
 
 
@@ -286,10 +228,6 @@ def default_sizes(model: onnx.ModelProto, dummy: dict[str, int] | None = None,
     below 1 (a strided convolution stack needs more than 16 samples). Sizes moved off the
     dummy stay within what the graph bounds (a position table sliced by the sequence).
     """
-    from .inputs import read_signature
-    from .loading import LoadedModel
-    from .symbols import interpret
-
     signature = read_signature(model, dummy)
     ranks = {t.name: len(t.dims) for t in signature.inputs}
     base: dict[str, int] = {}
@@ -299,14 +237,14 @@ def default_sizes(model: onnx.ModelProto, dummy: dict[str, int] | None = None,
             continue
         batch = symbol.role == "batch" or symbol.name == "batch"
         spatial = ranks.get(symbol.input, 0) >= 4 and symbol.axis >= 2
-        base[symbol.name] = symbol.dummy or (2 if batch else _SPATIAL if spatial else _OTHER)
+        base[symbol.name] = symbol.dummy or (2 if batch else _SPATIAL if spatial else DEFAULT_SIZE)
         if symbol.dummy is None and not batch:
             unknown.add(symbol.name)
     if interpreter is None:
         interpreter = interpret(model, LoadedModel(model, None, "inline").read_tensor,
                                 signature)[0]
     while unknown and max(base[k] for k in unknown) < _LARGEST:
-        smallest = interpreter.smallest_derived(_with_sums(signature, base))
+        smallest = interpreter.smallest_derived(with_sums(signature, base))
         if smallest is None or smallest >= 1:
             break
         base = {k: v * 2 if k in unknown else v for k, v in base.items()}
@@ -323,16 +261,14 @@ def run_probe_any(loaded: LoadedModel, findings: Sequence[Finding],
                   trials: Sequence[dict[str, int]], seed: int = 0,
                   budget: int | None = None) -> Probe:
     """Run any model at sizes per symbol; batch invariance where a batch symbol exists."""
-    from .inputs import read_signature
-
     unbuilt = unbuildable(loaded.model)
     if unbuilt:
         return Probe(skipped=unbuilt)
     signature = read_signature(loaded.model)
     trials = list(trials) or default_sizes(loaded.model)
     for sizes in trials:  # every trial's inputs must fit before any is built
-        input_shapes(loaded.model, signature, _with_sums(signature, sizes), budget)
-    session = _session(loaded)
+        input_shapes(loaded.model, signature, with_sums(signature, sizes), budget)
+    session = open_session(loaded)
     if isinstance(session, Probe):
         return session
     runs, invariance = [], []
@@ -341,14 +277,14 @@ def run_probe_any(loaded: LoadedModel, findings: Sequence[Finding],
         sizes, note = {k: v for k, v in asked.items() if "+" not in k}, None
         while True:
             label = tuple(sorted(sizes.items()))
-            feed, batched = any_feed(loaded.model, signature, _with_sums(signature, sizes), seed,
+            feed, batched = any_feed(loaded.model, signature, with_sums(signature, sizes), seed,
                                      budget)
             batch = sizes.get("batch", 0)
             try:
                 result = session.run(None, feed)
             except Exception as exc:  # keep going past failures: the matrix is the point
-                message = _first_line(exc)
-                node = _named_node(message)
+                message = first_line(exc)
+                node = named_node(message)
                 smaller = {k: v if k == "batch" else max(1, v // 2) for k, v in sizes.items()}
                 if _past_table(message, node, tables) and smaller != sizes:
                     note = f"{', '.join(f'{k}={v}' for k, v in asked.items() if '+' not in k)} "
@@ -356,18 +292,18 @@ def run_probe_any(loaded: LoadedModel, findings: Sequence[Finding],
                     sizes = smaller  # the model's own limit: try within it
                     continue
                 result = None
-                runs.append(ProbeRun(batch, 0, False, message, node, _link(node, findings),
+                runs.append(ProbeRun(batch, 0, False, message, node, link_finding(node, findings),
                                      label, note))
             break
         if result is None:
             continue
         runs.append(ProbeRun(batch, 0, True, sizes=label, note=note))
         if len(invariance) < _INVARIANCE_RUNS * 2:
-            invariance += _rows_alone(session, feed, result, batch, batched, label)
+            invariance += rows_alone(session, feed, result, batch, batched, label)
     return Probe(tuple(runs), tuple(invariance))
 
 
-def _rows_alone(session, feed, result, batch: int, batched: set[str], label
+def rows_alone(session, feed, result, batch: int, batched: set[str], label
                 ) -> list[InvarianceRun]:
     """The first and last rows of a batch run alone (inputs batched on axis 0 cut)."""
     if batch < 2 or not batched:
@@ -380,92 +316,3 @@ def _rows_alone(session, feed, result, batch: int, batched: set[str], label
     return out
 
 
-def _with_sums(signature, sizes: dict[str, int]) -> dict[str, int]:
-    """Symbols spelt as sums of others (`past_sequence + sequence`) get their sum."""
-    sizes = dict(sizes)
-    for symbol in signature.symbols:
-        parts = [p.strip() for p in symbol.name.split("+")]
-        if len(parts) > 1 and all(p in sizes for p in parts):
-            sizes.setdefault(symbol.name, sum(sizes[p] for p in parts))
-    return sizes
-
-
-def unbuildable(model: onnx.ModelProto) -> str | None:
-    """Why the probe cannot build the model's inputs (strings, sequences, maps), or None."""
-    initializers = {t.name for t in model.graph.initializer}
-    for tensor in model.graph.input:
-        if tensor.name in initializers:
-            continue
-        kind = tensor.type.WhichOneof("value")
-        if kind != "tensor_type":
-            return (f"input {tensor.name!r} is a {kind or 'untyped value'}, not a tensor: the "
-                    "probe cannot build it (give --inputs)")
-        elem = tensor.type.tensor_type.elem_type
-        if elem == onnx.TensorProto.STRING or elem not in _NUMERIC:
-            return (f"input {tensor.name!r} holds {onnx.TensorProto.DataType.Name(elem)}: the "
-                    "probe cannot build it (give --inputs)")
-    return None
-
-
-_NUMERIC = {t for t in onnx.TensorProto.DataType.values()
-            if t not in (onnx.TensorProto.UNDEFINED, onnx.TensorProto.STRING)}
-
-
-def input_shapes(model: onnx.ModelProto, signature, sizes: dict[str, int],
-                 budget: int | None = None) -> dict[str, list[int]]:
-    """Each input's shape at `sizes`; `ResourceLimitError` where all of them would not fit."""
-    from onnx import helper
-
-    elem = {t.name: t.type.tensor_type.elem_type for t in model.graph.input}
-    shapes, nbytes = {}, 0
-    for name, dims in signature.seeds.items():
-        shape = []
-        for dim in dims:
-            if dim.literal is not None:
-                shape.append(dim.literal)
-            else:
-                value = sizes.get(str(dim.expr))
-                shape.append(value if value is not None else _OTHER)
-        shapes[name] = shape
-        size = np.dtype(helper.tensor_dtype_to_np_dtype(elem[name])).itemsize
-        if product(d for d in shape if d) * max(size, 8) >= 2**62:  # even if empty
-            raise ResourceLimitError(f"probe input {name!r} {shape} is past what numpy can "
-                                     "index (2**62 bytes, zero dims aside)")
-        nbytes += product(shape) * max(size, 8)  # random floats are drawn as float64 first
-    listed = "; ".join(f"{n} {s}" for n, s in list(shapes.items())[:3])
-    problem = too_large(f"probe inputs ({listed[:200]})", nbytes, budget)
-    if problem:
-        raise ResourceLimitError(problem)
-    return shapes
-
-
-def any_feed(model: onnx.ModelProto, signature, sizes: dict[str, int], seed: int,
-             budget: int | None = None) -> tuple[dict[str, np.ndarray], set[str]]:
-    """Inputs from each input's dtype and rank at `sizes`, and the names batched on axis 0;
-    `ResourceLimitError` before anything is built where they would not fit `budget`."""
-    from onnx import helper
-
-    rng = np.random.default_rng(seed + sum(sizes.values()))
-    vocab = input_vocab(model)
-    feed, batched = {}, set()
-    elem = {t.name: t.type.tensor_type.elem_type for t in model.graph.input}
-    shapes = input_shapes(model, signature, sizes, budget)
-    for name, dims in signature.seeds.items():
-        shape = shapes[name]
-        if dims and dims[0].expr is not None and "batch" in dims[0].expr.symbols:
-            batched.add(name)
-        dtype = helper.tensor_dtype_to_np_dtype(elem[name])
-        if np.issubdtype(dtype, np.floating):
-            value = rng.standard_normal(shape).astype(dtype)
-        elif dtype == np.bool_:
-            value = np.ones(shape, dtype)
-        elif "mask" in name:
-            value = np.ones(shape, dtype)
-        elif "type" in name:
-            value = np.zeros(shape, dtype)
-        else:  # ids below the vocabulary, other indices below the smallest other size
-            inner = [v for k, v in sizes.items() if k != "batch" and v > 0]
-            high = vocab.get(name) or max(1, min(inner, default=2))
-            value = rng.integers(0, high, shape).astype(dtype)
-        feed[name] = value
-    return feed, batched

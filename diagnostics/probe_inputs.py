@@ -24,9 +24,10 @@ import onnx
 
 from .errors import ResourceLimitError, ShapeSpecError
 from .findings import Finding, Probe, ProbeRun
+from .inputs import read_signature
 from .limits import human, max_memory, product, too_large
 from .loading import LoadedModel
-from .probe import _first_line, _link, _named_node, _rows_alone, _session
+from .probe import first_line, link_finding, named_node, open_session, rows_alone
 
 _UNREADABLE = (ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError,
                RuntimeError, KeyError, OverflowError)
@@ -131,12 +132,10 @@ def run_probe_feeds(loaded: LoadedModel, findings: Sequence[Finding],
                     feeds: Sequence[tuple[str, dict]]) -> Probe:
     """Run the model on given inputs (a user's real batches); batch invariance on each. A row
     alone whose output has another shape (GLiNER pads to the longest text) is not compared."""
-    from .inputs import read_signature
-
     if loaded.weights == "missing":
         return Probe(skipped="weights not found: the probe needs them")
     signature = read_signature(loaded.model)
-    session = _session(loaded)
+    session = open_session(loaded)
     if isinstance(session, Probe):
         return session
     batched = {name for name, dims in signature.seeds.items()
@@ -152,12 +151,12 @@ def run_probe_feeds(loaded: LoadedModel, findings: Sequence[Finding],
         try:
             result = session.run(None, feed)
         except Exception as exc:  # keep going past failures: the matrix is the point
-            message = _first_line(exc)
-            node = _named_node(message)
-            runs.append(ProbeRun(batch, 0, False, message, node, _link(node, findings), label,
-                                 name))
+            message = first_line(exc)
+            node = named_node(message)
+            runs.append(ProbeRun(batch, 0, False, message, node, link_finding(node, findings),
+                                 label, name))
             continue
         runs.append(ProbeRun(batch, 0, True, sizes=label, note=name))
-        invariance += [run for run in _rows_alone(session, feed, result, batch, batched, label)
+        invariance += [run for run in rows_alone(session, feed, result, batch, batched, label)
                        if run.error != "output shapes differ"]
     return Probe(tuple(runs), tuple(invariance), given=True)

@@ -20,35 +20,41 @@ from .repair_graph import Declined, GraphEdit, parse_expr, symbolic_sizes, vecto
 from .repair_results import Change
 
 
-def repair_constant(edit: GraphEdit, finding: Finding, index: int) -> Change:
+def repair_constant(edit: GraphEdit, finding: Finding, index: int) -> Change | Declined:
     tensor = finding.tensor
     if tensor is None:
-        raise Declined("the finding names no constant")
+        return Declined("the finding names no constant")
     if tensor in edit.replaced:
         first = edit.replaced[tensor]
         return Change(index, finding.node, finding.op_type, f"rebuilt with #{first}", tensor, "")
     values = edit.constant(tensor)
     if values is None:
-        raise Declined(f"the values of {tensor!r} are not readable")
+        return Declined(f"the values of {tensor!r} are not readable")
     anchor = edit.first_consumer(tensor)
     count = sum(len(v) for v in edit.inserts.values())
     if finding.part == "dim":
-        name, before, after = _arange(edit, finding, values, anchor)
+        built = _arange(edit, finding, values, anchor)
         action = "arange rebuilt as Range over the runtime size"
     else:
-        name, before, after = _vector(edit, finding, values, anchor)
+        built = _vector(edit, finding, values, anchor)
         action = "size vector rebuilt from Shape -> Gather -> Concat"
+    if isinstance(built, Declined):
+        return built
+    name, before, after = built
     added = tuple(n.name for v in edit.inserts.values() for n in v)[count:]
     readers = edit.replace_everywhere(tensor, name)
     edit.replaced[tensor] = index
     for reader in readers:
-        edit.note(edit.node(reader), f"constant {tensor} {before} -> {after}")
+        node = edit.node(reader)
+        if isinstance(node, Declined):  # an unnamed reader: declined after the rewiring above
+            return node
+        edit.note(node, f"constant {tensor} {before} -> {after}")
     return Change(index, finding.node, finding.op_type, action, before, after, added)
 
 
 def _arange(
     edit: GraphEdit, finding: Finding, values: np.ndarray, anchor: str
-) -> tuple[str, str, str]:
+) -> tuple[str, str, str] | Declined:
     shape = list(values.shape)
     described = f"{values.dtype} {shape}"
     axes = sorted({f.position for f in finding.frozen})
@@ -57,21 +63,23 @@ def _arange(
     axis = axes[0]
     expr = parse_expr(finding.frozen[0].symbol)
     if expr is None:
-        raise Declined(f"no symbol known for axis {axis} of constant {described}")
+        return Declined(f"no symbol known for axis {axis} of constant {described}")
     if any(size != 1 for i, size in enumerate(shape) if i != axis):
-        raise Declined(f"constant {described} varies along more than the frozen axis")
+        return Declined(f"constant {described} varies along more than the frozen axis")
     if values.dtype.kind not in "iuf":
-        raise Declined(f"constant {described} is not numeric, so not an arange")
+        return Declined(f"constant {described} is not numeric, so not an arange")
     flat = values.reshape(-1)
     if flat.size < 2:
-        raise Declined(f"constant {described} has one element: not recognisably an arange")
+        return Declined(f"constant {described} has one element: not recognisably an arange")
     start, step = flat[0], flat[1] - flat[0]
     if step == 0 or not np.array_equal(flat, start + step * np.arange(flat.size)):
         head = ", ".join(str(v) for v in flat[:6].tolist())
-        raise Declined(f"constant {described} is not an arange (values {head}, ...)")
+        return Declined(f"constant {described} is not an arange (values {head}, ...)")
     if values.dtype.kind == "f":
-        raise Declined(f"constant {described} is a float arange: rounding is not proved")
+        return Declined(f"constant {described} is a float arange: rounding is not proved")
     size = edit.size(expr, anchor)
+    if isinstance(size, Declined):
+        return size
     axes0 = edit.add_initializer("/subgraft/axes", np.array([0], np.int64))
     limit = edit.add_node(anchor, "Squeeze", [size, axes0], f"{expr} as a scalar")
     if step != 1:
@@ -97,7 +105,7 @@ def _arange(
 
 def _affine(
     edit: GraphEdit, finding: Finding, values: np.ndarray, anchor: str, axes: list[int]
-) -> tuple[str, str, str]:
+) -> tuple[str, str, str] | Declined:
     """Frozen on several axes: rebuilt where each element is start + sum of step_k * i_k
     (relative positions `j - i`, and those times a weight), as a sum of Ranges broadcast
     over those axes, in the constant's dtype; one value everywhere is expanded."""
@@ -105,11 +113,11 @@ def _affine(
     described = f"{dtype} {shape}"
     symbols = {f.position: parse_expr(f.symbol) for f in finding.frozen}
     if any(symbols[a] is None for a in axes):
-        raise Declined(f"no symbol known for every frozen axis of constant {described}")
+        return Declined(f"no symbol known for every frozen axis of constant {described}")
     if any(size != 1 for i, size in enumerate(shape) if i not in axes):
-        raise Declined(f"constant {described} varies along more than the frozen axes")
+        return Declined(f"constant {described} varies along more than the frozen axes")
     if dtype.kind not in "iuf":
-        raise Declined(f"constant {described} is not numeric")
+        return Declined(f"constant {described} is not numeric")
     start = values.reshape(-1)[0]
     steps = {a: values[tuple(1 if i == a else 0 for i in range(len(shape)))] - start
              for a in axes}
@@ -118,16 +126,18 @@ def _affine(
     scale = float(np.abs(values).max()) or 1.0
     if not np.allclose(values, fitted, rtol=0, atol=1e-6 * scale):
         head = ", ".join(f"{v:g}" for v in values.reshape(-1)[:6].tolist())
-        raise Declined(f"constant {described} is frozen on {len(axes)} axes and is not "
-                       f"start + step * index along them (values {head}, ...)")
+        return Declined(f"constant {described} is frozen on {len(axes)} axes and is not "
+                        f"start + step * index along them (values {head}, ...)")
     to = helper.np_dtype_to_tensor_dtype(dtype)
     axes0 = edit.add_initializer("/subgraft/axes", np.array([0], np.int64))
     zero = edit.add_initializer("/subgraft/zero", np.array(0, np.int64))
     one = edit.add_initializer("/subgraft/one", np.array(1, np.int64))
     out, terms = None, []
     for axis in [a for a in axes if steps[a] != 0]:
-        limit = edit.add_node(anchor, "Squeeze", [edit.size(symbols[axis], anchor), axes0],
-                              f"{symbols[axis]} as a scalar")
+        size = edit.size(symbols[axis], anchor)
+        if isinstance(size, Declined):
+            return size
+        limit = edit.add_node(anchor, "Squeeze", [size, axes0], f"{symbols[axis]} as a scalar")
         term = edit.add_node(anchor, "Range", [zero, limit, one], f"index over {symbols[axis]}")
         layout = [-1 if i == axis else 1 for i in range(len(shape))]
         layout = edit.add_initializer("/subgraft/layout", np.array(layout, np.int64))
@@ -143,6 +153,8 @@ def _affine(
     if out is None:  # one value everywhere: that value expanded to the runtime sizes
         fill = edit.add_initializer("/subgraft/fill", np.full([1] * len(shape), start, dtype))
         sizes = edit.vector([symbols[i] if i in axes else 1 for i in range(len(shape))], anchor)
+        if isinstance(sizes, Declined):
+            return sizes
         out = edit.add_node(anchor, "Expand", [fill, sizes], "filled to the runtime sizes")
         return out, f"{described} = {start:g} everywhere", f"{start:g} expanded to [{dims}]"
     if start != 0:
@@ -154,11 +166,16 @@ def _affine(
 
 def _vector(
     edit: GraphEdit, finding: Finding, values: np.ndarray, anchor: str
-) -> tuple[str, str, str]:
+) -> tuple[str, str, str] | Declined:
     if values.ndim > 1 or values.dtype.kind not in "iu":
-        raise Declined(f"constant {values.dtype} {list(values.shape)} is not a size vector")
-    literal, new = symbolic_sizes(finding, values)
+        return Declined(f"constant {values.dtype} {list(values.shape)} is not a size vector")
+    sizes = symbolic_sizes(finding, values)
+    if isinstance(sizes, Declined):
+        return sizes
+    literal, new = sizes
     out = edit.vector(new, anchor, dtype=values.dtype)
+    if isinstance(out, Declined):
+        return out
     if values.ndim == 0:
         axes = edit.add_initializer("/subgraft/axes", np.array([0], np.int64))
         out = edit.add_node(anchor, "Squeeze", [out, axes], "scalar size")

@@ -2,8 +2,9 @@
 
 Sizes that must follow the input are computed at run time: `Shape -> Gather` of the
 tensor that carries the axis (or of the graph input that defines the symbol), `Mul`
-for products, `Concat` for a whole shape vector. Rules that cannot build a size
-raise `Declined` with the reason, which becomes a refusal.
+for products, `Concat` for a whole shape vector. A check that declines returns
+`Declined(reason)`, as data: helpers return it to the rule, the rule to `repair_pass`,
+which makes it a refusal. Exceptions are left for bad input and bugs.
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ REPAIR_KEY = "subgraft.repair"
 START = ""  # anchor: the start of the graph
 
 
-class Declined(Exception):
-    """A rule's check declined; the message is the reason, shown as a refusal."""
+@dataclass(frozen=True)
+class Declined:
+    """A check that declined: the reason, shown as a refusal. Returned, never raised."""
+
+    reason: str
 
 
 def parse_expr(text: str | None) -> Expr | None:
@@ -56,7 +60,9 @@ def parse_sum(name: str) -> list[tuple[int, Expr]] | None:
     return None if any(t is None for _, t in terms) else terms
 
 
-def symbolic_sizes(finding: Finding, values: np.ndarray) -> tuple[list[int], list[int | Expr]]:
+def symbolic_sizes(
+    finding: Finding, values: np.ndarray
+) -> tuple[list[int], list[int | Expr]] | Declined:
     """The literal size vector, and the same with each frozen position's symbol put in."""
     literal = [int(v) for v in values.reshape(-1)]
     sizes: list[int | Expr] = list(literal)
@@ -64,7 +70,7 @@ def symbolic_sizes(finding: Finding, values: np.ndarray) -> tuple[list[int], lis
         expr = parse_expr(frozen.symbol)
         position = max(frozen.position, 0)
         if expr is None or position >= len(sizes):
-            raise Declined(f"no symbol known for the literal {frozen.value}")
+            return Declined(f"no symbol known for the literal {frozen.value}")
         sizes[position] = expr
     return literal, sizes
 
@@ -75,7 +81,12 @@ def vector_text(values: list) -> str:
 
 @dataclass
 class GraphEdit:
-    """A model being repaired, with the analysis' shapes of the original graph."""
+    """A model being repaired, with the analysis' shapes of the original graph.
+
+    New nodes wait in `inserts` until `finish`; initializers and names are added at
+    once. A rule that declines part-way does not undo what it already built: those
+    nodes and initializers stay in the repaired graph.
+    """
 
     model: onnx.ModelProto
     shapes: dict[str, Shape]
@@ -102,9 +113,9 @@ class GraphEdit:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def node(self, name: str) -> onnx.NodeProto:
+    def node(self, name: str) -> onnx.NodeProto | Declined:
         if name not in self.nodes:
-            raise Declined(f"node {name!r} is not in the graph")
+            return Declined(f"node {name!r} is not in the graph")
         return self.nodes[name]
 
     def constant(self, name: str) -> np.ndarray | None:
@@ -168,7 +179,7 @@ class GraphEdit:
 
     # -- sizes at run time -----------------------------------------------------------------
 
-    def size(self, expr: Expr, anchor: str, data: str | None = None) -> str:
+    def size(self, expr: Expr, anchor: str, data: str | None = None) -> str | Declined:
         """An int64 [1] tensor holding `expr` at run time, taken from `data`'s shape if it can."""
         shape = self.shapes.get(data) if data else None
         if shape is not None:
@@ -176,15 +187,17 @@ class GraphEdit:
                 if dim.expr == expr:
                     return self._gather(anchor, data, axis, f"{expr} from {data}")
         if not expr.valid:
-            raise Declined(f"{expr} is not a size that can be computed")
+            return Declined(f"{expr} is not a size that can be computed")
         result = None
         for name, power in expr.powers:
             info = self.symbols.get(name)
             terms = parse_sum(name) if info is None else None
             if info is None and terms is None:
-                raise Declined(f"no graph input defines the symbol {name!r}")
+                return Declined(f"no graph input defines the symbol {name!r}")
             if terms is not None:
                 piece = self._sum(terms, anchor, name)
+                if isinstance(piece, Declined):
+                    return piece
             else:
                 piece = self._gather(anchor, info.input, info.axis, f"{name} from {info.input}")
             for _ in range(power):
@@ -194,13 +207,13 @@ class GraphEdit:
                     else self.add_node(anchor, "Mul", [result, piece], f"{expr}")
                 )
         if result is None:
-            raise Declined(f"{expr} has no symbol")
+            return Declined(f"{expr} has no symbol")
         if expr.coef != 1:
             factor = self.add_initializer("/subgraft/factor", np.array([int(expr.coef)], np.int64))
             result = self.add_node(anchor, "Mul", [result, factor], f"{expr}")
         return result
 
-    def _sum(self, terms: list[tuple[int, Expr]], anchor: str, name: str) -> str:
+    def _sum(self, terms: list[tuple[int, Expr]], anchor: str, name: str) -> str | Declined:
         result = None
         for sign, term in terms:
             if term.literal is not None:
@@ -208,6 +221,8 @@ class GraphEdit:
                                              np.array([term.literal], np.int64))
             else:
                 piece = self.size(term, anchor)
+                if isinstance(piece, Declined):
+                    return piece
             if result is None and sign > 0:
                 result = piece
                 continue
@@ -219,7 +234,7 @@ class GraphEdit:
 
     def vector(
         self, values: Sequence[int | Expr], anchor: str, data: str | None = None, dtype=np.int64
-    ) -> str:
+    ) -> str | Declined:
         """A 1-D shape-like tensor: literals stay literal, exprs are computed; one Concat."""
         pieces: list[str] = []
         run: list[int] = []
@@ -232,7 +247,10 @@ class GraphEdit:
         for value in values:
             if isinstance(value, Expr) and value.literal is None:
                 flush()
-                pieces.append(self.size(value, anchor, data))
+                size = self.size(value, anchor, data)
+                if isinstance(size, Declined):
+                    return size
+                pieces.append(size)
             else:
                 run.append(int(value.literal if isinstance(value, Expr) else value))
         flush()

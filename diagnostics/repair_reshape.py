@@ -19,23 +19,25 @@ from .repair_results import Change
 from .shape_algebra import ONE, Expr
 
 
-def repair_reshape(edit: GraphEdit, finding: Finding, index: int) -> Change:
+def repair_reshape(edit: GraphEdit, finding: Finding, index: int) -> Change | Declined:
     node = edit.node(finding.node)
+    if isinstance(node, Declined):
+        return node
     target = edit.constant(node.input[1])
     data, out = edit.shapes.get(node.input[0]), edit.shapes.get(node.output[0])
     if target is None or target.ndim != 1:
         return _rebuild_computed(edit, node, finding, index, data, out)
     if data is None or any(d.expr is None for d in data):
-        raise Declined("the data shape is not known symbolically")
+        return Declined("the data shape is not known symbolically")
     if out is None or len(out) != len(target) or any(d.expr is None for d in out):
         unsized = sorted(n for n, s in edit.symbols.items() if s.dummy is None and "+" not in n)
         hint = (f" (the export sizes of {', '.join(unsized)} are not recorded: --dummy "
                 + ",".join(f"{n}=N" for n in unsized) + " gives them)") if unsized else ""
-        raise Declined("the target cannot be rebuilt: the output it should give is not known"
-                       + hint)
+        return Declined("the target cannot be rebuilt: the output it should give is not known"
+                        + hint)
     frozen = [f.position for f in finding.frozen]
     if any(f.symbol is None for f in finding.frozen):
-        raise Declined("the target cannot be rebuilt: no symbol fits its literal dims")
+        return Declined("the target cannot be rebuilt: no symbol fits its literal dims")
     allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
     literal = [int(v) for v in target]
     new: list[int | Expr] = list(literal)
@@ -58,7 +60,10 @@ def repair_reshape(edit: GraphEdit, finding: Finding, index: int) -> Change:
         for i in rest:
             new[i] = out[i].expr
         count = sum(len(v) for v in edit.inserts.values())
-        name = edit.vector(new, node.name, data=node.input[0])
+        built = edit.vector(new, node.name, data=node.input[0])
+        if isinstance(built, Declined):
+            return built
+        name = built
         added = tuple(n.name for v in edit.inserts.values() for n in v)[count:]
         action = "target rebuilt from Shape -> Gather -> Concat of the data"
     old = node.input[1]
@@ -69,12 +74,14 @@ def repair_reshape(edit: GraphEdit, finding: Finding, index: int) -> Change:
     return Change(index, node.name, node.op_type, action, before, after, added)
 
 
-def _rebuild_computed(edit: GraphEdit, node, finding: Finding, index: int, data, out) -> Change:
+def _rebuild_computed(
+    edit: GraphEdit, node, finding: Finding, index: int, data, out
+) -> Change | Declined:
     """A computed target holding a literal (`Concat([4], seq, 12)` traced at batch 1): the
     whole target rebuilt from the output it should give, its sizes read off the data."""
     if (data is None or out is None or any(d.expr is None for d in [*data, *out])
             or any(f.symbol is None for f in finding.frozen)):
-        raise Declined("the target is computed and the output it should give is not known")
+        return Declined("the target is computed and the output it should give is not known")
     allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
     new: list[int | Expr] = [
         0 if not allowzero and i < len(data) and data[i].expr == d.expr and d.expr.powers
@@ -83,6 +90,8 @@ def _rebuild_computed(edit: GraphEdit, node, finding: Finding, index: int, data,
     ]
     count = sum(len(v) for v in edit.inserts.values())
     name = edit.vector(new, node.name, data=node.input[0])
+    if isinstance(name, Declined):
+        return name
     added = tuple(n.name for v in edit.inserts.values() for n in v)[count:]
     old = node.input[1]
     node.input[1] = name

@@ -19,20 +19,27 @@ OPS = ("Slice", "Resize", "Expand", "Tile", "ConstantOfShape", "Range")
 _DATA_CARRIES_AXIS = ("Slice", "Resize")
 
 
-def repair_sizes(edit: GraphEdit, finding: Finding, index: int) -> Change:
+def repair_sizes(edit: GraphEdit, finding: Finding, index: int) -> Change | Declined:
     node = edit.node(finding.node)
+    if isinstance(node, Declined):
+        return node
     if finding.input_index is None or finding.input_index >= len(node.input):
-        raise Declined("the finding names no input of the node")
+        return Declined("the finding names no input of the node")
     tensor = node.input[finding.input_index]
     values = edit.constant(tensor)
     if values is None:
-        raise Declined(f"{tensor!r} is computed, not a literal: its source is not proved")
+        return Declined(f"{tensor!r} is computed, not a literal: its source is not proved")
     if values.ndim > 1 or values.dtype.kind not in "iu":
-        raise Declined(f"{tensor!r} is not an integer vector or scalar")
-    literal, new = symbolic_sizes(finding, values)
+        return Declined(f"{tensor!r} is not an integer vector or scalar")
+    sizes = symbolic_sizes(finding, values)
+    if isinstance(sizes, Declined):
+        return sizes
+    literal, new = sizes
     data = node.input[0] if node.op_type in _DATA_CARRIES_AXIS else None
     count = sum(len(v) for v in edit.inserts.values())
     name = edit.vector(new, node.name, data=data, dtype=values.dtype)
+    if isinstance(name, Declined):
+        return name
     if values.ndim == 0:
         axes = edit.add_initializer("/subgraft/axes", np.array([0], np.int64))
         name = edit.add_node(node.name, "Squeeze", [name, axes], "scalar size")

@@ -23,6 +23,7 @@ from . import atomic
 from .checker import check, memory_budget
 from .errors import DiagnosticsError, OutputFileError
 from .findings import Finding, Report
+from .frozen import interpret
 from .inputs import read_signature
 from .loading import LoadedModel, load_model
 from .probe_inputs import load_feeds
@@ -32,10 +33,10 @@ from .repair_reshape import repair_reshape
 from .repair_results import Change, Refusal, RepairReport, RepairResult
 from .repair_sizes import OPS, repair_sizes
 from .shape_algebra import Shape
-from .symbols import interpret, misfit
+from .symbol_state import misfit
 from .verify import verify, verify_shapes
 
-Rule = Callable[[GraphEdit, Finding, int], Change]
+Rule = Callable[[GraphEdit, Finding, int], Change | Declined]
 
 BATCH_OF_ONE = (
     "the export's batch was 1: a 1 in a frozen shape may be the batch or a real 1, and "
@@ -143,23 +144,24 @@ def repair_pass(
     shapes: dict[str, Shape],
     read_tensor: Callable,
 ) -> RepairResult:
-    """Apply a rule to every finding of `report`, on a copy of `model`."""
+    """Apply a rule to every finding of `report`, on a copy of `model`; a rule that
+    declines returns `Declined(reason)`, which becomes the finding's refusal."""
     edit = GraphEdit(copy.deepcopy(model), shapes, {s.name: s for s in report.symbols}, read_tensor)
     changes: list[Change] = []
     refusals: list[Refusal] = []
     for index, finding in enumerate(report.findings):
         if finding.kind == "static-input":
             continue
-        rule, why = _rule(finding)
+        rule = _rule(finding)
         try:
-            if rule is None:
-                raise Declined(why)
-            changes.append(rule(edit, finding, index))
-        except Declined as exc:
-            refusals.append(Refusal(index, finding.node, finding.op_type, finding.kind, str(exc)))
+            outcome = rule if isinstance(rule, Declined) else rule(edit, finding, index)
         except (ArithmeticError, IndexError) as exc:  # values a hostile file chose: no rewrite
+            outcome = Declined(misfit(exc))
+        if isinstance(outcome, Declined):
             refusals.append(Refusal(index, finding.node, finding.op_type, finding.kind,
-                                    misfit(exc)))
+                                    outcome.reason))
+        else:
+            changes.append(outcome)
     edit.finish()
     statics = [(i, f) for i, f in enumerate(report.findings) if f.kind == "static-input"]
     if statics:
@@ -177,16 +179,16 @@ def _batch_of_one(report: Report) -> bool:
     return any((s.role == "batch" or s.name == "batch") and s.dummy == 1 for s in report.symbols)
 
 
-def _rule(finding: Finding) -> tuple[Rule | None, str]:
+def _rule(finding: Finding) -> Rule | Declined:
     if finding.kind == "folded-constant":
-        return repair_constant, ""
+        return repair_constant
     if finding.kind == "frozen-shape" and finding.op_type == "Reshape":
-        return repair_reshape, ""
+        return repair_reshape
     if finding.kind == "frozen-shape" and finding.op_type in OPS:
-        return repair_sizes, ""
+        return repair_sizes
     if finding.kind == "shape-conflict":
-        return None, "the literal's origin is not known: nothing that can be rewritten"
-    return None, f"no rewrite rule for {finding.kind} on {finding.op_type or 'an input'}"
+        return Declined("the literal's origin is not known: nothing that can be rewritten")
+    return Declined(f"no rewrite rule for {finding.kind} on {finding.op_type or 'an input'}")
 
 
 def _free_inputs(

@@ -12,18 +12,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .inputs import read_signature
 from .loading import LoadedModel
-from .probe import (
-    _feed,
-    _first_line,
-    _text_inputs,
-    _vocab,
-    any_feed,
-    default_shapes,
-    default_sizes,
-    run_probe,
-    run_probe_any,
-)
+from .probe import default_shapes, default_sizes, first_line, run_probe, run_probe_any
+from .probe_feeds import any_feed, text_feed, text_inputs, text_vocab
 from .probe_inputs import run_probe_feeds
 from .repair_results import Comparison, Verification
 
@@ -53,7 +45,7 @@ def verify(
         return Verification(skipped="the original's weights are not here to compare against")
     if feeds:
         return _verify_feeds(original, repaired, feeds)
-    if isinstance(_text_inputs(original.model), str):
+    if isinstance(text_inputs(original.model), str):
         return _verify_any(original, repaired, dummy, budget)
     before = run_probe(original, (), shapes, budget=budget)
     after = run_probe(repaired, (), shapes, budget=budget)
@@ -71,7 +63,7 @@ def verify(
         compared = _compare(original, repaired, *reference)
     except Exception as exc:  # onnxruntime's error types are not exported
         return Verification(
-            (), before, after, notes=(*notes, f"compare failed: {_first_line(exc)}")
+            (), before, after, notes=(*notes, f"compare failed: {first_line(exc)}")
         )
     return Verification(compared, before, after, notes=tuple(notes))
 
@@ -79,8 +71,6 @@ def verify(
 def _verify_any(original: LoadedModel, repaired: LoadedModel, dummy: dict[str, int],
                 budget: int | None = None) -> Verification:
     """Any model: both probed at sizes per symbol, compared where the original runs."""
-    from .inputs import read_signature
-
     trials = default_sizes(original.model, dummy)
     before = run_probe_any(original, (), trials, budget=budget)
     if before.skipped:
@@ -114,7 +104,7 @@ def _compared(original: LoadedModel, repaired: LoadedModel, before, after, batch
     try:
         compared = _compare(original, repaired, batch, 0, feed)
     except Exception as exc:  # onnxruntime's error types are not exported
-        return Verification((), before, after, notes=(f"compare failed: {_first_line(exc)}",))
+        return Verification((), before, after, notes=(f"compare failed: {first_line(exc)}",))
     return Verification(compared, before, after)
 
 
@@ -123,10 +113,10 @@ def _compare(
     feed: dict[str, np.ndarray] | None = None,
 ) -> tuple[Comparison, ...]:
     if feed is None:
-        inputs = _text_inputs(original.model)
+        inputs = text_inputs(original.model)
         if isinstance(inputs, str):
             raise ValueError(inputs)
-        feed = _feed(inputs, batch, sequence, _vocab(original.model, inputs), seed=7)
+        feed = text_feed(inputs, batch, sequence, text_vocab(original.model, inputs), seed=7)
     want = _session(original).run(None, feed)
     got = _session(repaired).run(None, feed)
     names = [o.name for o in original.model.graph.output]

@@ -2,7 +2,7 @@
 
 Needs Debian's `chromium` (/usr/bin/chromium, or $CHROMIUM) and Playwright's Python package,
 pointed at that browser (no `playwright install`). `SUBGRAFT_SCREENSHOT=docs/netron_frozen_
-reshape.png` also writes the README's screenshot.
+reshape.png` also writes the screenshot in docs/examples.md.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def _sidebar_text(page, title: str) -> str:
 def _save_docs_screenshot(page, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(path))
-    try:  # palette PNG: the README image stays well under 300 KB
+    try:  # palette PNG: the docs image stays well under 300 KB
         from PIL import Image
     except ImportError:
         return
