@@ -443,38 +443,38 @@ def _list(args: argparse.Namespace, console: Console) -> int:
 
 
 def _extract(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from .options import ExtractOptions
     from .pipeline import extract
     from .report import render_extraction, to_json
 
+    options = ExtractOptions(
+        prefix=args.prefix,
+        output=args.output,
+        config_file=args.config,
+        model=args.model,
+        tokenizer=args.tokenizer,
+        overrides=args.overrides,
+        trust=args.trust_checkpoint,
+        exporter=args.exporter,
+        opset=args.opset,
+        hidden_states=args.hidden_states,
+        pooler=not args.no_pooler,
+        atol=args.atol,
+        rtol=args.rtol,
+        force=args.force,
+        optimize=args.optimize,
+        quantize=args.quantize,
+        precision=args.precision,
+        runtime=args.runtime,
+        keep_failed=args.keep_failed,
+        max_memory=args.max_memory,
+    )
     with err.status("starting") as status:
 
         def step(label: str) -> None:
             status.update(f"{label}...")
 
-        report = extract(
-            args.checkpoint,
-            args.prefix,
-            args.output,
-            config_file=args.config,
-            model=args.model,
-            tokenizer=args.tokenizer,
-            overrides=args.overrides,
-            trust=args.trust_checkpoint,
-            exporter=args.exporter,
-            opset=args.opset,
-            hidden_states=args.hidden_states,
-            pooler=not args.no_pooler,
-            atol=args.atol,
-            rtol=args.rtol,
-            force=args.force,
-            optimize=args.optimize,
-            quantize=args.quantize,
-            precision=args.precision,
-            runtime=args.runtime,
-            keep_failed=args.keep_failed,
-            max_memory=args.max_memory,
-            step=step,
-        )
+        report = extract(args.checkpoint, options=options, step=step)
     if args.json:
         print(to_json(report.to_dict()))
     else:

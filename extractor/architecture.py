@@ -29,12 +29,13 @@ from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from diagnostics.file_kinds import read_json, safetensors_problem
 
 from .checkpoint import Checkpoint, StateDict
-from .config_checks import layer_problem, memory_problem, new_config, one_layer
+from .config_checks import memory_problem, new_config, one_layer
 from .config_sources import VOCABULARY_FILES, Candidate, candidates, tokenizer_dir
-from .encoders import BENIGN_EXTRA, build_meta, find_encoders, normalise
+from .encoders import build_meta, find_encoders, normalise
 from .errors import ArchitectureError
+from .keys import POOLER, compare_keys
 from .known_configs import builtin_config, hub_aliases
-from .shape_config import MissingValues, config_from_shapes, with_values
+from .shape_config import MissingValues, config_from_shapes, layer_problem, with_values
 
 _HUB_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?")  # what may be looked up in the local HF cache
 
@@ -314,30 +315,18 @@ def config_problem(config: PretrainedConfig, state_dict: StateDict,
         model = build_meta(one_layer(config) if too_many else config)
     except Exception as exc:  # transformers validates configs in many ways of its own
         return f"transformers cannot build it: {str(exc).splitlines()[0][:160]}"
-    expected = model.state_dict(keep_vars=True)
-    owners: dict[int, list[str]] = {}
-    for name, tensor in expected.items():
-        owners.setdefault(id(tensor), []).append(name)
-    missing = [
-        k for k in expected
-        if k not in state_dict and not k.startswith("pooler.")
-        and not any(t in state_dict for t in owners[id(expected[k])])
-    ]
-    unexpected = [k for k in state_dict if k not in expected and k not in BENIGN_EXTRA]
-    shapes = [
-        f"{k} {list(state_dict[k].shape)} vs {list(v.shape)}"
-        for k, v in expected.items()
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
-    ]
+    keys = compare_keys(model.state_dict(keep_vars=True), state_dict, optional=(POOLER,))
+    shapes = [f"{k} {list(got)} vs {list(want)}" for k, got, want in keys.shape_mismatches]
     problems = [too_many] if too_many else []
     if shapes:
         problems.append(f"shape mismatch {shapes[0]}" + _more(shapes))
     if too_many:  # one layer was built: its missing and unexpected names say nothing
         return "; ".join(problems)
-    if missing:
-        problems.append(f"{len(missing)} weights missing (e.g. {normalise(missing[0])})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected weights (e.g. {normalise(unexpected[0])})")
+    if keys.missing:
+        problems.append(f"{len(keys.missing)} weights missing (e.g. {normalise(keys.missing[0])})")
+    if keys.unexpected:
+        problems.append(f"{len(keys.unexpected)} unexpected weights "
+                        f"(e.g. {normalise(keys.unexpected[0])})")
     return "; ".join(problems) or memory_problem(model, max_memory)
 
 

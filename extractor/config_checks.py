@@ -6,8 +6,8 @@ transformers divide by zero, build for an hour or fail deep inside. Every config
 made from outside values is made by `new_config`, which checks each value against
 what transformers' own config class says first: the type of its default, a size
 that is positive, a hidden size the heads divide, an activation in ACT2FN, a real
-torch dtype. The weights then decide the layer count (`layer_problem`) before a
-model of that many layers is built, and the memory budget what a model may hold.
+torch dtype. The memory budget then decides what a model may hold
+(`memory_problem`); the weights decide the layer count (`shape_config.layer_problem`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from transformers.activations import ACT2FN
 
 from diagnostics import limits
 
-from .checkpoint import StateDict
 from .errors import ArchitectureError
 
 # The sizes every encoder has (under transformers' standard names); each must be positive.
@@ -203,24 +202,6 @@ def _defaults(config_class: type[PretrainedConfig]) -> dict[str, Any]:
 def _shown(value: Any) -> str:
     text = reprlib.repr(value)  # bounded however long or deep the value is
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def layer_problem(config: PretrainedConfig, state_dict: StateDict) -> str | None:
-    """Why the config's layer count cannot be these weights', or None: a config that
-    declares more layers than the weights hold is refused before any is built."""
-    declared = getattr(config, LAYERS, None)
-    if not isinstance(declared, int):
-        return None
-    from .shape_config import read_layer_count
-
-    try:
-        present = read_layer_count(state_dict, config)
-    except Exception:  # transformers cannot build even two layers: the caller's build says why
-        return None
-    if present is not None and declared > present:
-        return (f"the config declares {LAYERS}={declared} but the weights hold {present} "
-                f"layer{'s' * (present != 1)}")
-    return None
 
 
 def memory_problem(model: torch.nn.Module, budget: int | None = None) -> str | None:

@@ -27,6 +27,8 @@ from transformers import AutoConfig, PretrainedConfig
 from diagnostics import atomic
 from diagnostics.errors import OutputFileError
 
+from .keys import BENIGN_EXTRA, tied_names
+
 # Encoder-style model types, most used first: the first of a shared layout names it.
 ENCODER_TYPES = (
     "bert",
@@ -62,7 +64,7 @@ ENCODER_TYPES = (
     "umt5",
 )
 # Config settings that change which weights exist; their variants widen a type's signature.
-_VARIANTS: dict[str, tuple[dict[str, Any], ...]] = {
+VARIANTS: dict[str, tuple[dict[str, Any], ...]] = {
     "deberta": ({"relative_attention": True, "pos_att_type": ["c2p", "p2c"]},),
     "deberta-v2": (
         {  # DeBERTa-v3 and mDeBERTa
@@ -79,8 +81,6 @@ _VARIANTS: dict[str, tuple[dict[str, Any], ...]] = {
     "funnel": ({"architectures": ["FunnelBaseModel"]},),
     "bert": ({"position_embedding_type": "relative_key"},),
 }
-# Parameters a state dict may carry that no current model builds (transformers 4.x buffers).
-BENIGN_EXTRA = ("embeddings.position_ids", "embeddings.token_type_ids")
 _LAYER_INDEX = re.compile(r"(?<=\.)\d+(?=\.)|^\d+(?=\.)")
 _CACHE_VERSION = 1
 
@@ -171,14 +171,11 @@ def _signatures(cache: Path | None) -> tuple[tuple[str, Signature], ...]:
 def _compute_signature(model_type: str) -> Signature:
     required: set[str] | None = None
     known: set[str] = set()
-    for values in ({}, *_VARIANTS.get(model_type, ())):
+    for values in ({}, *VARIANTS.get(model_type, ())):
         config = small_config(model_type, **values)
         model = build_meta(config)
         names = model.state_dict(keep_vars=True)
-        owners: dict[int, list[str]] = {}
-        for name, tensor in names.items():
-            owners.setdefault(id(tensor), []).append(name)
-        tied = {n for group in owners.values() if len(group) > 1 for n in group}
+        tied = tied_names(names)
         normalised = {normalise(n) for n in names} - set(BENIGN_EXTRA)
         always = {normalise(n) for n in names if n not in tied and not n.startswith("pooler")}
         always -= set(BENIGN_EXTRA)

@@ -1,13 +1,12 @@
 """Build a fresh encoder from its config and load the stripped weights.
 
 Every missing key, unexpected key and shape mismatch is collected and reported
-at once. Differences known to be benign across transformers versions (buffers
-that 4.x saved and 5.x rebuilds) are tolerated and listed, never hidden.
+at once (`keys.compare_keys`, the comparison choosing a config makes too), before
+anything real is built.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,54 +16,7 @@ from transformers import PretrainedConfig, PreTrainedModel
 from .checkpoint import StateDict, refuse_unusable
 from .encoders import build_meta, encoder_class
 from .errors import ArchitectureError, WeightMismatchError
-
-# Buffers transformers 4.x wrote into state dicts; 3.x and 5.x rebuild them, so they are ignored.
-BENIGN_EXTRA_KEYS = {
-    "embeddings.position_ids": "position-id buffer saved by transformers 4.x; rebuilt by the model",
-    "embeddings.token_type_ids": "token-type buffer saved by transformers 4.x; rebuilt by model",
-}
-
-
-@dataclass
-class KeyReport:
-    """How the stripped weights matched the fresh model."""
-
-    loaded: int = 0
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    shape_mismatches: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(
-        default_factory=list
-    )
-    tolerated: list[tuple[str, str]] = field(default_factory=list)  # (key or group, reason)
-    converted_dtype: str | None = None  # e.g. "float16 -> float32"
-
-    @property
-    def ok(self) -> bool:
-        return not (self.missing or self.unexpected or self.shape_mismatches)
-
-    def rows(self) -> list[tuple[str, str, str]]:
-        """(status, key, detail) rows for one table, problems first."""
-        rows = [("missing", k, "in the model, not in the checkpoint") for k in self.missing]
-        rows += [("unexpected", k, "in the checkpoint, not in the model") for k in self.unexpected]
-        rows += [
-            ("shape", k, f"checkpoint {list(got)} vs model {list(want)}")
-            for k, got, want in self.shape_mismatches
-        ]
-        rows += [("tolerated", k, reason) for k, reason in self.tolerated]
-        return rows
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "loaded": self.loaded,
-            "missing": self.missing,
-            "unexpected": self.unexpected,
-            "shape_mismatches": [
-                {"key": k, "checkpoint": list(g), "model": list(w)}
-                for k, g, w in self.shape_mismatches
-            ],
-            "tolerated": [{"key": k, "reason": r} for k, r in self.tolerated],
-            "converted_dtype": self.converted_dtype,
-        }
+from .keys import POOLER, KeyReport, compare_keys
 
 
 def build_model(
@@ -85,47 +37,27 @@ def build_model(
         WeightMismatchError: with every missing, unexpected and mis-shaped key.
     """
     refuse_unusable(state_dict)  # extract() asks first, for callers of this alone
-    report = KeyReport()
     kwargs: dict[str, Any] = {}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    meta = build_meta(config, **kwargs)
-    expected = meta.state_dict()
-    tied = _tied_names(meta)
+    expected = build_meta(config, **kwargs).state_dict(keep_vars=True)
+    tolerated = []
     if _has_pooler(expected) and not (pooler and _has_pooler(state_dict)):
         # Many task models build the encoder without its pooler (add_pooling_layer=False).
         kwargs["add_pooling_layer"] = False
-        expected = {k: v for k, v in expected.items() if not k.startswith("pooler.")}
+        expected = {k: v for k, v in expected.items() if not k.startswith(POOLER)}
         if _has_pooler(state_dict):
-            dropped = [k for k in state_dict if k.startswith("pooler.")]
-            state_dict = {k: v for k, v in state_dict.items() if not k.startswith("pooler.")}
-            report.tolerated.append(
-                ("pooler.*", f"{len(dropped)} tensors left out (no pooler asked for)"))
+            dropped = [k for k in state_dict if k.startswith(POOLER)]
+            state_dict = {k: v for k, v in state_dict.items() if not k.startswith(POOLER)}
+            tolerated.append(("pooler.*", f"{len(dropped)} tensors left out (no pooler asked for)"))
         else:
-            report.tolerated.append(
-                ("pooler.*", "not in the checkpoint; model built without pooler"))
-
-    weights = {}
-    for key, tensor in state_dict.items():
-        if key in expected:
-            weights[key] = tensor
-        elif key in BENIGN_EXTRA_KEYS:
-            report.tolerated.append((key, BENIGN_EXTRA_KEYS[key]))
-        else:
-            report.unexpected.append(key)
-    report.missing = [k for k in expected if k not in state_dict and k not in tied]
-    for key in expected:
-        if key in tied and key not in state_dict:
-            if not any(other in state_dict for other in tied[key]):
-                report.missing.append(key)
-    report.shape_mismatches = [
-        (k, tuple(t.shape), tuple(expected[k].shape))
-        for k, t in weights.items()
-        if t.shape != expected[k].shape
-    ]
+            tolerated.append(("pooler.*", "not in the checkpoint; model built without pooler"))
+    report = compare_keys(expected, state_dict)
+    report.tolerated[:0] = tolerated
     if not report.ok:
         raise WeightMismatchError(_mismatch_message(report), report)
 
+    weights = {k: t for k, t in state_dict.items() if k in expected}
     weights, report.converted_dtype = _as_float32(weights)
     try:
         model = encoder_class(config)(config, **kwargs)
@@ -171,17 +103,8 @@ def load_saved_model(model_dir: str | Path) -> PreTrainedModel:
     return model.eval()
 
 
-def _tied_names(model: torch.nn.Module) -> dict[str, list[str]]:
-    """For each parameter shared under several names, the other names."""
-    owners: dict[int, list[str]] = {}
-    for name, tensor in model.state_dict(keep_vars=True).items():
-        owners.setdefault(id(tensor), []).append(name)
-    return {n: [o for o in group if o != n] for group in owners.values() if len(group) > 1
-            for n in group}
-
-
 def _has_pooler(state_dict: dict[str, Any]) -> bool:
-    return any(k.startswith("pooler.") for k in state_dict)
+    return any(k.startswith(POOLER) for k in state_dict)
 
 
 def _as_float32(weights: StateDict) -> tuple[StateDict, str | None]:

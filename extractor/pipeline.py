@@ -1,8 +1,9 @@
 """The whole job: checkpoint -> stripped weights -> fresh model -> verified dynamic ONNX.
 
-Each step is a plain function in its own module; this one chains them, stages
-every output in a temporary directory, and moves it into place only when the
-export passed its parity check.
+Each step is a plain function in its own module; this one chains them as named
+stages, writes every output in a temporary directory first, and moves it into
+place only when the export passed its parity check. What is asked is an
+`ExtractOptions` (`options`), checked as it is made, before any work.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ import torch
 from transformers import PreTrainedModel
 
 from diagnostics import Report as FrozenCheck
-from diagnostics import check, limits
+from diagnostics import check
 
 from . import __version__
 from .accuracy import Agreement, compare_embeddings, text_inputs
 from .architecture import ResolvedConfig, resolve_config
-from .checkpoint import Checkpoint, load_checkpoint, refuse_unusable, strip_prefix
-from .config_sources import NO_TOKENIZER_CLASS, TOKENIZER_FILES, VOCABULARY_FILES, tokenizer_dir
+from .checkpoint import Checkpoint, StateDict, load_checkpoint, refuse_unusable, strip_prefix
+from .config_sources import NO_TOKENIZER_CLASS, TOKENIZER_FILES, tokenizer_dir
 from .errors import ExtractorError
 from .export import (
     EncoderWrapper,
@@ -41,6 +42,7 @@ from .export import (
 )
 from .model import KeyReport, build_model
 from .optimize import OPTIMIZED_NAME, OptimizeResult, optimize_onnx
+from .options import ExtractOptions
 from .output import (
     REPORT_NAME,
     TOOL,
@@ -52,8 +54,6 @@ from .output import (
     write_json,
 )
 from .parity import (
-    DEFAULT_ATOL,
-    DEFAULT_RTOL,
     ParityReport,
     Reference,
     compare_onnx,
@@ -63,12 +63,9 @@ from .parity import (
 from .prefixes import choose_prefix, encoder_match
 from .quantize import INT8_NAME, quantize_within_gate
 from .runtimes import (
-    RuntimeUnavailable,
-    bf16_problem,
     calibration_samples,
     nncf_problem,
     onnxruntime_runner,
-    openvino_problem,
     openvino_runner,
     quantize_openvino_int8,
     save_openvino_ir,
@@ -157,197 +154,206 @@ def extract(
     prefix: str | None = None,
     output: str | Path | None = None,
     *,
-    config_file: str | Path | None = None,
-    model: str | Path | None = None,
-    tokenizer: str | Path | None = None,
-    overrides: dict[str, Any] | None = None,
-    trust: bool = False,
-    exporter: str = "dynamo",
-    opset: int | None = None,
-    hidden_states: bool = False,
-    pooler: bool = True,
-    atol: float = DEFAULT_ATOL,
-    rtol: float = DEFAULT_RTOL,
-    force: bool = False,
-    isolate_export: bool | None = None,
-    optimize: bool = False,
-    quantize: str | None = None,
-    precision: str | None = None,
-    runtime: str = "onnxruntime",
-    keep_failed: bool = False,
-    max_memory: int | str | None = None,
+    options: ExtractOptions | None = None,
     step: Step | None = None,
+    **keywords: Any,
 ) -> ExtractionReport:
     """Run the whole job and return its report; the output exists only if `report.ok`.
 
     Args:
-        tokenizer: a local folder holding the tokenizer files to write beside the model
-            (`--tokenizer DIR`), instead of the ones found with the config; never a Hub
-            name. Without one found or given, the output has none, report.json says so,
-            and `AutoTokenizer.from_pretrained(output)` raises rather than build an empty one.
-        overrides: config values to set (`--set NAME=VALUE`); with no config in the
-            checkpoint's files, the values shapes cannot tell must be among them.
-        pooler: False leaves the checkpoint's pooler out: only `last_hidden_state` (and
-            hidden states) are exported.
-        isolate_export: export in a fresh process from the saved model (default: when
-            the weights exceed 256 MiB), so the exporter's caches cannot pin the weights.
-        optimize: also write `model.optimized.onnx` with onnxruntime's transformer
-            fusions (exported for fusion: TorchScript, eager attention), parity-checked.
-        quantize: "int8": also write `model.int8.onnx` (dynamic int8 of the graph exported
-            for fusion), gated on cosine similarity on real text.
-            With OpenVINO and NNCF installed, also `openvino/model.int8.xml` (static
-            int8 calibrated on real text, same gate); both are timed and the report
-            records which is faster here (`int8_choice`).
-        precision: "bf16": also write `openvino/model.xml`, the model as OpenVINO IR, run
-            with bf16 arithmetic, gated on real text (token cosine >= 0.9995, sentence
-            >= 0.9999). Needs OpenVINO and a CPU with bf16 instructions.
-        runtime: "openvino": also write `openvino/model.xml`, checked in f32 (the exact
-            tier: max abs <= 1e-4 on real text). Needs OpenVINO.
-        keep_failed: when verification fails, keep the outputs in `<output>.failed`
-            (with report.json) to inspect, instead of writing nothing.
-        max_memory: the memory the run may take, in bytes or as text (`8G`); what a file
-            declares beyond it (a config's layers and sizes, a zip's inflated members) is
-            refused before it is built. Default: `limits.default_max_memory()`.
+        prefix, output, keywords: the fields of `ExtractOptions` (`extract(path, "bert.",
+            out, quantize="int8")`); or all of them as `options`, not both.
         step: called with a short label as each long step starts (for progress).
 
     Raises:
         ExtractorError: bad input; nothing has been written.
     """
-    step = step or (lambda _label: None)
+    options = _options(prefix, output, options, keywords)
+    step = step or _silent
     timer = _Timer()
     path = Path(checkpoint)
-    try:
-        budget = limits.max_memory(max_memory)
-    except ValueError as exc:
-        raise ExtractorError(f"max_memory: {exc}") from None
-    if budget < 1:
-        raise ExtractorError(f"max_memory is {budget}, expected a positive number of bytes")
-    given_tokenizer = _given_tokenizer(tokenizer)
+
     step("loading checkpoint")
-    ckpt = load_checkpoint(path, trust=trust, max_memory=budget)
-    chosen = choose_prefix(ckpt.state_dict, prefix)
-    weights = strip_prefix(ckpt.state_dict, chosen)
-    refuse_unusable(weights, chosen)
-    out_dir = Path(output) if output is not None else default_output(path, chosen)
-    inputs = ([path] + ([Path(config_file)] if config_file else [])
-              + ([given_tokenizer] if given_tokenizer else []))
-    check_output(out_dir, inputs, force)
+    ckpt = load_checkpoint(path, trust=options.trust, max_memory=options.budget)
+    chosen, weights = _encoder_weights(ckpt, options.prefix)
+    destination = _destination(path, chosen, options)
     timer.lap("load")
 
     step("resolving architecture")
-    resolved = resolve_config(weights, ckpt, config_file, model, overrides=overrides,
-                              prefix=chosen, max_memory=budget)
-    if given_tokenizer is not None:
-        resolved = replace(resolved, tokenizer_dir=given_tokenizer)
-    refuse_unexportable(resolved.config)
-    if quantize is not None and quantize != "int8":
-        raise ExtractorError(f"unknown quantization {quantize!r}; only 'int8' is supported")
-    if precision not in (None, "bf16"):
-        raise ExtractorError(f"unknown precision {precision!r}; only 'bf16' is supported")
-    if precision and (problem := bf16_problem()):
-        raise RuntimeUnavailable(f"--precision bf16: {problem}")
-    if runtime not in ("onnxruntime", "openvino"):
-        raise ExtractorError(f"unknown runtime {runtime!r}; 'onnxruntime' or 'openvino'")
-    if runtime == "openvino" and (problem := openvino_problem()):
-        raise RuntimeUnavailable(f"--runtime openvino: {problem}")
-    openvino = runtime == "openvino" or precision == "bf16"
-    if (quantize or openvino) and resolved.tokenizer_dir is None:
-        flag = "--quantize" if quantize else "--precision" if precision else "--runtime"
-        raise ExtractorError(f"{flag} needs the model's tokenizer for its accuracy gate on "
-                             "real text; pass --tokenizer DIR or --model DIR (or --config in "
-                             "a directory) that holds the tokenizer files")
+    resolved = _resolve(weights, ckpt, chosen, options)
     step("building the fresh model")
-    encoder, keys = build_model(resolved.config, weights, pooler=pooler)
+    encoder, keys = build_model(resolved.config, weights, pooler=options.pooler)
     source = _source(ckpt, chosen, weights)
-    ckpt_dir = (ckpt.path if ckpt.path.is_dir() else ckpt.path.parent).resolve()
+    ckpt_dir = _checkpoint_folder(ckpt)
     del weights
     timer.lap("build")
 
-    with staging_dir(out_dir) as staging:
+    with staging_dir(destination.directory) as staging:
         step("saving the Hugging Face model")
-        if tokenizer_dir(resolved.tokenizer_dir) is None:  # nothing to copy
-            encoder.config.tokenizer_class = NO_TOKENIZER_CLASS  # AutoTokenizer then raises
-        encoder.save_pretrained(staging)
-        copied = _copy_tokenizer(resolved, staging)
+        copied = _save_model(encoder, resolved, staging)
         timer.lap("save")
 
         step("running PyTorch at the parity shapes")
-        # The attention every ONNX file is exported from: sdpa and eager agree on real
-        # tokens but not always on padded ones (ModernBERT: 0.04 apart there).
-        encoder.set_attn_implementation("eager")
-        references = _references(encoder, hidden_states)
-        text = _text_reference(encoder, staging) if quantize or openvino else None
-        isolate = (
-            isolate_export
-            if isolate_export is not None
-            else (_weight_bytes(encoder) > ISOLATE_EXPORT_BYTES)
-        )
+        references, text = _pytorch_outputs(encoder, staging, options)
         step("exporting to ONNX")
         del ckpt  # its tensors share the encoder's memory map; only the encoder is needed now
-        settings = _export(encoder, staging, exporter, opset, hidden_states, isolate,
-                           fusable=optimize or bool(quantize))
+        settings = _export(encoder, staging, options)
         del encoder
         gc.collect()
         timer.lap("export")
 
-        step("verifying PyTorch against onnxruntime")
-        parity = compare_onnx(staging / ONNX_NAME, references, atol, rtol)
-        step("checking the graph for frozen shapes")
-        frozen = check(staging / ONNX_NAME)
+        parity, frozen = _verify(staging, references, options, step)
         timer.lap("verify")
-        variants = _fast_variants(
-            staging, resolved, references, text, optimize, quantize, atol, rtol, step
-        )
-        if openvino:
-            step("converting to OpenVINO IR and checking it against fp32 on real text")
-            variants.extend(_openvino_variants(staging, text, precision))
-        int8_choice = None
-        if quantize and nncf_problem() is None:
-            step("static int8 in OpenVINO (NNCF, calibrated on real text)")
-            static = _openvino_int8_variant(staging, text)
-            if static.ok:
-                variants.append(static)
-                step("timing both int8 files")
-                int8_choice = _choose_int8(staging, variants, text[0])
-            else:  # an extra file that misses the gate is dropped, not a failed run
-                folder = (staging / OPENVINO_INT8_NAME).parent
-                for path in folder.glob("model.int8.*"):
-                    path.unlink()
-                if not any(folder.iterdir()):
-                    folder.rmdir()
-                int8_choice = {"file": INT8_NAME, "ms": {}, "rejected": static.to_dict(),
-                               "why": f"{OPENVINO_INT8_NAME} missed the int8 gate on real text "
-                               f"(tokens {static.agreement.token_cosine_mean:.4f}, sentences "
-                               f"{static.agreement.sentence_cosine_mean:.4f}); not kept"}
+        variants, int8_choice = _variants(staging, resolved, references, text, options, step)
         if variants:
             timer.lap("optimize")
 
         report = ExtractionReport(
-            source,
-            chosen,
-            resolved,
-            keys,
-            settings,
-            parity,
-            frozen,
-            variants,
-            seconds=timer.seconds,
-            int8_choice=int8_choice,
+            source, chosen, resolved, keys, settings, parity, frozen, variants,
+            seconds=timer.seconds, int8_choice=int8_choice,
             provenance=_provenance(resolved, copied, ckpt_dir),
             tokenizer=TokenizerCopy(tuple(copied), resolved.tokenizer_dir if copied else None,
-                                    given_tokenizer is not None),
+                                    options.given_tokenizer is not None),
         )
-        if report.ok or keep_failed:
-            # A failed export goes beside the output, never in its place, for inspection.
-            target = out_dir if report.ok else failed_output(out_dir)
-            if not report.ok:
-                check_output(target, inputs, force)  # the output itself was checked up front
-            report.output = target
-            report.files = sorted([str(p.relative_to(staging)) for p in staging.rglob("*")
-                                   if p.is_file()] + [REPORT_NAME])
-            write_json(staging / REPORT_NAME, report.to_dict())
-            commit(staging, target)
+        _publish(report, staging, destination, options)
     return report
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where the outputs go, and the inputs they must not overwrite."""
+
+    directory: Path
+    inputs: tuple[Path, ...]
+
+
+def _options(prefix: str | None, output: str | Path | None, options: ExtractOptions | None,
+             keywords: dict[str, Any]) -> ExtractOptions:
+    """`options`, or the one the arguments make (checked as it is made)."""
+    if options is None:
+        return ExtractOptions(prefix=prefix, output=output, **keywords)
+    if prefix is not None or output is not None or keywords:
+        raise TypeError("extract() takes options= or the options' fields, not both")
+    return options
+
+
+def _silent(_label: str) -> None:
+    pass
+
+
+def _encoder_weights(ckpt: Checkpoint, prefix: str | None) -> tuple[str, StateDict]:
+    """The encoder's prefix and its weights with the prefix stripped, each usable."""
+    chosen = choose_prefix(ckpt.state_dict, prefix)
+    weights = strip_prefix(ckpt.state_dict, chosen)
+    refuse_unusable(weights, chosen)
+    return chosen, weights
+
+
+def _destination(path: Path, prefix: str, options: ExtractOptions) -> Destination:
+    """The output folder, checked against the inputs before anything is built."""
+    directory = (Path(options.output) if options.output is not None
+                 else default_output(path, prefix))
+    inputs = ([path] + ([Path(options.config_file)] if options.config_file else [])
+              + ([options.given_tokenizer] if options.given_tokenizer else []))
+    check_output(directory, inputs, options.force)
+    return Destination(directory, tuple(inputs))
+
+
+def _resolve(weights: StateDict, ckpt: Checkpoint, prefix: str, options: ExtractOptions
+             ) -> ResolvedConfig:
+    """The config the weights fit, with the given tokenizer, refused when it cannot be
+    exported or a real-text gate has no tokenizer."""
+    resolved = resolve_config(weights, ckpt, options.config_file, options.model,
+                              overrides=options.overrides, prefix=prefix,
+                              max_memory=options.budget)
+    if options.given_tokenizer is not None:
+        resolved = replace(resolved, tokenizer_dir=options.given_tokenizer)
+    refuse_unexportable(resolved.config)
+    if options.real_text and resolved.tokenizer_dir is None:
+        raise ExtractorError(f"{options.real_text_flag()} needs the model's tokenizer for its "
+                             "accuracy gate on real text; pass --tokenizer DIR or --model DIR "
+                             "(or --config in a directory) that holds the tokenizer files")
+    return resolved
+
+
+def _save_model(encoder: PreTrainedModel, resolved: ResolvedConfig, staging: Path
+                ) -> dict[str, str]:
+    """The Hugging Face model and its tokenizer files; returns what `_copy_tokenizer` did."""
+    if tokenizer_dir(resolved.tokenizer_dir) is None:  # nothing to copy
+        encoder.config.tokenizer_class = NO_TOKENIZER_CLASS  # AutoTokenizer then raises
+    encoder.save_pretrained(staging)
+    return _copy_tokenizer(resolved, staging)
+
+
+def _pytorch_outputs(encoder: PreTrainedModel, staging: Path, options: ExtractOptions
+                     ) -> tuple[list[Reference], tuple[dict, Any] | None]:
+    """PyTorch's outputs at the parity shapes, and on real text where a gate needs them."""
+    # The attention every ONNX file is exported from: sdpa and eager agree on real
+    # tokens but not always on padded ones (ModernBERT: 0.04 apart there).
+    encoder.set_attn_implementation("eager")
+    references = _references(encoder, options.hidden_states)
+    text = _text_reference(encoder, staging) if options.real_text else None
+    return references, text
+
+
+def _verify(staging: Path, references: list[Reference], options: ExtractOptions, step: Step
+            ) -> tuple[ParityReport, FrozenCheck]:
+    step("verifying PyTorch against onnxruntime")
+    parity = compare_onnx(staging / ONNX_NAME, references, options.atol, options.rtol)
+    step("checking the graph for frozen shapes")
+    return parity, check(staging / ONNX_NAME)
+
+
+def _variants(staging: Path, resolved: ResolvedConfig, references: list[Reference],
+              text: tuple[dict, Any] | None, options: ExtractOptions, step: Step
+              ) -> tuple[list[Variant], dict[str, Any] | None]:
+    """The faster and smaller files asked for, each checked, and which int8 file won."""
+    variants = _fast_variants(staging, resolved, references, text, options, step)
+    if options.openvino:
+        step("converting to OpenVINO IR and checking it against fp32 on real text")
+        variants.extend(_openvino_variants(staging, text, options.precision))
+    int8_choice = None
+    if options.quantize and nncf_problem() is None:
+        step("static int8 in OpenVINO (NNCF, calibrated on real text)")
+        int8_choice = _static_int8(staging, text, variants, step)
+    return variants, int8_choice
+
+
+def _static_int8(staging: Path, text: tuple[dict, Any], variants: list[Variant], step: Step
+                 ) -> dict[str, Any]:
+    """Add NNCF's int8 file when it passes its gate and time it against the dynamic one;
+    one that misses the gate is dropped, not a failed run."""
+    static = _openvino_int8_variant(staging, text)
+    if static.ok:
+        variants.append(static)
+        step("timing both int8 files")
+        return _choose_int8(staging, variants, text[0])
+    folder = (staging / OPENVINO_INT8_NAME).parent
+    for path in folder.glob("model.int8.*"):
+        path.unlink()
+    if not any(folder.iterdir()):
+        folder.rmdir()
+    return {"file": INT8_NAME, "ms": {}, "rejected": static.to_dict(),
+            "why": f"{OPENVINO_INT8_NAME} missed the int8 gate on real text "
+            f"(tokens {static.agreement.token_cosine_mean:.4f}, sentences "
+            f"{static.agreement.sentence_cosine_mean:.4f}); not kept"}
+
+
+def _publish(report: ExtractionReport, staging: Path, destination: Destination,
+             options: ExtractOptions) -> None:
+    """Move the staged outputs with report.json into place when they passed (or into
+    `<output>.failed` with `keep_failed`); otherwise nothing is written."""
+    if not (report.ok or options.keep_failed):
+        return
+    # A failed export goes beside the output, never in its place, for inspection.
+    target = destination.directory if report.ok else failed_output(destination.directory)
+    if not report.ok:
+        check_output(target, list(destination.inputs), options.force)  # output: checked up front
+    report.output = target
+    report.files = sorted([str(p.relative_to(staging)) for p in staging.rglob("*")
+                           if p.is_file()] + [REPORT_NAME])
+    write_json(staging / REPORT_NAME, report.to_dict())
+    commit(staging, target)
 
 
 def _source(ckpt: Checkpoint, prefix: str, weights: dict) -> dict[str, Any]:
@@ -365,6 +371,10 @@ def _source(ckpt: Checkpoint, prefix: str, weights: dict) -> dict[str, Any]:
         "mmap": ckpt.mmap,
         "notes": list(ckpt.notes),
     }
+
+
+def _checkpoint_folder(ckpt: Checkpoint) -> Path:
+    return (ckpt.path if ckpt.path.is_dir() else ckpt.path.parent).resolve()
 
 
 def _references(encoder: PreTrainedModel, hidden_states: bool) -> list[Reference]:
@@ -414,25 +424,21 @@ class Variant:
         }
 
 
-def _export(
-    encoder: PreTrainedModel,
-    staging: Path,
-    exporter: str,
-    opset: int | None,
-    hidden_states: bool,
-    isolate: bool,
-    fusable: bool,
-) -> ExportSettings:
+def _export(encoder: PreTrainedModel, staging: Path, options: ExtractOptions) -> ExportSettings:
     """`model.onnx`, plus the graph the optimizer can fuse; the weights are freed after.
 
     Both are exported from eager attention: PyTorch's sdpa path exports with a Where and
     an IsNaN guard around every softmax (bert-base in onnxruntime: 5-7% slower).
     """
+    exporter, opset, hidden_states = options.exporter, options.opset, options.hidden_states
     jobs = [ExportJob(str(staging / ONNX_NAME), exporter, opset, hidden_states,
                       attn_implementation="eager")]
-    if fusable:
+    if options.fusable:
         jobs.append(ExportJob(str(staging / FUSABLE_NAME), "torchscript", opset, hidden_states,
                               attn_implementation="eager"))
+    isolate = options.isolate_export
+    if isolate is None:
+        isolate = _weight_bytes(encoder) > ISOLATE_EXPORT_BYTES
     if isolate:
         # Free the model first; the child exports the saved model and takes the
         # exporters' caches (which pin every weight) with it when it exits.
@@ -449,20 +455,17 @@ def _fast_variants(
     resolved: ResolvedConfig,
     references: list[Reference],
     text: tuple[dict, Any] | None,
-    optimize: bool,
-    quantize: str | None,
-    atol: float,
-    rtol: float,
+    options: ExtractOptions,
     step: Step,
 ) -> list[Variant]:
     variants = []
     fusable = staging / FUSABLE_NAME
-    if optimize:
+    if options.optimize:
         step("fusing attention, layer norms and GELU")
         fused = optimize_onnx(fusable, staging / OPTIMIZED_NAME, resolved.config)
-        parity = compare_onnx(staging / OPTIMIZED_NAME, references, atol, rtol)
+        parity = compare_onnx(staging / OPTIMIZED_NAME, references, options.atol, options.rtol)
         variants.append(Variant("optimized", OPTIMIZED_NAME, fused=fused, parity=parity))
-    if quantize:
+    if options.quantize:
         # The unfused graph, not the fused one: onnxruntime fuses it again at load, and
         # its int8 ran faster at batch 8 (bert-base 8x128: 148 ms against 176 ms).
         step("quantizing to int8 within the accuracy gate")
@@ -543,27 +546,6 @@ def _release_weights(model: torch.nn.Module) -> None:
     """Empty every tensor so its memory goes even where a cache still holds the module."""
     for tensor in itertools.chain(model.parameters(), model.buffers()):
         tensor.data = torch.empty(0, dtype=tensor.dtype)
-
-
-def _given_tokenizer(tokenizer: str | Path | None) -> Path | None:
-    """The `tokenizer=` folder, checked before any work: local only (nothing is looked up
-    on the Hub) and holding a vocabulary, else one line saying what it is instead."""
-    if tokenizer is None:
-        return None
-    if not str(tokenizer):
-        raise ExtractorError("--tokenizer is empty; give the folder that holds the tokenizer "
-                             "files")
-    path = Path(tokenizer)
-    if not path.exists():
-        raise ExtractorError(f"--tokenizer {path} does not exist (a local folder with the "
-                             "tokenizer files is expected; nothing is downloaded)")
-    if not path.is_dir():
-        raise ExtractorError(f"--tokenizer {path} is not a folder; give the folder that holds "
-                             "the tokenizer files")
-    if tokenizer_dir(path) is None:
-        raise ExtractorError(f"--tokenizer {path} holds no tokenizer vocabulary (none of "
-                             f"{', '.join(VOCABULARY_FILES)})")
-    return path.resolve()
 
 
 def _copy_tokenizer(resolved: ResolvedConfig, staging: Path) -> dict[str, str]:

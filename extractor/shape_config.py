@@ -7,13 +7,13 @@ Which fields the shapes determine is asked of transformers, not written down:
 each integer field of the type's config is doubled in turn on a meta build, and
 the parameter dims that change with it are where its value is read. A field
 that moves no dim and must be known is asked of the user (`--set NAME=VALUE`);
-without it the build is refused.
+without it the build is refused. The layer count read so also bounds any given
+config's (`layer_problem`): more layers than the weights hold is refused.
 """
 
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,19 +21,14 @@ from transformers import PretrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from .checkpoint import StateDict
-from .config_checks import new_config
-from .encoders import _VARIANTS, meta_state_dict, normalise
+from .config_checks import HEADS, LAYERS, NOT_SIZES, new_config
+from .encoders import VARIANTS, meta_state_dict, normalise
 
-# Aliases transformers maps onto these names (DistilBERT's n_heads, T5's num_heads, ...).
-HEADS = "num_attention_heads"
-LAYERS = "num_hidden_layers"
 # Settings shapes cannot show and that change the numbers, beyond heads and layers.
 _MUST_BE_GIVEN = {"deberta": ("pos_att_type",), "deberta-v2": ("pos_att_type",)}
 # Settings whose defaults change the numbers: reported as assumed when not given.
 _ASSUMED = ("hidden_act", "layer_norm_eps", "position_embedding_type", "pos_att_type",
             "relative_attention", "max_relative_positions", "share_att_key")
-# Integer fields that are ids or switches, not sizes.
-_NOT_SIZES = re.compile(r"_id$|_index$|^chunk_size_feed_forward$|^n_langs$|^num_labels$")
 
 
 @dataclass
@@ -106,7 +101,7 @@ def _closest_variant(
     """The default config, or the variant (DeBERTa-v3, ...) whose parameter names fit."""
     names = {normalise(k) for k in state_dict}
     best: tuple[int, PretrainedConfig] | None = None
-    for values in ({}, *_VARIANTS.get(model_type, ())):
+    for values in ({}, *VARIANTS.get(model_type, ())):
         config = new_config(CONFIG_MAPPING[model_type], {**values, **given}, "--set")
         built = {normalise(k) for k in _small_meta(config)}
         distance = len(built ^ names)
@@ -117,7 +112,7 @@ def _closest_variant(
 
 def _size_fields(config: PretrainedConfig) -> list[str]:
     values = config.to_dict()
-    sizes = [k for k, v in values.items() if type(v) is int and v > 0 and not _NOT_SIZES.search(k)]
+    sizes = [k for k, v in values.items() if type(v) is int and v > 0 and not NOT_SIZES.search(k)]
     # Standard names first: hidden_size rather than DistilBERT's dim, which it maps to.
     aliases = {alias: name for name, alias in config.attribute_map.items()}
     return [aliases.get(k, k) for k in sizes]
@@ -163,6 +158,22 @@ def read_layer_count(state_dict: StateDict, base: PretrainedConfig) -> int | Non
     if not grown:
         return None  # ALBERT: layers share weights, their number is not in the file
     return _indexed(state_dict).get(grown[0])
+
+
+def layer_problem(config: PretrainedConfig, state_dict: StateDict) -> str | None:
+    """Why the config's layer count cannot be these weights', or None: a config that
+    declares more layers than the weights hold is refused before any is built."""
+    declared = getattr(config, LAYERS, None)
+    if not isinstance(declared, int):
+        return None
+    try:
+        present = read_layer_count(state_dict, config)
+    except Exception:  # transformers cannot build even two layers: the caller's build says why
+        return None
+    if present is not None and declared > present:
+        return (f"the config declares {LAYERS}={declared} but the weights hold {present} "
+                f"layer{'s' * (present != 1)}")
+    return None
 
 
 def _indexed(keys: Any) -> dict[str, int]:
