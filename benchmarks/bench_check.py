@@ -1,6 +1,6 @@
 """Benchmark the static `check` on a bert-large-sized export (24 layers, ~1.3 GB external data).
 
-    python benchmarks/bench_check.py [--exporter torchscript|dynamo] [--keep DIR]
+    python -m benchmarks.bench_check [--exporter torchscript|dynamo] [--keep DIR]
 
 Builds a random-weight bert-large with the extractor's `export_onnx` (weights in
 external data) into a temporary directory, then runs `python -m diagnostics check
@@ -38,7 +38,6 @@ def build(directory: Path, exporter: str) -> Path:
     import torch
     from transformers import BertConfig, BertModel
 
-    sys.path.insert(0, str(REPO))
     from extractor.export import export_onnx
 
     torch.manual_seed(0)

@@ -1,8 +1,8 @@
 """`diagnostics check` and `repair` on a corpus of models that are not BERT-style encoders.
 
-    python benchmarks/bench_corpus.py [--only MODEL] [--workdir DIR]
+    python -m benchmarks.bench_corpus [--only MODEL] [--workdir DIR]
 
-Builds every (model, variant) of tests/onnx_corpus.py (tiny random ViT, CLIP vision
+Builds every (model, variant) of tests/builders/onnx_corpus.py (tiny random ViT, CLIP vision
 and text, Whisper encoder, wav2vec2, GPT-2 with and without past, T5 encoder,
 DeBERTa-v2, ModernBERT; healthy and frozen by the real export mechanisms), runs
 `check` on each (as a user runs it: no sizes given), `check --probe` (no sizes
@@ -14,29 +14,24 @@ three trial shapes (the dummy, batch 1 and batch 3 at other sizes; batch 2, 1 an
 3 at the dummy's other sizes for the static-input and specialised variants, whose
 other dims the export fixed and the repair leaves). Then `check`
 on the third-party ONNX files installed from pip (silero-vad, rapidocr, magika,
-onnx's backend models). Prints the README's table: verdict, findings, what was
+onnx's backend models). Prints docs/performance.md's table: verdict, findings, what was
 not judged, and whether the repaired model runs at every trial.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import diagnostics  # noqa: F401  (before tests/ is on the path: tests/diagnostics is not it)
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.append(str(ROOT / "tests"))
-sys.path.append(str(ROOT / "benchmarks"))
-
 
 def _runs(path: Path, model: str, trials) -> list[str]:
     """The repaired file at each trial against the PyTorch model it came from (corpus_models)."""
-    import onnx_corpus
-    from corpus_models import session, try_shape
+    from benchmarks.corpus_models import session, try_shape
+    from tests.builders import onnx_corpus
 
     run, reference = session(path), onnx_corpus.reference(model)
     return [try_shape(run, reference, onnx_corpus.feeds(model, sizes)) for sizes in trials]
@@ -54,11 +49,10 @@ def main() -> None:
     parser.add_argument("--only", help="one model of the corpus")
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
-    import onnx_corpus
-
     from diagnostics import check
     from diagnostics.inputs import parse_expect
     from diagnostics.repairer import repair
+    from tests.builders import onnx_corpus
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="subgraft-corpus-"))
     print("| model | variant | verdict | findings (nodes) | not judged | --probe, no sizes | "

@@ -1,6 +1,6 @@
 """Time encoder detection on a bert-large composite (OneIE layout, meta tensors).
 
-    python benchmarks/bench_detect.py
+    python -m benchmarks.bench_detect
 
 Builds OneIE's key set around a bert-large encoder on the meta device (names
 and shapes only, no memory), then times `find_encoders` (signatures cached on
@@ -12,24 +12,17 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO)]
-sys.path.append(str(REPO / "tests"))
-
-
 def main() -> None:
     import tempfile
 
-    from layouts import oneie_state
     from transformers import BertConfig
 
     from extractor import encoders
     from extractor.encoders import build_meta, find_encoders
+    from tests.builders.layouts import oneie_state
 
     large = BertConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
                        intermediate_size=4096)

@@ -1,6 +1,6 @@
 """Extract + export a bert-large-sized composite checkpoint: wall time and peak RSS.
 
-    python benchmarks/bench_extract.py [--workdir DIR] [--keep]
+    python -m benchmarks.bench_extract [--workdir DIR] [--keep]
 
 Builds a OneIE-layout checkpoint (random bert-large-cased weights under `bert.`
 plus task heads, ~1.3 GB), then runs, each in a fresh process:

@@ -1,6 +1,6 @@
 """How fast can an fp32 export be? The matrix products alone, timed on this machine.
 
-    python benchmarks/bench_gemm_floor.py [--threads 2] [--shapes 1x128,8x128,1x16]
+    python -m benchmarks.bench_gemm_floor [--threads 2] [--shapes 1x128,8x128,1x16]
 
 An encoder layer's fp32 work is mostly five matrix products: query/key/value,
 the attention output, the two feed-forward ones, and attention's two

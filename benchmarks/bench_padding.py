@@ -1,6 +1,6 @@
 """Padding: sentences/second on 512 sentences of 8-128 tokens, input order vs length-sorted.
 
-    python benchmarks/bench_padding.py [--threads 2] [--file model.onnx] [--workdir DIR]
+    python -m benchmarks.bench_padding [--threads 2] [--file model.onnx] [--workdir DIR]
 
 Extracts bert-base (random weights; speed does not depend on them) as bench_speed.py
 does, then encodes the same 512 sentences (token ids of lengths drawn uniformly
@@ -21,9 +21,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)

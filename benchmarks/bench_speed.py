@@ -1,6 +1,6 @@
 """CPU speed at every accuracy tier, subgraft's files against the peers, in one run.
 
-    python benchmarks/bench_speed.py [--threads 2] [--runs 20] [--workdir DIR]
+    python -m benchmarks.bench_speed [--threads 2] [--runs 20] [--workdir DIR]
 
 Builds a OneIE-layout checkpoint with random bert-base-uncased weights (speed does
 not depend on the values; the model borrows MiniLM's tokenizer, the same uncased
@@ -11,7 +11,7 @@ are here; timed: the export + optimize + quantize target), then runs what
 PyTorch fp32 on real text, then every engine timed in turns at (batch, sequence) =
 (1, 128), (8, 128) and (1, 16) with the same threads, idle threads waiting
 alike (bench's default: both spin a while, then sleep). It prints the CPU and
-the run's conditions, one markdown table per tier (the README's: median ms and
+the run's conditions, one markdown table per tier (docs/performance.md's: median ms and
 speed-up, each with its quartiles, ! where bench flags the figure), per tier
 and shape subgraft's fastest file against the fastest peer that meets the same
 gate, and every warning.

@@ -1,6 +1,6 @@
 """How idle threads' waiting moves `bench`'s ratios, on a quiet machine and beside a busy process.
 
-    python benchmarks/bench_thread_wait.py DIR [--threads 2] [--runs 20] [--shapes 1x128,1x16]
+    python -m benchmarks.bench_thread_wait DIR [--threads 2] [--runs 20] [--shapes 1x128,1x16]
 
 Times the output directory DIR as `python -m extractor bench` does, four times:
 idle threads spinning a while, then sleeping (both runtimes' defaults, bench's)
@@ -23,10 +23,6 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT)]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("directory", type=Path)

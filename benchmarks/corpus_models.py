@@ -1,6 +1,6 @@
-"""Build the ONNX corpus (tests/onnx_corpus.py) and say which entries run at new shapes.
+"""Build the ONNX corpus (tests/builders/onnx_corpus.py) and say which entries run at new shapes.
 
-    python benchmarks/corpus_models.py [--models vit,gpt2] [--variants python-ints]
+    python -m benchmarks.corpus_models [--models vit,gpt2] [--variants python-ints]
 
 Every entry is exported into a temporary folder, loaded in onnxruntime and run at
 its dummy shape and at two others (batch 1 and 3, other spatial/sequence sizes);
@@ -17,15 +17,11 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-REPO = Path(__file__).resolve().parents[1]
-sys.path.append(str(REPO / "tests"))
-
 import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import onnx.numpy_helper  # noqa: E402
@@ -102,7 +98,7 @@ def row(
 
     `healthy` caches each model's healthy TorchScript constant Reshape targets.
     """
-    from onnx_corpus import build, entry, feeds, reference
+    from tests.builders.onnx_corpus import build, entry, feeds, reference
 
     expected = entry(model, variant)
     start = time.perf_counter()
@@ -138,7 +134,7 @@ def row(
 
 
 def third_party_rows() -> list[str]:
-    from onnx_corpus import THIRD_PARTY, third_party_feeds, third_party_models
+    from tests.builders.onnx_corpus import THIRD_PARTY, third_party_feeds, third_party_models
 
     lines = []
     for name, path in third_party_models():
@@ -162,7 +158,7 @@ def third_party_rows() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from onnx_corpus import SPECS
+    from tests.builders.onnx_corpus import SPECS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(SPECS))

@@ -1,11 +1,11 @@
 """The long run of the bad-input corpus: thousands of cases, every entry point.
 
-    python benchmarks/fuzz_long.py [--cases 16000] [--structural 4000] [--seed 1]
+    python -m benchmarks.fuzz_long [--cases 16000] [--structural 4000] [--seed 1]
 
 The same seeds, mutations, entry points and contract as tests/test_bad_inputs.py
-(tests/bad_inputs.py), drawn with Python's random from `--seed`, plus every bad
-argument, every hostile reproducer (tests/hostile_extract.py, tests/hostile_onnx.py)
-and `--structural` cases from their structural generators: hostile values in
+(tests/builders/bad_inputs.py), drawn with Python's random from `--seed`, plus every bad
+argument, every hostile reproducer (tests/builders/hostile_extract.py and
+hostile_onnx.py) and `--structural` cases from their structural generators: hostile values in
 well-formed checkpoints, configs, safetensors headers, npz files and ONNX graphs.
 Each case is stopped after 120 s (a hang breaks the contract). Prints each case
 that broke the contract and a summary: cases, exit codes, contract breaks, cases per
@@ -20,20 +20,14 @@ import os
 import random
 import resource
 import shutil
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
-sys.path.append(str(ROOT / "tests"))
-
-
 def main() -> None:
-    from bad_inputs import (
+    from tests.builders.bad_inputs import (
         argument_cases,
         cases,
         hostile_cases,

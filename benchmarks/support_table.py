@@ -1,9 +1,9 @@
-"""Regenerate the README's support table: every encoder type x both exporters.
+"""Regenerate the support table in docs/cli.md: every encoder type x both exporters.
 
-    python benchmarks/support_table.py [--types bert,t5] [--exporters dynamo,torchscript]
+    python -m benchmarks.support_table [--types bert,t5] [--exporters dynamo,torchscript]
 
 For each supported model type, a composite checkpoint holding a tiny random
-encoder (tests/tiny_encoders.py) is extracted exactly as a user would (config
+encoder (tests/builders/tiny_encoders.py) is extracted exactly as a user would (config
 found in the checkpoint, no flags but the exporter); the row gives the
 extractor's verdict, parity's worst max abs over the five shapes, the worst
 max abs against the encoder the checkpoint came from (three shapes, real
@@ -14,23 +14,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO)]
-sys.path.append(str(REPO / "tests"))
-
-
 def row(model_type: str, exporter: str) -> str:
-    from layouts import assert_matches
-    from tiny_encoders import composite_checkpoint
-
     from extractor import extract
     from extractor.errors import ExtractorError
+    from tests.builders.layouts import assert_matches
+    from tests.builders.tiny_encoders import composite_checkpoint
 
     with tempfile.TemporaryDirectory() as directory:
         path, encoder = composite_checkpoint(Path(directory), model_type)

@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from bad_inputs import (
+from builders.bad_inputs import (
     ENTRY_POINTS,
     MUTATIONS,
     argument_cases,

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/broken_models.py
 
-import broken_models  # noqa: E402
+from builders import broken_models
 
 REPO = Path(__file__).resolve().parents[2]
 

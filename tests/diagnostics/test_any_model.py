@@ -1,4 +1,5 @@
-"""`check` on models that are not BERT-style text encoders (issue 14), from tests/onnx_corpus.py.
+"""`check` on models that are not BERT-style text encoders (issue 14), from
+tests/builders/onnx_corpus.py.
 
 A representative subset: ViT healthy and frozen four ways, a Whisper encoder, GPT-2
 with past key values, wav2vec2, CLIP text, T5, GLiNER's whole span model. The whole
@@ -9,8 +10,8 @@ from __future__ import annotations
 
 import json
 
-import onnx_corpus
 import pytest
+from builders import onnx_corpus
 
 from diagnostics import check
 from diagnostics.__main__ import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_OK, main

@@ -13,11 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import broken_models
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from builders import broken_models
 from onnx import numpy_helper
 
 from diagnostics import repair

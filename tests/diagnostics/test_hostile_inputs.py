@@ -11,21 +11,16 @@ from __future__ import annotations
 
 import io
 import random
-import sys
 from functools import cache
 from pathlib import Path
 
 import pytest
+from builders import bad_inputs, hostile_onnx
 from rich.console import Console
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/bad_inputs.py
-
-import bad_inputs  # noqa: E402
-import hostile_onnx  # noqa: E402
-
-from diagnostics import check, repair  # noqa: E402
-from diagnostics.errors import DiagnosticsError, ResourceLimitError  # noqa: E402
-from diagnostics.report import render_check, render_repair  # noqa: E402
+from diagnostics import check, repair
+from diagnostics.errors import DiagnosticsError, ResourceLimitError
+from diagnostics.report import render_check, render_repair
 
 SECONDS = 30  # each case; the hang case must finish far sooner (it takes about a second)
 GENERATED = 40

@@ -6,12 +6,12 @@ import hashlib
 import shutil
 from pathlib import Path
 
-import broken_models
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from builders import broken_models
 from onnx import helper, numpy_helper
 
 from diagnostics import check, repair

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tiny_encoders import tiny_config
+from builders.tiny_encoders import tiny_config
 
 from extractor.architecture import config_problem, resolve_config
 from extractor.checkpoint import Checkpoint

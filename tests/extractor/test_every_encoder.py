@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from layouts import assert_matches
-from tiny_encoders import composite_checkpoint
+from builders.layouts import assert_matches
+from builders.tiny_encoders import composite_checkpoint
 
 from extractor.__main__ import EXIT_OK, EXIT_USAGE, main
 from extractor.encoders import ENCODER_TYPES

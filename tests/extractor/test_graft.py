@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from oneie_like import OneIE, OneIELike, checkpoint_of, collate
+from builders.oneie_like import OneIE, OneIELike, checkpoint_of, collate
 from transformers import AutoTokenizer, BertConfig, BertModel
 from transformers.modeling_outputs import ModelOutput
 
@@ -323,7 +323,7 @@ def test_graft_check_cli_compares_the_models_own_outputs(tiny, no_pooler, tmp_pa
     (tmp_path / "my_project.py").write_text(textwrap.dedent(f"""
         import torch
         from transformers import BertConfig
-        from oneie_like import OneIELike
+        from builders.oneie_like import OneIELike
 
         def build():
             model = OneIELike(BertConfig(**{TINY!r}))

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from bad_inputs import collection_folder, run_case
-from hostile_extract import (
+from builders.bad_inputs import collection_folder, run_case
+from builders.hostile_extract import (
     EXTRACT,
     MARKUP,
     VALID,
@@ -193,7 +193,7 @@ def test_extract_refuses_a_bad_max_memory(tmp_path):
 
 
 def test_extract_refuses_a_zip_declaring_more_than_the_budget(tmp_path):
-    from hostile_extract import deflated
+    from builders.hostile_extract import deflated
 
     (tmp_path / "model.bin").write_bytes(deflated(checkpoint(tiny_config()),
                                                   {"data/0": 16 * 2**30}))

@@ -1,4 +1,4 @@
-"""The layouts real projects write (see tests/layouts.py), extracted with no flags.
+"""The layouts real projects write (see tests/builders/layouts.py), extracted with no flags.
 
 Each output must match the encoder as the project held it, built from its
 *true* config, within 1e-4 at three shapes (on real tokens: what padded
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from layouts import (
+from builders.layouts import (
     assert_matches,
     gliner,
     hf_cache,
@@ -21,7 +21,7 @@ from layouts import (
     sentence_transformer_v1,
     span_marker,
 )
-from tiny_encoders import tiny_encoder
+from builders.tiny_encoders import tiny_encoder
 from transformers import AutoTokenizer
 
 from extractor.__main__ import EXIT_OK, EXIT_USAGE, main

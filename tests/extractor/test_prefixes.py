@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_encoders import tiny_config
+from builders.tiny_encoders import tiny_config
 
 from extractor.encoders import ENCODER_TYPES, find_encoders, meta_state_dict, signatures
 from extractor.errors import PrefixError

@@ -65,7 +65,7 @@ def test_parity_table_names_the_failing_shape_and_output():
 
 
 def test_prefix_tree_nests_children_under_their_parent():
-    from tiny_encoders import tiny_config
+    from builders.tiny_encoders import tiny_config
 
     from extractor.encoders import meta_state_dict
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from layouts import hf_cache
+from builders.layouts import hf_cache
 from rich.console import Console
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 

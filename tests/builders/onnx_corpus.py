@@ -4,7 +4,7 @@ Vision (ViT, CLIP vision), text (CLIP text, T5 encoder, DeBERTa-v2, ModernBERT),
 audio (Whisper encoder, wav2vec2), decoders (GPT-2, with and without past key
 values) and GLiNER's whole span model (its export's inputs, axes and batch-1
 dummy), each a tiny random model behind a small positional wrapper, exported
-by the stock torch.onnx exporters. As in tests/broken_models.py, nothing here
+by the stock torch.onnx exporters. As in tests/builders/broken_models.py, nothing here
 edits a graph: a frozen shape is whatever the exporter baked in.
 
     for model, variant in CORPUS:
@@ -45,11 +45,12 @@ import numpy as np  # noqa: E402
 import onnx  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from broken_models import quiet  # noqa: E402
 from transformers import AttentionInterface  # noqa: E402
 from transformers.masking_utils import AttentionMaskInterface, eager_mask  # noqa: E402
 from transformers.models.deberta_v2 import modeling_deberta_v2  # noqa: E402
 from transformers.models.whisper import modeling_whisper  # noqa: E402
+
+from .broken_models import quiet  # noqa: E402
 
 OPSET = 17
 # Every model: hidden 48 in 4 heads of 12, dummy batch 2; sequence-like dummies (7, 26,

@@ -35,7 +35,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 MARKER = "ran-code.marker"  # what the malicious pickles would create in the case directory
 
 ENTRY_POINTS: dict[str, Callable[[str, str], list[str]]] = {
@@ -428,8 +428,7 @@ def numbers_of(outcomes: list[Outcome]) -> dict[str, int]:
 def hostile_cases(workdir: Path) -> list[tuple[str, dict[str, bytes], list[str]]]:
     """Every reproducer of hostile values in well-formed files, for both packages
     (`hostile_extract.py`, `hostile_onnx.py`): hangs, memory, markup, escapes."""
-    import hostile_extract
-    import hostile_onnx
+    from . import hostile_extract, hostile_onnx
 
     return hostile_extract.fixed_cases(workdir) + hostile_onnx.fixed_cases(workdir)
 
@@ -438,8 +437,7 @@ def structural_cases(rng: random.Random, count: int
                      ) -> list[tuple[str, dict[str, bytes], list[str]]]:
     """`count` cases drawn by the structural generators: hostile values (sizes, types,
     names, locations, nesting) in files that parse, half for each package."""
-    import hostile_extract
-    import hostile_onnx
+    from . import hostile_extract, hostile_onnx
 
     half = count // 2
     return (hostile_extract.generated_cases(rng, half)

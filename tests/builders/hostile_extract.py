@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 Case = tuple[str, dict[str, bytes], list[str]]
 
 EXTRACT = ["x", "{src}", "--prefix", "bert.", "-o", "{out}"]

@@ -36,10 +36,11 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import torch
-from tiny_encoders import tiny_encoder
 from transformers import AutoTokenizer, BertModel, PreTrainedModel
 
 from extractor.parity import ParityCase, case_inputs
+
+from .tiny_encoders import tiny_encoder
 
 GLINER_TOKENS = ["[FLERT]", "<<ENT>>", "<<SEP>>"]
 SHAPES = (ParityCase("batch 1", 1, 7, False), ParityCase("padded", 2, 40, True),
