@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -95,7 +95,29 @@ def load_model(source: str | os.PathLike[str] | onnx.ModelProto) -> LoadedModel:
         weights, missing = _weights(model, path.parent)
         loaded = LoadedModel(model, path, weights, missing)
     _validate(loaded)
-    return loaded
+    return _named(loaded)
+
+
+def _named(loaded: LoadedModel) -> LoadedModel:
+    """Every node named: findings, repair's anchors and Netron refer to nodes by name,
+    and an exporter may leave names empty (then every finding said `node ''` and repair
+    refused them all). Empty names become `<op_type>_<index>`; a model given in memory
+    is copied first, never changed."""
+    if all(node.name for node in loaded.model.graph.node):
+        return loaded
+    model = loaded.model
+    if loaded.path is None:
+        model = onnx.ModelProto()
+        model.CopyFrom(loaded.model)
+    taken = {node.name for node in model.graph.node}
+    for index, node in enumerate(model.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{index}"
+            while name in taken:
+                name += "_"
+            node.name = name
+            taken.add(name)
+    return replace(loaded, model=model)
 
 
 def _check_strings(model: onnx.ModelProto, path: Path) -> None:

@@ -292,3 +292,25 @@ def test_a_size_that_is_a_sum_of_symbols_is_rebuilt_from_its_terms():
         data = np.random.default_rng(0).random(shape, np.float32)
         want = np.concatenate([data, data[:, :1]], axis=1) + 1
         np.testing.assert_allclose(session.run(None, {"x": data})[0], want)
+
+
+@pytest.mark.parametrize("kind", ["attention-ints", "position-ids-int"])
+def test_a_graph_whose_nodes_have_no_names_is_found_and_repaired_alike(tiny, tmp_path, kind):
+    named = onnx.load(str(tiny(kind)))
+    bare = onnx.load(str(tiny(kind)))
+    for node in bare.graph.node:
+        node.name = ""
+    path = tmp_path / "bare.onnx"
+    onnx.save(bare, str(path))
+    before = check(str(tiny(kind)))
+    found = check(str(path))
+    assert len(found.findings) == len(before.findings) > 0, (before.findings, found.findings)
+    assert all(f.node for f in found.findings), f"expected named findings, saw {found.findings}"
+    report = repair(str(path), tmp_path / "fixed.onnx")
+    assert report.ok and not report.refusals, (
+        f"expected the unnamed graph repaired like the named one, saw refusals "
+        f"{[r.reason for r in report.refusals]}")
+    assert len(report.changes) == len(repair(str(tiny(kind)), dry_run=True).changes)
+    check(bare)  # a model given in memory is named on a copy, never changed
+    assert all(node.name == "" for node in bare.graph.node)
+    assert any(node.name for node in named.graph.node)
