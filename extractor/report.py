@@ -22,9 +22,10 @@ from .graft import GraftReport
 from .model import KeyReport
 from .parity import ParityReport
 from .peers import PYTORCH_FP32, Engine, comparisons
-from .pipeline import HOW_TO_SUPPLY_TOKENIZER, ExtractionReport, Variant
+from .pipeline import HOW_TO_SUPPLY_TOKENIZER, ExtractionReport
 from .prefixes import PrefixInfo
 from .speed import Timing
+from .variants import Variant
 
 
 def render_prefixes(console: Console, rows: list[PrefixInfo], location: str) -> None:
