@@ -29,7 +29,6 @@ from .runtimes import (
     bf16_problem,
     onnxruntime_runner,
     openvino_runner,
-    openvino_version,
     with_thread_wait,
 )
 from .speed import (
@@ -290,8 +289,3 @@ def _ctranslate2_runner(directory: Path, threads: int) -> Runner:
                                        types.tolist() if types is not None else None)
         return np.asarray(output.last_hidden_state)
     return run
-
-
-def openvino_label() -> str:
-    version = openvino_version()
-    return f"OpenVINO {version.split('-')[0]}" if version else "OpenVINO (not installed)"
