@@ -50,8 +50,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
     from diagnostics import check
-    from diagnostics.inputs import parse_expect
-    from diagnostics.repairer import repair
+    from diagnostics.analysis.signature import parse_expect
+    from diagnostics.repair.plan import repair
     from tests.builders import onnx_corpus
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="subgraft-corpus-"))

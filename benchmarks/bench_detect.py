@@ -20,8 +20,8 @@ def main() -> None:
 
     from transformers import BertConfig
 
-    from extractor import encoders
-    from extractor.encoders import build_meta, find_encoders
+    from extractor.resolve import encoders
+    from extractor.resolve.encoders import build_meta, find_encoders
     from tests.builders.layouts import oneie_state
 
     large = BertConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,

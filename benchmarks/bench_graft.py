@@ -7,9 +7,9 @@ random weights, the extra-layer concat that reads a lower hidden layer, entity,
 trigger and relation linear heads, a CRF Viterbi decoder in Python), saves its
 checkpoint in OneIE's layout, extracts it with `--hidden-states --quantize int8`,
 and times at 1x128, 8x128 and 1x16, the contenders taking turns
-(`extractor.speed.interleaved_times`), same thread count for all, each time with
+(`extractor.bench.speed.interleaved_times`), same thread count for all, each time with
 its quartiles and each speed-up with the quartiles of its per-turn ratios, the
-CPU named and every figure bench would flag listed (`extractor.speed.shape_timings`).
+CPU named and every figure bench would flag listed (`extractor.bench.speed.shape_timings`).
 Threads wait as a user's process would have them: PyTorch at its default,
 `OnnxEncoder` without spinning (its default):
 
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from extractor.speed import Timing
+    from extractor.bench.speed import Timing
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def build(workdir: Path) -> tuple[object, Path]:
@@ -72,7 +72,7 @@ def main() -> None:
     import torch
 
     from extractor import OnnxEncoder, graft, ungraft
-    from extractor.speed import BusyWatch, interleaved_times, run_conditions, shape_timings
+    from extractor.bench.speed import BusyWatch, interleaved_times, run_conditions, shape_timings
 
     torch.set_num_threads(args.threads)
     model, out = build(workdir)

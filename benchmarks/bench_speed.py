@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from extractor.speed import Timing
+    from extractor.bench.speed import Timing
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +71,7 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="subgraft-speed-"))
     os.environ["HF_HUB_OFFLINE"] = "1"
 
-    from extractor.runtimes import bf16_problem
+    from extractor.tiers.runtimes import bf16_problem
 
     checkpoint, _ = make_checkpoint(workdir)
     out = workdir / "out"
@@ -110,8 +110,8 @@ def main() -> None:
     print(f"  of which export {seconds['export']:.1f} s, optimize + quantize (with their "
           f"checks) {seconds['optimize']:.1f} s: {seconds['export'] + seconds['optimize']:.1f} s")
 
-    from extractor.accuracy import TIERS
-    from extractor.peers import compare_peers, comparisons
+    from extractor.bench.peers import compare_peers, comparisons
+    from extractor.tiers.accuracy import TIERS
 
     found = compare_peers(out, args.threads, args.runs)
     shapes = list(dict.fromkeys(shape for e in found for shape in e.ms))

@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     shapes = tuple(tuple(int(n) for n in s.split("x")) for s in args.shapes.split(","))
 
-    from extractor.speed import PYTORCH, benchmark, cpu_name
+    from extractor.bench.speed import PYTORCH, benchmark, cpu_name
 
     rows = []
     for hog in (False, True):

@@ -53,7 +53,7 @@ def row(model_type: str, exporter: str) -> str:
 
 
 def main() -> None:
-    from extractor.encoders import ENCODER_TYPES
+    from extractor.resolve.encoders import ENCODER_TYPES
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--types", default=",".join(ENCODER_TYPES))

@@ -13,9 +13,9 @@ export_lazily(__name__, {
     "check": "checker", "DiagnosticsError": "errors",
     **dict.fromkeys(("Finding", "FrozenValue", "InvarianceRun", "Probe", "ProbeRun", "Report",
                      "Skip", "Source", "SymbolInfo", "TensorInfo"), "findings"),
-    "NetronView": "netron_view", "open_in_netron": "netron_view",
-    "Report.open_in_netron": "netron_view",  # the view's, not the data's: loads on first call
-    "RepairReport": "repair_results", "repair": "repairer",
+    "NetronView": "view.netron", "open_in_netron": "view.netron",
+    "Report.open_in_netron": "view.netron",  # the view's, not the data's: loads on first call
+    "RepairReport": "repair.results", "repair": "repair.plan",
 })
 
 __all__ = [

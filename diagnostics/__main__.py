@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check(args: argparse.Namespace, out: Console) -> int:
     from . import check
-    from .inputs import parse_expect
-    from .probe import parse_shapes
+    from .analysis.signature import parse_expect
+    from .probe.run import parse_shapes
     from .report import render_check, to_json
 
     shapes = None
@@ -226,8 +226,8 @@ def _serve_netron(
     repairs: Mapping[str, str] | None = None,
 ) -> None:
     """Serve until Ctrl+C, then stop the servers (the ports are closed on return)."""
-    from .netron_view import open_in_netron
     from .report import render_netron
+    from .view.netron import open_in_netron
 
     view = open_in_netron(
         report, focus=args.focus, port=args.port, browse=not args.no_browser, repairs=repairs
@@ -278,9 +278,9 @@ def _add_repair(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _repair(args: argparse.Namespace, out: Console) -> int:
-    from .inputs import parse_expect
-    from .probe import parse_shapes
-    from .repairer import repair
+    from .analysis.signature import parse_expect
+    from .probe.run import parse_shapes
+    from .repair.plan import repair
     from .report import render_repair, repair_to_json
 
     report = repair(

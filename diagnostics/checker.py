@@ -13,16 +13,16 @@ from collections.abc import Sequence
 import onnx
 
 from . import limits
+from .analysis.frozen import interpret
+from .analysis.signature import read_signature
+from .analysis.source import node_source
+from .analysis.symbols import Interpreter
 from .errors import ShapeSpecError
 from .findings import Finding, Report
-from .frozen import interpret
-from .inputs import read_signature
 from .loading import load_model
-from .probe import default_shapes, default_sizes, run_probe
-from .probe_feeds import text_inputs
-from .probe_inputs import load_feeds, run_probe_feeds
-from .source import node_source
-from .symbols import Interpreter
+from .probe.feeds import text_inputs
+from .probe.given import load_feeds, run_probe_feeds
+from .probe.run import default_shapes, default_sizes, run_probe
 
 
 def check(

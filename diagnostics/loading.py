@@ -26,9 +26,9 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 from onnx import external_data_helper, numpy_helper
 
+from .analysis.signature import METADATA, ROLES
 from .errors import ModelFileError, UnknownDomainError
 from .file_kinds import describe
-from .inputs import METADATA, ROLES
 from .limits import MAX_BATCH, MAX_RANK, MAX_SEQUENCE, product
 
 # Domains onnxruntime implements; anything else must be defined by the model's functions.

@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from .findings import Probe, Report
-from .netron_view import NetronView, find_query
-from .repair_results import RepairReport, Verification
+from .repair.results import RepairReport, Verification
 from .untrusted import plain, shown
+from .view.netron import NetronView, find_query
 
 _MAX_ROWS = 60
 

@@ -248,7 +248,7 @@ def _extract_command(args: argparse.Namespace, out: Console, err: Console) -> in
 
 def _bench(args: argparse.Namespace, out: Console, err: Console) -> int:
     from diagnostics.errors import ShapeSpecError
-    from diagnostics.probe import parse_shapes
+    from diagnostics.probe.run import parse_shapes
 
     try:
         shapes = tuple(parse_shapes(args.shapes))
@@ -269,14 +269,14 @@ def _bench(args: argparse.Namespace, out: Console, err: Console) -> int:
 
     from transformers.utils import logging as hf_logging
 
+    from .bench.speed import benchmark
     from .errors import ExtractorError
     from .report import render_speed, to_json
-    from .speed import benchmark
 
     hf_logging.disable_progress_bar()
 
     if args.peers:
-        from .peers import compare_peers
+        from .bench.peers import compare_peers
         from .report import render_peers
 
         if not any((directory / name).is_file() for name in ("vocab.txt", "tokenizer.json")):
@@ -428,9 +428,9 @@ _MESSAGE_LIMIT = 2000
 
 
 def _list(args: argparse.Namespace, console: Console) -> int:
-    from .checkpoint import load_checkpoint
-    from .prefixes import prefix_summary
     from .report import render_prefixes, to_json
+    from .resolve.checkpoint import load_checkpoint
+    from .resolve.prefixes import prefix_summary
 
     ckpt = load_checkpoint(args.checkpoint, trust=args.trust_checkpoint,
                            max_memory=args.max_memory)

@@ -267,7 +267,7 @@ def export_saved_model(model_dir: str | Path, jobs: list[ExportJob]) -> list[Exp
 
 
 def _export_in_child(request: dict[str, Any]) -> None:
-    from .model import load_saved_model
+    from .resolve.model import load_saved_model
 
     model = load_saved_model(request["model_dir"])
     try:

@@ -33,10 +33,10 @@ import numpy as np
 import torch
 from transformers.modeling_outputs import BaseModelOutput, ModelOutput
 
-from .architecture import saved_config
-from .encoders import encoder_class
 from .errors import GraftError
-from .runtimes import checked_session
+from .resolve.architecture import saved_config
+from .resolve.encoders import encoder_class
+from .tiers.runtimes import checked_session
 
 ONNX_FILES = ("model.onnx", "model.optimized.onnx", "model.int8.onnx")
 # Arguments the exported graph has no input for: refused unless None (or False).

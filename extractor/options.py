@@ -16,10 +16,10 @@ from typing import Any
 
 from diagnostics import limits
 
-from .config_sources import VOCABULARY_FILES, tokenizer_dir
 from .errors import ExtractorError
 from .parity import DEFAULT_ATOL, DEFAULT_RTOL
-from .runtimes import RuntimeUnavailable, bf16_problem, openvino_problem
+from .resolve.config_sources import VOCABULARY_FILES, tokenizer_dir
+from .tiers.runtimes import RuntimeUnavailable, bf16_problem, openvino_problem
 
 QUANTIZATIONS = ("int8",)
 PRECISIONS = ("bf16",)

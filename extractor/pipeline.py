@@ -23,10 +23,6 @@ from diagnostics import Report as FrozenCheck
 from diagnostics import check
 
 from . import __version__
-from .accuracy import text_inputs
-from .architecture import ResolvedConfig, resolve_config
-from .checkpoint import Checkpoint, StateDict, load_checkpoint, refuse_unusable, strip_prefix
-from .config_sources import NO_TOKENIZER_CLASS, TOKENIZER_FILES, tokenizer_dir
 from .errors import ExtractorError
 from .export import (
     EncoderWrapper,
@@ -39,7 +35,6 @@ from .export import (
     refuse_unexportable,
     run_export_jobs,
 )
-from .model import KeyReport, build_model
 from .options import ExtractOptions
 from .output import (
     REPORT_NAME,
@@ -58,7 +53,18 @@ from .parity import (
     parity_cases,
     reference_outputs,
 )
-from .prefixes import choose_prefix, encoder_match
+from .resolve.architecture import ResolvedConfig, resolve_config
+from .resolve.checkpoint import (
+    Checkpoint,
+    StateDict,
+    load_checkpoint,
+    refuse_unusable,
+    strip_prefix,
+)
+from .resolve.config_sources import NO_TOKENIZER_CLASS, TOKENIZER_FILES, tokenizer_dir
+from .resolve.model import KeyReport, build_model
+from .resolve.prefixes import choose_prefix, encoder_match
+from .tiers.accuracy import text_inputs
 from .variants import FUSABLE_NAME, ONNX_NAME, Step, Variant, build_variants
 
 ISOLATE_EXPORT_BYTES = 256 << 20

@@ -16,15 +16,15 @@ from rich.tree import Tree
 
 from diagnostics.untrusted import shown
 
-from .accuracy import TIERS, Agreement
-from .architecture import attention_heads
+from .bench.peers import PYTORCH_FP32, Engine, comparisons
+from .bench.speed import Timing
 from .graft import GraftReport
-from .model import KeyReport
 from .parity import ParityReport
-from .peers import PYTORCH_FP32, Engine, comparisons
 from .pipeline import HOW_TO_SUPPLY_TOKENIZER, ExtractionReport
-from .prefixes import PrefixInfo
-from .speed import Timing
+from .resolve.architecture import attention_heads
+from .resolve.model import KeyReport
+from .resolve.prefixes import PrefixInfo
+from .tiers.accuracy import TIERS, Agreement
 from .variants import Variant
 
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .accuracy import Agreement, compare_embeddings
-from .architecture import ResolvedConfig
-from .optimize import OPTIMIZED_NAME, OptimizeResult, optimize_onnx
 from .options import ExtractOptions
 from .parity import ParityReport, Reference, compare_onnx
-from .quantize import INT8_NAME, quantize_within_gate
-from .runtimes import (
+from .resolve.architecture import ResolvedConfig
+from .tiers.accuracy import Agreement, compare_embeddings
+from .tiers.optimize import OPTIMIZED_NAME, OptimizeResult, optimize_onnx
+from .tiers.quantize import INT8_NAME, quantize_within_gate
+from .tiers.runtimes import (
     calibration_samples,
     nncf_problem,
     onnxruntime_runner,
@@ -169,7 +169,7 @@ def _openvino_int8_variant(staging: Path, text: tuple[dict, Any]) -> Variant:
 def _choose_int8(staging: Path, variants: list[Variant], inputs: dict[str, Any]
                  ) -> dict[str, Any]:
     """Time both int8 files on the real-text batch here; the faster one that passes wins."""
-    from .speed import interleaved_medians
+    from .bench.speed import interleaved_medians
 
     passing = {v.file: v for v in variants if v.precision == "int8" and v.ok}
     runners = {}

@@ -321,8 +321,8 @@ def run_case(case_dir: Path, files: dict[str, bytes], argv_template: list[str],
              seconds: int = CASE_SECONDS) -> Outcome:
     """Write the files, run the entry point in-process (stopped after `seconds`), and record
     what it did."""
-    from diagnostics import netron_view
     from diagnostics.__main__ import main as diagnostics_main
+    from diagnostics.view import netron as netron_view
     from extractor.__main__ import main as extractor_main
 
     case_dir.mkdir(parents=True, exist_ok=True)
@@ -428,7 +428,7 @@ def numbers_of(outcomes: list[Outcome]) -> dict[str, int]:
 def hostile_cases(workdir: Path) -> list[tuple[str, dict[str, bytes], list[str]]]:
     """Every reproducer of hostile values in well-formed files, for both packages
     (`hostile_extract.py`, `hostile_onnx.py`): hangs, memory, markup, escapes."""
-    from . import hostile_extract, hostile_onnx
+    from tests.builders import hostile_extract, hostile_onnx
 
     return hostile_extract.fixed_cases(workdir) + hostile_onnx.fixed_cases(workdir)
 
@@ -437,7 +437,7 @@ def structural_cases(rng: random.Random, count: int
                      ) -> list[tuple[str, dict[str, bytes], list[str]]]:
     """`count` cases drawn by the structural generators: hostile values (sizes, types,
     names, locations, nesting) in files that parse, half for each package."""
-    from . import hostile_extract, hostile_onnx
+    from tests.builders import hostile_extract, hostile_onnx
 
     half = count // 2
     return (hostile_extract.generated_cases(rng, half)

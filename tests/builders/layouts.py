@@ -39,8 +39,7 @@ import torch
 from transformers import AutoTokenizer, BertModel, PreTrainedModel
 
 from extractor.parity import ParityCase, case_inputs
-
-from .tiny_encoders import tiny_encoder
+from tests.builders.tiny_encoders import tiny_encoder
 
 GLINER_TOKENS = ["[FLERT]", "<<ENT>>", "<<SEP>>"]
 SHAPES = (ParityCase("batch 1", 1, 7, False), ParityCase("padded", 2, 40, True),

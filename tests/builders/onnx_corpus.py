@@ -50,7 +50,7 @@ from transformers.masking_utils import AttentionMaskInterface, eager_mask  # noq
 from transformers.models.deberta_v2 import modeling_deberta_v2  # noqa: E402
 from transformers.models.whisper import modeling_whisper  # noqa: E402
 
-from .broken_models import quiet  # noqa: E402
+from tests.builders.broken_models import quiet  # noqa: E402
 
 OPSET = 17
 # Every model: hidden 48 in 4 heads of 12, dummy batch 2; sequence-like dummies (7, 26,

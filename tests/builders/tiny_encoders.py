@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, PretrainedConfig
 
-from extractor.encoders import ENCODER_TYPES, encoder_class
+from extractor.resolve.encoders import ENCODER_TYPES, encoder_class
 
 SMALL = dict(
     vocab_size=99,

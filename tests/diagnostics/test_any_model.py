@@ -44,7 +44,7 @@ def test_dynamo_exports_are_clean_where_sizes_are_computed_two_ways(corpus, mode
 
 
 def test_repair_rebuilds_a_vits_frozen_attention_given_the_export_dummy(corpus, tmp_path):
-    from diagnostics.repairer import repair
+    from diagnostics.repair.plan import repair
 
     source = corpus("vit", "python-ints")
     refused = repair(source, tmp_path / "no_dummy.onnx")
@@ -63,7 +63,7 @@ def test_repair_rebuilds_a_vits_frozen_attention_given_the_export_dummy(corpus, 
 
 
 def test_a_repair_of_a_batch_one_export_that_mixes_rows_writes_nothing(corpus, tmp_path):
-    from diagnostics.repairer import BATCH_OF_ONE, repair
+    from diagnostics.repair.plan import BATCH_OF_ONE, repair
 
     source = corpus("vit", "dummy-batch-1")
     dummy = onnx_corpus.entry("vit", "dummy-batch-1").dummy
@@ -119,7 +119,7 @@ def test_fully_static_vit_is_a_static_input_finding_with_its_cause(corpus):
 def test_expect_turns_a_silently_specialised_export_into_findings(corpus, capsys):
     """torch.export made height and width static (a square dummy at the checkpoint's size):
     nothing in the graph tells it from a fixed-size design, the user's expectation does."""
-    from diagnostics.inputs import parse_expect
+    from diagnostics.analysis.signature import parse_expect
 
     source = corpus("vit", "dynamo-specialised")
     assert check(source).verdict == "clean"  # the graph alone: a fixed 30x30 model
@@ -257,7 +257,7 @@ def test_gliner_with_python_ints_is_repaired_on_its_own_inputs(corpus, tmp_path)
     import onnxruntime as ort
     import torch
 
-    from diagnostics.repairer import repair
+    from diagnostics.repair.plan import repair
 
     source = corpus("gliner", "python-ints")  # DeBERTa's split with int(x.size(i)), batch 1
     entry = onnx_corpus.entry("gliner", "python-ints")

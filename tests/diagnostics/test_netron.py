@@ -23,10 +23,10 @@ from rich.console import Console
 
 import diagnostics
 from diagnostics.__main__ import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
-from diagnostics.annotate import neighbourhood
 from diagnostics.errors import ServeError
-from diagnostics.netron_view import open_in_netron
 from diagnostics.report import render_netron
+from diagnostics.view.annotate import neighbourhood
+from diagnostics.view.netron import open_in_netron
 
 REPO = Path(__file__).resolve().parents[2]
 FROZEN = "/model/encoder/layer.0/attention/self/Reshape"

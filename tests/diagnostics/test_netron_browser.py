@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import diagnostics
-from diagnostics.netron_view import find_query, open_in_netron
+from diagnostics.view.netron import find_query, open_in_netron
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = [

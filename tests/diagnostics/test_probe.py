@@ -8,7 +8,7 @@ from rich.console import Console
 
 from diagnostics import check
 from diagnostics.__main__ import EXIT_FAILED, EXIT_OK, main
-from diagnostics.probe import default_shapes, parse_shapes
+from diagnostics.probe.run import default_shapes, parse_shapes
 from diagnostics.report import render_check
 
 

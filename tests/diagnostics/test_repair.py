@@ -15,7 +15,7 @@ from builders import broken_models
 from onnx import helper, numpy_helper
 
 from diagnostics import check, repair
-from diagnostics.repair_graph import REPAIR_KEY
+from diagnostics.repair.edit import REPAIR_KEY
 
 REPAIRABLE = [
     "attention-ints",

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 from builders.tiny_encoders import tiny_config
 
-from extractor.architecture import config_problem, resolve_config
-from extractor.checkpoint import Checkpoint
-from extractor.encoders import meta_state_dict
 from extractor.errors import ArchitectureError
-from extractor.known_configs import builtin_config
+from extractor.resolve.architecture import config_problem, resolve_config
+from extractor.resolve.checkpoint import Checkpoint
+from extractor.resolve.encoders import meta_state_dict
+from extractor.resolve.known_configs import builtin_config
 
 TINY = dict(
     vocab_size=99,

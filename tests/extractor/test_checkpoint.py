@@ -8,14 +8,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from extractor.checkpoint import (
+from extractor.errors import CheckpointError, UnsafeCheckpointError
+from extractor.resolve.checkpoint import (
     StandIn,
     attributes,
     find_state_dict,
     load_checkpoint,
     strip_prefix,
 )
-from extractor.errors import CheckpointError, UnsafeCheckpointError
 
 
 class NotAllowed:

@@ -13,7 +13,7 @@ from builders.layouts import assert_matches
 from builders.tiny_encoders import composite_checkpoint
 
 from extractor.__main__ import EXIT_OK, EXIT_USAGE, main
-from extractor.encoders import ENCODER_TYPES
+from extractor.resolve.encoders import ENCODER_TYPES
 
 # Types this stack cannot export with dynamic batch and sequence, and why.
 REFUSED = {

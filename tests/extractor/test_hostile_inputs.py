@@ -29,10 +29,10 @@ from builders.hostile_extract import (
 from transformers import BertConfig, DistilBertConfig
 
 from extractor import extract
-from extractor.architecture import resolve_config
-from extractor.checkpoint import load_checkpoint, refuse_unusable, strip_prefix
-from extractor.config_checks import new_config, values_problem
 from extractor.errors import ArchitectureError, CheckpointError, ExtractorError
+from extractor.resolve.architecture import resolve_config
+from extractor.resolve.checkpoint import load_checkpoint, refuse_unusable, strip_prefix
+from extractor.resolve.config_checks import new_config, values_problem
 
 CASE_SECONDS = 60
 FIXED = fixed_cases(collection_folder("subgraft-hostile-"))

@@ -3,9 +3,9 @@ from __future__ import annotations
 import torch
 from transformers import AutoConfig
 
-from extractor.architecture import config_problem
-from extractor.encoders import build_meta
-from extractor.keys import BENIGN_EXTRA, POOLER, compare_keys, tied_names
+from extractor.resolve.architecture import config_problem
+from extractor.resolve.encoders import build_meta
+from extractor.resolve.keys import BENIGN_EXTRA, POOLER, compare_keys, tied_names
 
 TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
             intermediate_size=37, max_position_embeddings=64)

@@ -6,7 +6,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from extractor.merge_projections import merge_projections
+from extractor.tiers.merge_projections import merge_projections
 
 HIDDEN = 8
 

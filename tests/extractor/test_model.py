@@ -5,7 +5,7 @@ import torch
 from transformers import AutoConfig, AutoModel
 
 from extractor.errors import WeightMismatchError
-from extractor.model import build_model, load_saved_model
+from extractor.resolve.model import build_model, load_saved_model
 
 TINY = dict(
     vocab_size=99,

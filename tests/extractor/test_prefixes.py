@@ -4,9 +4,14 @@ import pytest
 import torch
 from builders.tiny_encoders import tiny_config
 
-from extractor.encoders import ENCODER_TYPES, find_encoders, meta_state_dict, signatures
 from extractor.errors import PrefixError
-from extractor.prefixes import choose_prefix, encoder_match, encoder_prefixes, prefix_summary
+from extractor.resolve.encoders import ENCODER_TYPES, find_encoders, meta_state_dict, signatures
+from extractor.resolve.prefixes import (
+    choose_prefix,
+    encoder_match,
+    encoder_prefixes,
+    prefix_summary,
+)
 
 BERT_LAYOUT = ("bert", "roberta", "xlm-roberta", "camembert", "ernie", "data2vec-text")
 
@@ -99,7 +104,7 @@ def test_summary_counts_tensors_and_marks_encoders_at_any_depth():
 
 
 def test_signatures_are_cached_on_disk_per_transformers_version(tmp_path, monkeypatch):
-    from extractor import encoders
+    from extractor.resolve import encoders
 
     monkeypatch.setenv("SUBGRAFT_CACHE", str(tmp_path))
     encoders._signatures.cache_clear()

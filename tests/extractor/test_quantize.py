@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from extractor.quantize import _uint8_error
+from extractor.tiers.quantize import _uint8_error
 
 
 def test_uint8_error_grows_with_outliers():

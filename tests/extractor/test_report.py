@@ -5,10 +5,10 @@ import io
 import torch
 from rich.console import Console
 
-from extractor.model import KeyReport
 from extractor.parity import ParityReport, ParityResult
-from extractor.prefixes import prefix_summary
 from extractor.report import render_keys, render_parity, render_prefixes
+from extractor.resolve.model import KeyReport
+from extractor.resolve.prefixes import prefix_summary
 
 
 def _console() -> Console:
@@ -67,7 +67,7 @@ def test_parity_table_names_the_failing_shape_and_output():
 def test_prefix_tree_nests_children_under_their_parent():
     from builders.tiny_encoders import tiny_config
 
-    from extractor.encoders import meta_state_dict
+    from extractor.resolve.encoders import meta_state_dict
 
     encoder = meta_state_dict(tiny_config("bert", num_hidden_layers=1))
     state = {**{"bert." + k: v for k, v in encoder.items()}, "crf.transition": torch.zeros(3, 3)}

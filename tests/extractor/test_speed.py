@@ -12,18 +12,18 @@ import os
 import pytest
 from rich.console import Console
 
-from extractor.accuracy import Agreement
-from extractor.errors import ExtractorError
-from extractor.peers import PYTORCH_FP32, Engine
-from extractor.report import render_peers, render_speed
-from extractor.runtimes import checked_session, with_thread_wait
-from extractor.speed import (
+from extractor.bench.peers import PYTORCH_FP32, Engine
+from extractor.bench.speed import (
     PYTORCH,
     SPREAD_LIMIT,
     busy_warnings,
     quartiles,
     shape_timings,
 )
+from extractor.errors import ExtractorError
+from extractor.report import render_peers, render_speed
+from extractor.tiers.accuracy import Agreement
+from extractor.tiers.runtimes import checked_session, with_thread_wait
 
 # Five turns of four runs: PyTorch about 30 ms, the file about 10 ms.
 STEADY = {PYTORCH: [[30.0, 30.2, 29.9, 30.1]] * 5, "model.onnx": [[10.0, 10.1, 9.9, 10.0]] * 5}

@@ -16,12 +16,12 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from extractor import extract
-from extractor import runtimes as runtimes_module
 from extractor.__main__ import EXIT_OK, EXIT_USAGE, main
-from extractor.accuracy import Agreement, compare_embeddings, text_inputs
 from extractor.encode import encode, encode_ids
 from extractor.graft import OnnxEncoder
-from extractor.runtimes import RuntimeUnavailable, bf16_problem, nncf_problem
+from extractor.tiers import runtimes as runtimes_module
+from extractor.tiers.accuracy import Agreement, compare_embeddings, text_inputs
+from extractor.tiers.runtimes import RuntimeUnavailable, bf16_problem, nncf_problem
 
 OPENVINO = runtimes_module.openvino_problem() is None
 BF16 = bf16_problem() is None

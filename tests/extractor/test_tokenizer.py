@@ -20,12 +20,12 @@ from rich.console import Console
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from extractor import extract
-from extractor.architecture import resolve_config, saved_config
-from extractor.checkpoint import load_checkpoint, strip_prefix
-from extractor.config_sources import tokenizer_dir
 from extractor.errors import ExtractorError
-from extractor.known_configs import BUILTIN_CONFIGS
 from extractor.report import render_extraction
+from extractor.resolve.architecture import resolve_config, saved_config
+from extractor.resolve.checkpoint import load_checkpoint, strip_prefix
+from extractor.resolve.config_sources import tokenizer_dir
+from extractor.resolve.known_configs import BUILTIN_CONFIGS
 
 NAME = "bert-base-uncased"
 SENTENCE = "the president visited the city, he said."

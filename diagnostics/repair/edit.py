@@ -1,0 +1,313 @@
+"""Edit a graph for repair: fresh names, new initializers, nodes inserted before an anchor.
+
+Sizes that must follow the input are computed at run time: `Shape -> Gather` of the
+tensor that carries the axis (or of the graph input that defines the symbol), `Mul`
+for products, `Concat` for a whole shape vector. A check that declines returns
+`Declined(reason)`, as data: helpers return it to the rule, the rule to `repair_pass`,
+which makes it a refusal. Exceptions are left for bad input and bugs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ..analysis.dims import Expr, Shape
+from ..findings import Finding, SymbolInfo
+
+REPAIR_KEY = "subgraft.repair"
+START = ""  # anchor: the start of the graph
+
+
+@dataclass(frozen=True)
+class Declined:
+    """A check that declined: the reason, shown as a refusal. Returned, never raised."""
+
+    reason: str
+
+
+def parse_expr(text: str | None) -> Expr | None:
+    """ "batch*sequence", "2*sequence", "batch^2" -> Expr; None when not a product of symbols."""
+    if not text:
+        return None
+    coef, powers = Fraction(1), {}
+    for part in text.split("*"):
+        if part.lstrip("-").isdigit():
+            coef *= int(part)
+            continue
+        name, _, power = part.partition("^")
+        powers[name] = powers.get(name, 0) + (int(power) if power else 1)
+    return Expr(coef, tuple(sorted(powers.items())))
+
+
+def parse_sum(name: str) -> list[tuple[int, Expr]] | None:
+    """A derived symbol written as a sum, "(past_sequence + sequence)", "(sequence - 1)",
+    -> [(sign, term)]; None for anything else (a floor, a product of sums)."""
+    tokens = name[1:-1].split(" ") if name.startswith("(") and name.endswith(")") else []
+    if not tokens or len(tokens) % 2 == 0 or "(" in name[1:-1]:
+        return None
+    ops = tokens[1::2]
+    if any(op not in ("+", "-") for op in ops):
+        return None
+    terms = [(1, parse_expr(tokens[0]))]
+    terms += [(1 if op == "+" else -1, parse_expr(t)) for op, t in zip(ops, tokens[2::2],
+                                                                       strict=True)]
+    return None if any(t is None for _, t in terms) else terms
+
+
+def symbolic_sizes(
+    finding: Finding, values: np.ndarray
+) -> tuple[list[int], list[int | Expr]] | Declined:
+    """The literal size vector, and the same with each frozen position's symbol put in."""
+    literal = [int(v) for v in values.reshape(-1)]
+    sizes: list[int | Expr] = list(literal)
+    for frozen in finding.frozen:
+        expr = parse_expr(frozen.symbol)
+        position = max(frozen.position, 0)
+        if expr is None or position >= len(sizes):
+            return Declined(f"no symbol known for the literal {frozen.value}")
+        sizes[position] = expr
+    return literal, sizes
+
+
+def vector_text(values: list) -> str:
+    return "[" + ", ".join(str(v) for v in values) + "]"
+
+
+@dataclass
+class GraphEdit:
+    """A model being repaired, with the analysis' shapes of the original graph.
+
+    New nodes wait in `inserts` until `finish`; initializers and names are added at
+    once. A rule that declines part-way does not undo what it already built: those
+    nodes and initializers stay in the repaired graph.
+    """
+
+    model: onnx.ModelProto
+    shapes: dict[str, Shape]
+    symbols: dict[str, SymbolInfo]
+    read_tensor: Callable[[onnx.TensorProto], np.ndarray | None]
+    inserts: dict[str, list[onnx.NodeProto]] = field(default_factory=dict)
+    _names: set[str] = field(default_factory=set)
+    _shape_of: dict[tuple[str, str], str] = field(default_factory=dict)
+    _orphans: set[str] = field(default_factory=set)
+    replaced: dict[str, int] = field(default_factory=dict)  # constant -> finding that rebuilt it
+
+    def __post_init__(self) -> None:
+        graph = self.model.graph
+        self.nodes = {n.name: n for n in graph.node if n.name}
+        self.initializers = {t.name: t for t in graph.initializer}
+        self.constant_nodes = {
+            n.output[0]: n for n in graph.node if n.op_type == "Constant" and n.output
+        }
+        for node in graph.node:
+            self._names.add(node.name)
+            self._names.update(node.output)
+        self._names.update(self.initializers)
+        self._names.update(i.name for i in graph.input)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def node(self, name: str) -> onnx.NodeProto | Declined:
+        if name not in self.nodes:
+            return Declined(f"node {name!r} is not in the graph")
+        return self.nodes[name]
+
+    def constant(self, name: str) -> np.ndarray | None:
+        """The values of an initializer or a Constant node's output; None when computed."""
+        if name in self.initializers:
+            return self.read_tensor(self.initializers[name])
+        node = self.constant_nodes.get(name)
+        if node is None:
+            return None
+        for attr in node.attribute:
+            if attr.name == "value":
+                return numpy_helper.to_array(attr.t)
+            if attr.name == "value_ints":
+                return np.array(list(attr.ints), np.int64)
+            if attr.name == "value_int":
+                return np.array(attr.i, np.int64)
+        return None
+
+    def consumers(self, tensor: str) -> list[onnx.NodeProto]:
+        return [n for n in self.model.graph.node if tensor in n.input]
+
+    def first_consumer(self, tensor: str) -> str:
+        users = self.consumers(tensor)
+        return users[0].name if users else START
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def unique(self, base: str) -> str:
+        name, n = base, 1
+        while name in self._names:
+            name, n = f"{base}_{n}", n + 1
+        self._names.add(name)
+        return name
+
+    def add_initializer(self, base: str, array: np.ndarray) -> str:
+        name = self.unique(base)
+        self.model.graph.initializer.append(numpy_helper.from_array(array, name))
+        return name
+
+    def add_node(
+        self, anchor: str, op_type: str, inputs: Sequence[str], purpose: str, **attrs: object
+    ) -> str:
+        """Insert `op_type` before `anchor`; returns its output's name."""
+        prefix = anchor if anchor else "/subgraft"
+        name = self.unique(f"{prefix}/subgraft_{op_type}")
+        node = helper.make_node(op_type, list(inputs), [self.unique(name + "_output_0")], name=name)
+        node.attribute.extend(helper.make_attribute(k, v) for k, v in attrs.items())
+        entry = node.metadata_props.add()
+        entry.key, entry.value = REPAIR_KEY, f"added: {purpose}"
+        self.inserts.setdefault(anchor, []).append(node)
+        return node.output[0]
+
+    def note(self, node: onnx.NodeProto, text: str) -> None:
+        """Record what was done in the node's metadata_props (appended if already there)."""
+        for entry in node.metadata_props:
+            if entry.key == REPAIR_KEY:
+                entry.value = f"{entry.value}; {text}"
+                return
+        entry = node.metadata_props.add()
+        entry.key, entry.value = REPAIR_KEY, text
+
+    # -- sizes at run time -----------------------------------------------------------------
+
+    def size(self, expr: Expr, anchor: str, data: str | None = None) -> str | Declined:
+        """An int64 [1] tensor holding `expr` at run time, taken from `data`'s shape if it can."""
+        shape = self.shapes.get(data) if data else None
+        if shape is not None:
+            for axis, dim in enumerate(shape):
+                if dim.expr == expr:
+                    return self._gather(anchor, data, axis, f"{expr} from {data}")
+        if not expr.valid:
+            return Declined(f"{expr} is not a size that can be computed")
+        result = None
+        for name, power in expr.powers:
+            info = self.symbols.get(name)
+            terms = parse_sum(name) if info is None else None
+            if info is None and terms is None:
+                return Declined(f"no graph input defines the symbol {name!r}")
+            if terms is not None:
+                piece = self._sum(terms, anchor, name)
+                if isinstance(piece, Declined):
+                    return piece
+            else:
+                piece = self._gather(anchor, info.input, info.axis, f"{name} from {info.input}")
+            for _ in range(power):
+                result = (
+                    piece
+                    if result is None
+                    else self.add_node(anchor, "Mul", [result, piece], f"{expr}")
+                )
+        if result is None:
+            return Declined(f"{expr} has no symbol")
+        if expr.coef != 1:
+            factor = self.add_initializer("/subgraft/factor", np.array([int(expr.coef)], np.int64))
+            result = self.add_node(anchor, "Mul", [result, factor], f"{expr}")
+        return result
+
+    def _sum(self, terms: list[tuple[int, Expr]], anchor: str, name: str) -> str | Declined:
+        result = None
+        for sign, term in terms:
+            if term.literal is not None:
+                piece = self.add_initializer("/subgraft/literal",
+                                             np.array([term.literal], np.int64))
+            else:
+                piece = self.size(term, anchor)
+                if isinstance(piece, Declined):
+                    return piece
+            if result is None and sign > 0:
+                result = piece
+                continue
+            if result is None:
+                result = self.add_initializer("/subgraft/literal", np.array([0], np.int64))
+            op = "Add" if sign > 0 else "Sub"
+            result = self.add_node(anchor, op, [result, piece], name)
+        return result
+
+    def vector(
+        self, values: Sequence[int | Expr], anchor: str, data: str | None = None, dtype=np.int64
+    ) -> str | Declined:
+        """A 1-D shape-like tensor: literals stay literal, exprs are computed; one Concat."""
+        pieces: list[str] = []
+        run: list[int] = []
+
+        def flush() -> None:
+            if run:
+                pieces.append(self.add_initializer("/subgraft/literal", np.array(run, np.int64)))
+                run.clear()
+
+        for value in values:
+            if isinstance(value, Expr) and value.literal is None:
+                flush()
+                size = self.size(value, anchor, data)
+                if isinstance(size, Declined):
+                    return size
+                pieces.append(size)
+            else:
+                run.append(int(value.literal if isinstance(value, Expr) else value))
+        flush()
+        if len(pieces) == 1:
+            out = pieces[0]
+        else:
+            out = self.add_node(anchor, "Concat", pieces, "shape vector", axis=0)
+        if np.dtype(dtype) != np.int64:
+            to = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+            out = self.add_node(anchor, "Cast", [out], "shape vector dtype", to=to)
+        return out
+
+    def _gather(self, anchor: str, data: str, axis: int, purpose: str) -> str:
+        key = (anchor, data)
+        if key not in self._shape_of:
+            self._shape_of[key] = self.add_node(anchor, "Shape", [data], f"shape of {data}")
+        index = self.add_initializer("/subgraft/axis", np.array([axis], np.int64))
+        return self.add_node(anchor, "Gather", [self._shape_of[key], index], purpose, axis=0)
+
+    # -- finishing -------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """Put inserted nodes before their anchors; drop constants nothing reads any more."""
+        graph = self.model.graph
+        ordered = list(self.inserts.get(START, []))
+        for node in graph.node:
+            ordered.extend(self.inserts.get(node.name, []))
+            ordered.append(node)
+        used = {name for node in ordered for name in node.input}
+        used.update(o.name for o in graph.output)
+        kept = [
+            n
+            for n in ordered
+            if not (n.op_type == "Constant" and n.output and n.output[0] not in used)
+            or n.name not in self._orphans
+        ]
+        del graph.node[:]
+        graph.node.extend(kept)
+        stale = [t for t in graph.initializer if t.name in self._orphans and t.name not in used]
+        for tensor in stale:
+            graph.initializer.remove(tensor)
+        self.inserts.clear()
+
+    def replace_everywhere(self, tensor: str, new: str) -> list[str]:
+        """Every reader of `tensor` reads `new` instead; returns the readers' names."""
+        readers = []
+        for node in self.model.graph.node:
+            for i, name in enumerate(node.input):
+                if name == tensor:
+                    node.input[i] = new
+                    readers.append(node.name)
+        self.release(tensor)
+        return list(dict.fromkeys(readers))
+
+    def release(self, tensor: str) -> None:
+        """`tensor` may have lost its last reader: drop it (and its Constant node) at finish."""
+        self._orphans.add(tensor)
+        node = self.constant_nodes.get(tensor)
+        if node is not None:
+            self._orphans.add(node.name)

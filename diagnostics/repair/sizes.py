@@ -1,0 +1,53 @@
+"""Repair literal sizes fed to Slice, Resize, Expand, Tile, ConstantOfShape and Range.
+
+Pattern: a `frozen-shape` finding whose frozen values sit in a constant shape-like
+input of the node. Check: the input is a literal vector (or scalar) and every
+frozen element names the symbol it should be. Rewrite: that input rebuilt with the
+frozen elements computed from `Shape` of the tensor that carries the axis (the
+node's data for Slice and Resize, else the graph input that defines the symbol).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..findings import Finding
+from .edit import Declined, GraphEdit, symbolic_sizes, vector_text
+from .results import Change
+
+OPS = ("Slice", "Resize", "Expand", "Tile", "ConstantOfShape", "Range")
+_DATA_CARRIES_AXIS = ("Slice", "Resize")
+
+
+def repair_sizes(edit: GraphEdit, finding: Finding, index: int) -> Change | Declined:
+    node = edit.node(finding.node)
+    if isinstance(node, Declined):
+        return node
+    if finding.input_index is None or finding.input_index >= len(node.input):
+        return Declined("the finding names no input of the node")
+    tensor = node.input[finding.input_index]
+    values = edit.constant(tensor)
+    if values is None:
+        return Declined(f"{tensor!r} is computed, not a literal: its source is not proved")
+    if values.ndim > 1 or values.dtype.kind not in "iu":
+        return Declined(f"{tensor!r} is not an integer vector or scalar")
+    sizes = symbolic_sizes(finding, values)
+    if isinstance(sizes, Declined):
+        return sizes
+    literal, new = sizes
+    data = node.input[0] if node.op_type in _DATA_CARRIES_AXIS else None
+    count = sum(len(v) for v in edit.inserts.values())
+    name = edit.vector(new, node.name, data=data, dtype=values.dtype)
+    if isinstance(name, Declined):
+        return name
+    if values.ndim == 0:
+        axes = edit.add_initializer("/subgraft/axes", np.array([0], np.int64))
+        name = edit.add_node(node.name, "Squeeze", [name, axes], "scalar size")
+    added = tuple(n.name for v in edit.inserts.values() for n in v)[count:]
+    node.input[finding.input_index] = name
+    edit.release(tensor)
+    before, after = vector_text(literal), vector_text(new)
+    action = f"input {finding.input_index} rebuilt from Shape"
+    edit.note(node, f"input {finding.input_index} {before} -> {after} (computed from Shape)")
+    return Change(index, node.name, node.op_type, action, before, after, added)
+

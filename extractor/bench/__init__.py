@@ -1,0 +1,1 @@
+"""The bench room: `python -m extractor bench DIR` timings (`speed`) and `--peers` (`peers`)."""

@@ -1,0 +1,120 @@
+"""Dynamic int8 quantization that stays within the accuracy gate on real text.
+
+Everything quantizable (Attention, MatMul with constant weights) is quantized
+first; while the gate fails, the node whose input activation loses most to
+per-tensor uint8 quantization (GELU outputs, with their outliers, usually) is
+kept in fp32 and the model quantized again. Query, key and value are merged into
+one MatMul first, so their input is quantized once. The fused graph needs
+`DefaultTensorType` set or quantization fails (FIELD_NOTES).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ..export import EXTERNAL_DATA_BYTES
+from .accuracy import Agreement, agreement
+from .merge_projections import merge_projections
+
+INT8_NAME = "model.int8.onnx"
+QUANTIZED_OPS = ("MatMul", "Attention")
+
+
+@dataclass
+class QuantizeResult:
+    agreement: Agreement
+    quantized: int  # nodes quantized
+    kept_fp32: list[str] = field(default_factory=list)  # in the order they were taken out
+    merged: int = 0  # groups of projections merged into one MatMul before quantizing
+
+
+def quantize_int8(source: str | Path, target: str | Path,
+                  keep_fp32: list[str] | None = None) -> Path:
+    """Per-channel dynamic int8 of every Attention and MatMul except `keep_fp32`."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(target), per_channel=True, weight_type=QuantType.QInt8,
+                     op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=keep_fp32 or [],
+                     use_external_data_format=_is_large(source),
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    _drop_shape_annotations(target)
+    return Path(target)
+
+
+def _is_large(path: str | Path) -> bool:
+    """Whether the model at `path` keeps (or should keep) its weights in external data."""
+    path = Path(path)
+    return (path.stat().st_size > EXTERNAL_DATA_BYTES
+            or (path.parent / (path.name + ".data")).is_file())
+
+
+def _drop_shape_annotations(path: str | Path) -> None:
+    """Remove the intermediate shapes the quantizer wrote into the graph.
+
+    With them onnxruntime (1.32) sees that each residual Add's inputs match and fuses
+    Add + LayerNormalization into SkipLayerNormalization at load, whose CPU kernel is
+    5x slower than the pair (bert-base int8: 23.5 ms against 20.3 ms at 1x128).
+    Without them it keeps the pair; the weights are not touched.
+    """
+    model = onnx.load(str(path), load_external_data=False)
+    del model.graph.value_info[:]
+    onnx.save(model, str(path))
+
+
+def quantize_within_gate(source: str | Path, target: str | Path,
+                         inputs: dict[str, np.ndarray], expected: np.ndarray) -> QuantizeResult:
+    """Quantize as much as the cosine gate allows, measured on `inputs` (real text)."""
+    with tempfile.TemporaryDirectory(dir=Path(target).parent) as scratch:
+        model = onnx.load(str(source))
+        merged = merge_projections(model)
+        large = _is_large(source)
+        source = Path(scratch) / "merged.onnx"
+        onnx.save(model, str(source), save_as_external_data=large, location="merged.onnx.data")
+        del model
+        ranking = activation_errors(source, inputs)
+        keep: list[str] = []
+        while True:
+            quantize_int8(source, target, keep)
+            result = agreement(target, inputs, expected)
+            if result.ok or len(keep) == len(ranking):
+                return QuantizeResult(result, len(ranking) - len(keep), keep, merged)
+            keep.append(ranking[len(keep)][0])
+
+
+def activation_errors(source: str | Path, inputs: dict[str, np.ndarray]) -> list[tuple[str, float]]:
+    """Quantizable nodes by the relative error uint8 quantization puts on their input."""
+    import onnxruntime as ort
+
+    model = onnx.load(str(source))
+    constants = {t.name for t in model.graph.initializer}
+    nodes = [n for n in model.graph.node if n.op_type in QUANTIZED_OPS
+             and (n.op_type == "Attention" or n.input[1] in constants)]
+    watched = list(dict.fromkeys(n.input[0] for n in nodes))
+    outputs = {o.name for o in model.graph.output}
+    model.graph.output.extend(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT,
+                                                                  None)
+                              for name in watched if name not in outputs)
+    with tempfile.TemporaryDirectory() as scratch:
+        # A file with external data, not bytes: protobuf cannot serialise 2 GiB.
+        path = Path(scratch) / "watched.onnx"
+        onnx.save(model, str(path), save_as_external_data=True, location="watched.onnx.data")
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        values = dict(zip(watched, session.run(watched, inputs), strict=True))
+        del session
+    errors = [(n.name, _uint8_error(values[n.input[0]])) for n in nodes]
+    return sorted(errors, key=lambda item: -item[1])
+
+
+def _uint8_error(x: np.ndarray) -> float:
+    """Relative error of onnxruntime's dynamic (per-tensor, asymmetric) uint8 quantization."""
+    x = x.astype(np.float64)
+    low, high = min(x.min(), 0.0), max(x.max(), 0.0)
+    scale = (high - low) / 255 or 1.0
+    zero = np.round(-low / scale)
+    restored = (np.clip(np.round(x / scale) + zero, 0, 255) - zero) * scale
+    return float(np.linalg.norm(x - restored) / (np.linalg.norm(x) or 1.0))
