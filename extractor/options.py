@@ -10,8 +10,10 @@ the real-text gates) is checked once the config is resolved.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from diagnostics import limits
@@ -79,7 +81,7 @@ class ExtractOptions:
     config_file: str | Path | None = None
     model: str | Path | None = None
     tokenizer: str | Path | None = None
-    overrides: dict[str, Any] | None = None
+    overrides: Mapping[str, Any] | None = field(default=None, hash=False)  # read-only once made
     trust: bool = False
     exporter: str = "dynamo"
     opset: int | None = None
@@ -99,6 +101,8 @@ class ExtractOptions:
     given_tokenizer: Path | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.overrides is not None:  # a copy no caller can change after the checks
+            object.__setattr__(self, "overrides", MappingProxyType(dict(self.overrides)))
         object.__setattr__(self, "budget", _budget(self.max_memory))
         object.__setattr__(self, "given_tokenizer", _given_tokenizer(self.tokenizer))
         if self.quantize is not None and self.quantize not in QUANTIZATIONS:

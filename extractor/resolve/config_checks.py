@@ -220,6 +220,8 @@ def one_layer(config: PretrainedConfig) -> PretrainedConfig:
     small = copy.deepcopy(config)
     try:
         small.num_hidden_layers = 1
+        if isinstance(getattr(small, "attention_window", None), list):  # Longformer: per layer
+            small.attention_window = small.attention_window[:1]
     except Exception:  # Funnel: its layers are block_sizes
         if isinstance(getattr(small, "block_sizes", None), list):
             small.block_sizes = [1] * len(small.block_sizes)

@@ -21,7 +21,7 @@ from transformers import PretrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from .checkpoint import StateDict
-from .config_checks import HEADS, LAYERS, NOT_SIZES, new_config
+from .config_checks import HEADS, LAYERS, NOT_SIZES, new_config, one_layer
 from .encoders import VARIANTS, meta_state_dict, normalise
 
 # Settings shapes cannot show and that change the numbers, beyond heads and layers.
@@ -120,11 +120,9 @@ def _size_fields(config: PretrainedConfig) -> list[str]:
 
 def _small_meta(config: PretrainedConfig) -> dict[str, Any]:
     """Names and shapes with one layer where the type allows it (quicker, same names)."""
-    small = copy.deepcopy(config)
     try:
-        small.num_hidden_layers = 1
-        return meta_state_dict(small)
-    except Exception:  # Funnel's blocks, Longformer's per-layer windows: build it whole
+        return meta_state_dict(one_layer(config))
+    except Exception:  # a type whose per-layer settings refuse one layer: build it whole
         return meta_state_dict(config)
 
 

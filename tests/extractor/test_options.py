@@ -37,3 +37,14 @@ def test_options_are_frozen_and_their_checked_values_kept(tmp_path):
 def test_extract_takes_options_or_their_fields_not_both(tmp_path):
     with pytest.raises(TypeError, match="not both"):
         extract(tmp_path / "model.bin", "bert.", options=ExtractOptions())
+
+
+def test_options_with_set_values_hash_and_their_values_cannot_change_after_the_checks():
+    given = {"num_attention_heads": 4}
+    options = ExtractOptions(prefix="bert.", overrides=given)
+    given["num_attention_heads"] = 3  # the caller's dict changes; the options do not
+    assert options.overrides == {"num_attention_heads": 4}
+    same = ExtractOptions(prefix="bert.", overrides={"num_attention_heads": 4})
+    assert options == same and hash(options) == hash(same)
+    with pytest.raises(TypeError):
+        options.overrides["num_attention_heads"] = 2
