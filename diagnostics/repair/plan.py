@@ -30,13 +30,11 @@ from ..findings import Finding, Report
 from ..loading import LoadedModel, load_model
 from ..probe.given import load_feeds
 from .constants import repair_constant
-from .edit import REPAIR_KEY, Declined, GraphEdit
+from .edit import REPAIR_KEY, Declined, GraphEdit, Rule
 from .reshape import repair_reshape
 from .results import Change, Refusal, RepairReport, RepairResult
 from .sizes import OPS, repair_sizes
 from .verify import verify, verify_shapes
-
-Rule = Callable[[GraphEdit, Finding, int], Change | Declined]
 
 BATCH_OF_ONE = (
     "the export's batch was 1: a 1 in a frozen shape may be the batch or a real 1, and "
@@ -145,7 +143,8 @@ def repair_pass(
     read_tensor: Callable,
 ) -> RepairResult:
     """Apply a rule to every finding of `report`, on a copy of `model`; a rule that
-    declines returns `Declined(reason)`, which becomes the finding's refusal."""
+    declines returns `Declined(reason)`, which becomes the finding's refusal, and leaves
+    the copy as if it had not run (`GraphEdit.attempt`)."""
     edit = GraphEdit(copy.deepcopy(model), shapes, {s.name: s for s in report.symbols}, read_tensor)
     changes: list[Change] = []
     refusals: list[Refusal] = []
@@ -154,9 +153,9 @@ def repair_pass(
             continue
         rule = _rule(finding)
         try:
-            outcome = rule if isinstance(rule, Declined) else rule(edit, finding, index)
+            outcome = rule if isinstance(rule, Declined) else edit.attempt(rule, finding, index)
         except (ArithmeticError, IndexError) as exc:  # values a hostile file chose: no rewrite
-            outcome = Declined(misfit(exc))
+            outcome = Declined(misfit(exc))  # and, as for any decline, nothing of it is kept
         if isinstance(outcome, Declined):
             refusals.append(Refusal(index, finding.node, finding.op_type, finding.kind,
                                     outcome.reason))
