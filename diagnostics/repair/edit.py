@@ -255,7 +255,7 @@ class GraphEdit:
         self, anchor: Anchor, op_type: str, inputs: Sequence[str], purpose: str, **attrs: object
     ) -> str:
         """Insert `op_type` before `anchor`; returns its output's name."""
-        if anchor is not START and self._named.get(anchor) != 1:
+        if anchor is not START and (not anchor or self._named.get(anchor) != 1):
             raise ValueError(f"{anchor!r} is not the name of exactly one node: no anchor")
         prefix = "/subgraft" if anchor is START else anchor
         name = self.unique(f"{prefix}/subgraft_{op_type}")

@@ -3,17 +3,21 @@ gone without a trace when it declines; anchors are never names a node could also
 
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import numpy as np
 import onnx
+import pytest
 from onnx import helper, numpy_helper
 
 from diagnostics import check, repair
+from diagnostics.analysis.dims import Expr
 from diagnostics.analysis.frozen import interpret
 from diagnostics.analysis.signature import read_signature
-from diagnostics.findings import Finding, FrozenValue
+from diagnostics.findings import Finding, FrozenValue, SymbolInfo
 from diagnostics.loading import LoadedModel
+from diagnostics.repair.edit import GraphEdit
 from diagnostics.repair.plan import repair_pass
 
 # "s0*s1" is one input's symbol, as the dynamo exporter names a derived dim; repair reads
@@ -65,6 +69,26 @@ def test_a_declined_finding_leaves_the_graph_as_if_it_was_never_tried():
     both, alone = _pass(model, list(findings)), _pass(model, list(findings[1:]))
     assert len(both.refusals) == 1 and len(both.changes) == len(alone.changes) == 1
     assert both.model.graph.SerializeToString() == alone.model.graph.SerializeToString()
+
+
+def test_a_rule_that_raises_part_way_leaves_nothing_behind():
+    """A value a hostile file chose can raise inside a rule (`repair_pass` makes it a
+    refusal): what the rule built before it is dropped all the same."""
+    model = _one_repaired_one_declined()
+    batch = SymbolInfo("batch", "batch", "x", 0, 2)
+    edit = GraphEdit(copy.deepcopy(model), {}, {"batch": batch},
+                     LoadedModel(model, None, "inline").read_tensor)
+
+    def rule(edit: GraphEdit, finding: Finding, index: int):
+        edit.vector([Expr.of("batch"), 4], "frozen_expand")
+        edit.release("frozen")
+        raise ArithmeticError("a size no graph can have")
+
+    finding = check(model, dummy=DUMMY).findings[0]
+    with pytest.raises(ArithmeticError):
+        edit.attempt(rule, finding, 0)
+    edit.finish()
+    assert edit.model.SerializeToString() == model.SerializeToString()
 
 
 def test_a_constant_whose_reader_cannot_anchor_is_refused_before_anything_changes(tiny):
