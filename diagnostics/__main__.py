@@ -280,11 +280,11 @@ def _add_repair(subparsers: argparse._SubParsersAction) -> None:
 def _repair(args: argparse.Namespace, out: Console) -> int:
     from .analysis.signature import parse_expect
     from .probe.run import parse_shapes
+    from .repair.options import RepairOptions
     from .repair.plan import repair
     from .report import render_repair, repair_to_json
 
-    report = repair(
-        args.model,
+    options = RepairOptions(
         output=args.output,
         dry_run=args.dry_run,
         dummy=_parse_dummy(args.dummy) if args.dummy else None,
@@ -294,6 +294,7 @@ def _repair(args: argparse.Namespace, out: Console) -> int:
         inputs=args.inputs.split(",") if args.inputs else None,
         max_memory=args.max_memory,
     )
+    report = repair(args.model, options=options)
     if args.json:
         print(repair_to_json(report))
     else:

@@ -16,7 +16,7 @@ import numpy as np
 from onnx import helper
 
 from ..findings import Finding
-from .edit import Declined, GraphEdit, parse_expr, symbolic_sizes, vector_text
+from .edit import Anchor, Declined, GraphEdit, parse_expr, symbolic_sizes, vector_text
 from .results import Change
 
 
@@ -24,14 +24,15 @@ def repair_constant(edit: GraphEdit, finding: Finding, index: int) -> Change | D
     tensor = finding.tensor
     if tensor is None:
         return Declined("the finding names no constant")
-    if tensor in edit.replaced:
-        first = edit.replaced[tensor]
+    first = edit.replaced_by(tensor)
+    if first is not None:
         return Change(index, finding.node, finding.op_type, f"rebuilt with #{first}", tensor, "")
     values = edit.constant(tensor)
     if values is None:
         return Declined(f"the values of {tensor!r} are not readable")
     anchor = edit.first_consumer(tensor)
-    count = sum(len(v) for v in edit.inserts.values())
+    if isinstance(anchor, Declined):
+        return anchor
     if finding.part == "dim":
         built = _arange(edit, finding, values, anchor)
         action = "arange rebuilt as Range over the runtime size"
@@ -41,19 +42,15 @@ def repair_constant(edit: GraphEdit, finding: Finding, index: int) -> Change | D
     if isinstance(built, Declined):
         return built
     name, before, after = built
-    added = tuple(n.name for v in edit.inserts.values() for n in v)[count:]
-    readers = edit.replace_everywhere(tensor, name)
-    edit.replaced[tensor] = index
-    for reader in readers:
-        node = edit.node(reader)
-        if isinstance(node, Declined):  # an unnamed reader: declined after the rewiring above
-            return node
-        edit.note(node, f"constant {tensor} {before} -> {after}")
+    added = edit.added()
+    for reader in edit.replace_everywhere(tensor, name):
+        edit.note(reader, f"constant {tensor} {before} -> {after}")
+    edit.rebuilt(tensor, index)
     return Change(index, finding.node, finding.op_type, action, before, after, added)
 
 
 def _arange(
-    edit: GraphEdit, finding: Finding, values: np.ndarray, anchor: str
+    edit: GraphEdit, finding: Finding, values: np.ndarray, anchor: Anchor
 ) -> tuple[str, str, str] | Declined:
     shape = list(values.shape)
     described = f"{values.dtype} {shape}"
@@ -104,7 +101,7 @@ def _arange(
 
 
 def _affine(
-    edit: GraphEdit, finding: Finding, values: np.ndarray, anchor: str, axes: list[int]
+    edit: GraphEdit, finding: Finding, values: np.ndarray, anchor: Anchor, axes: list[int]
 ) -> tuple[str, str, str] | Declined:
     """Frozen on several axes: rebuilt where each element is start + sum of step_k * i_k
     (relative positions `j - i`, and those times a weight), as a sum of Ranges broadcast
@@ -165,7 +162,7 @@ def _affine(
 
 
 def _vector(
-    edit: GraphEdit, finding: Finding, values: np.ndarray, anchor: str
+    edit: GraphEdit, finding: Finding, values: np.ndarray, anchor: Anchor
 ) -> tuple[str, str, str] | Declined:
     if values.ndim > 1 or values.dtype.kind not in "iu":
         return Declined(f"constant {values.dtype} {list(values.shape)} is not a size vector")

@@ -5,10 +5,15 @@ tensor that carries the axis (or of the graph input that defines the symbol), `M
 for products, `Concat` for a whole shape vector. A check that declines returns
 `Declined(reason)`, as data: helpers return it to the rule, the rule to `repair_pass`,
 which makes it a refusal. Exceptions are left for bad input and bugs.
+
+Each finding's rule runs as one transaction (`GraphEdit.attempt`): nothing it builds
+reaches the model unless it returns a change. An anchor is a name exactly one node
+has, or `START`, an object no name can equal.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -19,9 +24,22 @@ from onnx import helper, numpy_helper
 
 from ..analysis.dims import Expr, Shape
 from ..findings import Finding, SymbolInfo
+from .results import Change
 
 REPAIR_KEY = "subgraft.repair"
-START = ""  # anchor: the start of the graph
+
+
+class _Start:
+    """The anchor at the start of the graph: an object, not a name, so no node has it."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "START"
+
+
+START = _Start()
+Anchor = str | _Start  # a node's name (exactly one node has it), or START
 
 
 @dataclass(frozen=True)
@@ -29,6 +47,9 @@ class Declined:
     """A check that declined: the reason, shown as a refusal. Returned, never raised."""
 
     reason: str
+
+
+Rule = Callable[["GraphEdit", Finding, int], Change | Declined]
 
 
 def parse_expr(text: str | None) -> Expr | None:
@@ -80,27 +101,46 @@ def vector_text(values: list) -> str:
 
 
 @dataclass
+class _Pending:
+    """What the rule being tried has built, kept apart from the model until it returns a
+    change: the nodes (with their anchors), initializers, names, cached `Shape` nodes,
+    rewired inputs, notes, released tensors and rebuilt constants."""
+
+    nodes: list[tuple[Anchor, onnx.NodeProto]] = field(default_factory=list)
+    initializers: list[onnx.TensorProto] = field(default_factory=list)
+    names: set[str] = field(default_factory=set)
+    shape_of: dict[tuple[Anchor, str], str] = field(default_factory=dict)
+    inputs: list[tuple[onnx.NodeProto, int, str]] = field(default_factory=list)
+    notes: list[tuple[onnx.NodeProto, str]] = field(default_factory=list)
+    orphans: set[str] = field(default_factory=set)
+    replaced: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
 class GraphEdit:
     """A model being repaired, with the analysis' shapes of the original graph.
 
-    New nodes wait in `inserts` until `finish`; initializers and names are added at
-    once. A rule that declines part-way does not undo what it already built: those
-    nodes and initializers stay in the repaired graph.
+    Each finding's edit is one transaction (`attempt`): what its rule builds and rewires
+    waits in a pending set and reaches the model only when the rule returns a change; a
+    rule that declines, or raises, leaves the model as if it had never run. Kept nodes
+    wait in `inserts` until `finish` puts them before their anchors.
     """
 
     model: onnx.ModelProto
     shapes: dict[str, Shape]
     symbols: dict[str, SymbolInfo]
     read_tensor: Callable[[onnx.TensorProto], np.ndarray | None]
-    inserts: dict[str, list[onnx.NodeProto]] = field(default_factory=dict)
+    inserts: dict[Anchor, list[onnx.NodeProto]] = field(default_factory=dict)
     _names: set[str] = field(default_factory=set)
-    _shape_of: dict[tuple[str, str], str] = field(default_factory=dict)
+    _shape_of: dict[tuple[Anchor, str], str] = field(default_factory=dict)
     _orphans: set[str] = field(default_factory=set)
     replaced: dict[str, int] = field(default_factory=dict)  # constant -> finding that rebuilt it
+    _pending: _Pending | None = None
 
     def __post_init__(self) -> None:
         graph = self.model.graph
         self.nodes = {n.name: n for n in graph.node if n.name}
+        self._named = Counter(n.name for n in graph.node)
         self.initializers = {t.name: t for t in graph.initializer}
         self.constant_nodes = {
             n.output[0]: n for n in graph.node if n.op_type == "Constant" and n.output
@@ -111,9 +151,50 @@ class GraphEdit:
         self._names.update(self.initializers)
         self._names.update(i.name for i in graph.input)
 
+    # -- one finding, one transaction ------------------------------------------------------
+
+    def attempt(self, rule: Rule, finding: Finding, index: int) -> Change | Declined:
+        """Run `rule`; keep what it built only if it returns a change."""
+        self._pending = _Pending()
+        try:
+            outcome = rule(self, finding, index)
+            if not isinstance(outcome, Declined):
+                self._commit()
+            return outcome
+        finally:
+            self._pending = None  # declined or raised: nothing it built is kept
+
+    def added(self) -> tuple[str, ...]:
+        """The names of the nodes the rule being tried has added so far."""
+        return tuple(node.name for _, node in self._open().nodes)
+
+    def _open(self) -> _Pending:
+        if self._pending is None:
+            raise RuntimeError("GraphEdit is written only inside attempt()")
+        return self._pending
+
+    def _commit(self) -> None:
+        pending = self._open()
+        self._names |= pending.names
+        self.model.graph.initializer.extend(pending.initializers)
+        for anchor, node in pending.nodes:
+            self.inserts.setdefault(anchor, []).append(node)
+        self._shape_of.update(pending.shape_of)
+        for node, position, name in pending.inputs:
+            node.input[position] = name
+        for node, text in pending.notes:
+            _append_note(node, text)
+        self._orphans |= pending.orphans
+        self.replaced.update(pending.replaced)
+
     # -- reading ---------------------------------------------------------------------------
 
     def node(self, name: str) -> onnx.NodeProto | Declined:
+        """The node named `name`; declined where none has it, or several do (an ambiguous
+        anchor: which one to rewrite and insert before is not known)."""
+        if self._named.get(name, 0) > 1:
+            return Declined(f"{self._named[name]} nodes are named {name!r}: the name does not "
+                            "say which one to rewrite")
         if name not in self.nodes:
             return Declined(f"node {name!r} is not in the graph")
         return self.nodes[name]
@@ -137,49 +218,69 @@ class GraphEdit:
     def consumers(self, tensor: str) -> list[onnx.NodeProto]:
         return [n for n in self.model.graph.node if tensor in n.input]
 
-    def first_consumer(self, tensor: str) -> str:
+    def first_consumer(self, tensor: str) -> Anchor | Declined:
+        """The anchor before which what replaces `tensor` is built: its first reader, or the
+        start of the graph when nothing reads it."""
         users = self.consumers(tensor)
-        return users[0].name if users else START
+        if not users:
+            return START
+        name = users[0].name
+        if not name:
+            return Declined(f"the first reader of {tensor!r} has no name: no place to build "
+                            "its replacement before")
+        node = self.node(name)
+        return node if isinstance(node, Declined) else name
 
-    # -- writing ---------------------------------------------------------------------------
+    def replaced_by(self, tensor: str) -> int | None:
+        """The finding that already rebuilt the constant `tensor`, if one did."""
+        pending = self._pending.replaced if self._pending is not None else {}
+        return pending.get(tensor, self.replaced.get(tensor))
+
+    # -- writing (pending until the rule returns a change) ---------------------------------
 
     def unique(self, base: str) -> str:
+        pending = self._open().names
         name, n = base, 1
-        while name in self._names:
+        while name in self._names or name in pending:
             name, n = f"{base}_{n}", n + 1
-        self._names.add(name)
+        pending.add(name)
         return name
 
     def add_initializer(self, base: str, array: np.ndarray) -> str:
         name = self.unique(base)
-        self.model.graph.initializer.append(numpy_helper.from_array(array, name))
+        self._open().initializers.append(numpy_helper.from_array(array, name))
         return name
 
     def add_node(
-        self, anchor: str, op_type: str, inputs: Sequence[str], purpose: str, **attrs: object
+        self, anchor: Anchor, op_type: str, inputs: Sequence[str], purpose: str, **attrs: object
     ) -> str:
         """Insert `op_type` before `anchor`; returns its output's name."""
-        prefix = anchor if anchor else "/subgraft"
+        if anchor is not START and (not anchor or self._named.get(anchor) != 1):
+            raise ValueError(f"{anchor!r} is not the name of exactly one node: no anchor")
+        prefix = "/subgraft" if anchor is START else anchor
         name = self.unique(f"{prefix}/subgraft_{op_type}")
         node = helper.make_node(op_type, list(inputs), [self.unique(name + "_output_0")], name=name)
         node.attribute.extend(helper.make_attribute(k, v) for k, v in attrs.items())
         entry = node.metadata_props.add()
         entry.key, entry.value = REPAIR_KEY, f"added: {purpose}"
-        self.inserts.setdefault(anchor, []).append(node)
+        self._open().nodes.append((anchor, node))
         return node.output[0]
+
+    def set_input(self, node: onnx.NodeProto, position: int, name: str) -> None:
+        """`node` reads `name` as its input `position`, once the change is kept."""
+        self._open().inputs.append((node, position, name))
 
     def note(self, node: onnx.NodeProto, text: str) -> None:
         """Record what was done in the node's metadata_props (appended if already there)."""
-        for entry in node.metadata_props:
-            if entry.key == REPAIR_KEY:
-                entry.value = f"{entry.value}; {text}"
-                return
-        entry = node.metadata_props.add()
-        entry.key, entry.value = REPAIR_KEY, text
+        self._open().notes.append((node, text))
+
+    def rebuilt(self, tensor: str, index: int) -> None:
+        """The constant `tensor` is rebuilt by finding `index`: later findings reuse it."""
+        self._open().replaced[tensor] = index
 
     # -- sizes at run time -----------------------------------------------------------------
 
-    def size(self, expr: Expr, anchor: str, data: str | None = None) -> str | Declined:
+    def size(self, expr: Expr, anchor: Anchor, data: str | None = None) -> str | Declined:
         """An int64 [1] tensor holding `expr` at run time, taken from `data`'s shape if it can."""
         shape = self.shapes.get(data) if data else None
         if shape is not None:
@@ -213,7 +314,7 @@ class GraphEdit:
             result = self.add_node(anchor, "Mul", [result, factor], f"{expr}")
         return result
 
-    def _sum(self, terms: list[tuple[int, Expr]], anchor: str, name: str) -> str | Declined:
+    def _sum(self, terms: list[tuple[int, Expr]], anchor: Anchor, name: str) -> str | Declined:
         result = None
         for sign, term in terms:
             if term.literal is not None:
@@ -233,7 +334,8 @@ class GraphEdit:
         return result
 
     def vector(
-        self, values: Sequence[int | Expr], anchor: str, data: str | None = None, dtype=np.int64
+        self, values: Sequence[int | Expr], anchor: Anchor, data: str | None = None,
+        dtype=np.int64,
     ) -> str | Declined:
         """A 1-D shape-like tensor: literals stay literal, exprs are computed; one Concat."""
         pieces: list[str] = []
@@ -263,21 +365,26 @@ class GraphEdit:
             out = self.add_node(anchor, "Cast", [out], "shape vector dtype", to=to)
         return out
 
-    def _gather(self, anchor: str, data: str, axis: int, purpose: str) -> str:
+    def _gather(self, anchor: Anchor, data: str, axis: int, purpose: str) -> str:
         key = (anchor, data)
-        if key not in self._shape_of:
-            self._shape_of[key] = self.add_node(anchor, "Shape", [data], f"shape of {data}")
+        pending = self._open().shape_of
+        if key not in self._shape_of and key not in pending:
+            pending[key] = self.add_node(anchor, "Shape", [data], f"shape of {data}")
+        shape = pending.get(key, self._shape_of.get(key))
         index = self.add_initializer("/subgraft/axis", np.array([axis], np.int64))
-        return self.add_node(anchor, "Gather", [self._shape_of[key], index], purpose, axis=0)
+        return self.add_node(anchor, "Gather", [shape, index], purpose, axis=0)
 
     # -- finishing -------------------------------------------------------------------------
 
     def finish(self) -> None:
         """Put inserted nodes before their anchors; drop constants nothing reads any more."""
+        if self._pending is not None:
+            raise RuntimeError("finish() inside attempt()")
         graph = self.model.graph
         ordered = list(self.inserts.get(START, []))
         for node in graph.node:
-            ordered.extend(self.inserts.get(node.name, []))
+            if node.name:  # an anchor is a name exactly one node has, never ""
+                ordered.extend(self.inserts.get(node.name, []))
             ordered.append(node)
         used = {name for node in ordered for name in node.input}
         used.update(o.name for o in graph.output)
@@ -294,20 +401,31 @@ class GraphEdit:
             graph.initializer.remove(tensor)
         self.inserts.clear()
 
-    def replace_everywhere(self, tensor: str, new: str) -> list[str]:
-        """Every reader of `tensor` reads `new` instead; returns the readers' names."""
+    def replace_everywhere(self, tensor: str, new: str) -> list[onnx.NodeProto]:
+        """Every reader of `tensor` reads `new` instead (once kept); returns the readers."""
         readers = []
         for node in self.model.graph.node:
-            for i, name in enumerate(node.input):
+            for position, name in enumerate(node.input):
                 if name == tensor:
-                    node.input[i] = new
-                    readers.append(node.name)
+                    self.set_input(node, position, new)
+                    if not readers or readers[-1] is not node:
+                        readers.append(node)
         self.release(tensor)
-        return list(dict.fromkeys(readers))
+        return readers
 
     def release(self, tensor: str) -> None:
         """`tensor` may have lost its last reader: drop it (and its Constant node) at finish."""
-        self._orphans.add(tensor)
+        orphans = self._open().orphans
+        orphans.add(tensor)
         node = self.constant_nodes.get(tensor)
         if node is not None:
-            self._orphans.add(node.name)
+            orphans.add(node.name)
+
+
+def _append_note(node: onnx.NodeProto, text: str) -> None:
+    for entry in node.metadata_props:
+        if entry.key == REPAIR_KEY:
+            entry.value = f"{entry.value}; {text}"
+            return
+    entry = node.metadata_props.add()
+    entry.key, entry.value = REPAIR_KEY, text

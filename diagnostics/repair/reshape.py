@@ -59,15 +59,14 @@ def repair_reshape(edit: GraphEdit, finding: Finding, index: int) -> Change | De
     else:
         for i in rest:
             new[i] = out[i].expr
-        count = sum(len(v) for v in edit.inserts.values())
         built = edit.vector(new, node.name, data=node.input[0])
         if isinstance(built, Declined):
             return built
         name = built
-        added = tuple(n.name for v in edit.inserts.values() for n in v)[count:]
+        added = edit.added()
         action = "target rebuilt from Shape -> Gather -> Concat of the data"
     old = node.input[1]
-    node.input[1] = name
+    edit.set_input(node, 1, name)
     edit.release(old)
     after = vector_text(new)
     edit.note(node, f"target {before} -> {after} ({action})")
@@ -88,13 +87,12 @@ def _rebuild_computed(
         else d.literal if d.literal is not None else d.expr
         for i, d in enumerate(out)
     ]
-    count = sum(len(v) for v in edit.inserts.values())
     name = edit.vector(new, node.name, data=node.input[0])
     if isinstance(name, Declined):
         return name
-    added = tuple(n.name for v in edit.inserts.values() for n in v)[count:]
+    added = edit.added()
     old = node.input[1]
-    node.input[1] = name
+    edit.set_input(node, 1, name)
     edit.release(old)
     before, after = finding.frozen_text, vector_text(new)
     action = "computed target rebuilt from Shape -> Gather -> Concat of the data"

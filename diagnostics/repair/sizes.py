@@ -36,18 +36,16 @@ def repair_sizes(edit: GraphEdit, finding: Finding, index: int) -> Change | Decl
         return sizes
     literal, new = sizes
     data = node.input[0] if node.op_type in _DATA_CARRIES_AXIS else None
-    count = sum(len(v) for v in edit.inserts.values())
     name = edit.vector(new, node.name, data=data, dtype=values.dtype)
     if isinstance(name, Declined):
         return name
     if values.ndim == 0:
         axes = edit.add_initializer("/subgraft/axes", np.array([0], np.int64))
         name = edit.add_node(node.name, "Squeeze", [name, axes], "scalar size")
-    added = tuple(n.name for v in edit.inserts.values() for n in v)[count:]
-    node.input[finding.input_index] = name
+    edit.set_input(node, finding.input_index, name)
     edit.release(tensor)
     before, after = vector_text(literal), vector_text(new)
     action = f"input {finding.input_index} rebuilt from Shape"
     edit.note(node, f"input {finding.input_index} {before} -> {after} (computed from Shape)")
-    return Change(index, node.name, node.op_type, action, before, after, added)
+    return Change(index, node.name, node.op_type, action, before, after, edit.added())
 

@@ -1,0 +1,146 @@
+"""A finding's edit is one transaction: kept whole when its rule returns a change, and
+gone without a trace when it declines; anchors are never names a node could also have."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper, numpy_helper
+
+from diagnostics import check, repair
+from diagnostics.analysis.dims import Expr
+from diagnostics.analysis.frozen import interpret
+from diagnostics.analysis.signature import read_signature
+from diagnostics.findings import Finding, FrozenValue, SymbolInfo
+from diagnostics.loading import LoadedModel
+from diagnostics.repair.edit import GraphEdit
+from diagnostics.repair.plan import repair_pass
+
+# "s0*s1" is one input's symbol, as the dynamo exporter names a derived dim; repair reads
+# it back as a product of s0 and s1, which no input defines: the Expand's rule builds
+# `Shape -> Gather` for the batch, then declines at the second size.
+DUMMY = {"batch": 2, "s0*s1": 8}
+
+
+def _one_repaired_one_declined() -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", "s0*s1"])
+    outputs = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in "yz"]
+    constants = [numpy_helper.from_array(np.array(v, np.int64), n)
+                 for n, v in [("frozen", [2, 8]), ("target", [2, 8, 1])]]
+    constants.append(numpy_helper.from_array(np.array([1.0], np.float32), "one"))
+    nodes = [
+        helper.make_node("Expand", ["one", "frozen"], ["ones"], name="frozen_expand"),
+        helper.make_node("Add", ["x", "ones"], ["y"], name="add"),
+        helper.make_node("Reshape", ["x", "target"], ["z"], name="reshape"),
+    ]
+    graph = helper.make_graph(nodes, "g", [x], outputs, constants)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                             producer_name="pytorch")
+
+
+def _pass(model: onnx.ModelProto, findings: list[Finding], dummy: dict[str, int] = DUMMY):
+    """`repair_pass` over `findings` only, with the shapes `check` propagates."""
+    report = replace(check(model, dummy=dummy), findings=tuple(findings))
+    loaded = LoadedModel(model, None, "inline")
+    shapes = interpret(model, loaded.read_tensor, read_signature(model, dummy))[0].shapes
+    return repair_pass(model, report, shapes, loaded.read_tensor)
+
+
+def test_a_finding_declined_part_way_leaves_nothing_in_the_kept_output(tmp_path):
+    out = tmp_path / "kept.onnx"
+    report = repair(_one_repaired_one_declined(), out, dummy=DUMMY, keep_failed=True)
+    assert [(c.node, c.after) for c in report.changes] == [("reshape", "[0, 0, 1]")]
+    (refusal,) = report.refusals
+    assert refusal.node == "frozen_expand" and "'s0'" in refusal.reason, refusal
+    written = onnx.load(str(out))
+    assert [n.name for n in written.graph.node] == ["frozen_expand", "add", "reshape"]
+    assert sorted(t.name for t in written.graph.initializer) == [
+        "frozen", "one", "target_repaired"]
+
+
+def test_a_declined_finding_leaves_the_graph_as_if_it_was_never_tried():
+    model = _one_repaired_one_declined()
+    findings = check(model, dummy=DUMMY).findings
+    assert [f.node for f in findings] == ["frozen_expand", "reshape"]
+    both, alone = _pass(model, list(findings)), _pass(model, list(findings[1:]))
+    assert len(both.refusals) == 1 and len(both.changes) == len(alone.changes) == 1
+    assert both.model.graph.SerializeToString() == alone.model.graph.SerializeToString()
+
+
+def test_a_rule_that_raises_part_way_leaves_nothing_behind():
+    """A value a hostile file chose can raise inside a rule (`repair_pass` makes it a
+    refusal): what the rule built before it is dropped all the same."""
+    model = _one_repaired_one_declined()
+    batch = SymbolInfo("batch", "batch", "x", 0, 2)
+    edit = GraphEdit(copy.deepcopy(model), {}, {"batch": batch},
+                     LoadedModel(model, None, "inline").read_tensor)
+
+    def rule(edit: GraphEdit, finding: Finding, index: int):
+        edit.vector([Expr.of("batch"), 4], "frozen_expand")
+        edit.release("frozen")
+        raise ArithmeticError("a size no graph can have")
+
+    finding = check(model, dummy=DUMMY).findings[0]
+    with pytest.raises(ArithmeticError):
+        edit.attempt(rule, finding, 0)
+    edit.finish()
+    assert edit.model.SerializeToString() == model.SerializeToString()
+
+
+def test_a_constant_whose_reader_cannot_anchor_is_refused_before_anything_changes(tiny):
+    """A folded constant read by an unnamed node (a graph handed to `repair_pass` as it is):
+    the rule used to rewire the readers, then decline on the unnamed one."""
+    model = onnx.load(str(tiny("position-ids-int")))
+    findings = [f for f in check(model).findings if f.kind == "folded-constant"]
+    assert findings, "expected the folded position ids"
+    tensors = {f.tensor for f in findings}
+    for node in model.graph.node:
+        if tensors & set(node.input):
+            node.name = ""
+    before = model.SerializeToString()
+    result = _pass(model, findings, dummy=None)
+    assert not result.changes and len(result.refusals) == len(findings)
+    assert all("no name" in r.reason for r in result.refusals), result.refusals
+    assert result.model.SerializeToString() == before
+
+
+def test_the_start_of_the_graph_is_no_name_an_unnamed_node_has():
+    """A constant nothing reads is rebuilt at the start of the graph; an unnamed node
+    used to share the start's name "", and got the same nodes inserted before it."""
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", "sequence"])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    unread = numpy_helper.from_array(np.array([2, 8], np.int64), "unread")
+    nodes = [helper.make_node("Identity", ["x"], ["y"])]  # unnamed
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [unread]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    frozen = (FrozenValue(0, 2, "batch", "2 = export batch"),
+              FrozenValue(1, 8, "sequence", "8 = export sequence"))
+    finding = Finding("folded-constant", "unread", "", frozen, "made up", tensor="unread")
+    result = _pass(model, [finding], dummy={"batch": 2, "sequence": 8})
+    assert len(result.changes) == 1, result.refusals
+    produced = [o for n in result.model.graph.node for o in n.output]
+    assert len(produced) == len(set(produced)), [n.op_type for n in result.model.graph.node]
+    assert [n.op_type for n in result.model.graph.node][-1] == "Identity"
+
+
+def test_two_nodes_with_one_name_are_refused_as_an_ambiguous_anchor():
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", "sequence"])
+    outputs = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in "yz"]
+    constants = [numpy_helper.from_array(np.array(v, np.int64), n)
+                 for n, v in [("target", [2, 8, 1]), ("flat", [-1])]]
+    nodes = [
+        helper.make_node("Reshape", ["x", "target"], ["y"], name="twice"),
+        helper.make_node("Reshape", ["x", "flat"], ["z"], name="twice"),
+    ]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], outputs, constants),
+                              opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="pytorch")
+    report = repair(model, dummy={"batch": 2, "sequence": 8}, dry_run=True)
+    assert not report.changes
+    (refusal,) = report.refusals
+    assert "2 nodes are named 'twice'" in refusal.reason, refusal.reason
+    assert report.repaired.SerializeToString() == model.SerializeToString()
