@@ -102,6 +102,24 @@ def _num(value: float) -> str:
 
 def render_extraction(console: Console, report: ExtractionReport) -> None:
     """Provenance, key table, parity table, then a one-line verdict."""
+    _render_source(console, report)
+    _render_config_changes(console, report)
+    _render_provenance(console, report.provenance)
+    _render_tokenizer_warning(console, report)
+    _render_assumed_config(console, report)
+    render_keys(console, report.keys)
+    _render_export(console, report)
+    render_parity(console, report.parity)
+    _render_frozen(console, report)
+    _render_variants(console, report)
+    if report.ok:
+        _render_written(console, report)
+    else:
+        _render_failed(console, report)
+
+
+def _render_source(console: Console, report: ExtractionReport) -> None:
+    """Where the state dict and the config came from, and what reading them noted."""
     config = report.config
     console.print(
         f"state dict: {shown(report.source['state_dict_location'])} "
@@ -124,6 +142,11 @@ def render_extraction(console: Console, report: ExtractionReport) -> None:
             + shown(", ".join(report.source["stand_ins"])),
             soft_wrap=True,
         )
+
+
+def _render_config_changes(console: Console, report: ExtractionReport) -> None:
+    """Config values read from the weights, set by the user, and configs turned down."""
+    config = report.config
     for line in config.adjusted:
         console.print(f"  adjusted: {shown(line)}")
     if config.overrides:
@@ -131,7 +154,9 @@ def render_extraction(console: Console, report: ExtractionReport) -> None:
                                                          config.overrides.items())))
     for reason in config.rejected:
         console.print(f"  [dim]rejected: {shown(reason)}[/]", soft_wrap=True)
-    _render_provenance(console, report.provenance)
+
+
+def _render_tokenizer_warning(console: Console, report: ExtractionReport) -> None:
     if not report.tokenizer.found:
         console.print(
             "[bold yellow]no tokenizer written: no tokenizer files were found for this model, "
@@ -139,6 +164,11 @@ def render_extraction(console: Console, report: ExtractionReport) -> None:
             f"{shown(HOW_TO_SUPPLY_TOKENIZER)}[/]",
             soft_wrap=True,
         )
+
+
+def _render_assumed_config(console: Console, report: ExtractionReport) -> None:
+    """With no config found: the transformers defaults the weights could not tell."""
+    config = report.config
     if config.kind == "shapes":
         console.print(
             "[bold yellow]note: no config was found; sizes were read from the weights and you "
@@ -148,14 +178,19 @@ def render_extraction(console: Console, report: ExtractionReport) -> None:
             + ". Parity proves the export matches this model, not the original.[/]",
             soft_wrap=True,
         )
-    render_keys(console, report.keys)
+
+
+def _render_export(console: Console, report: ExtractionReport) -> None:
     export = report.export
     console.print(
         f"export: {export.exporter} exporter, opset {export.opset}, dummy "
         f"batch={export.dummy_batch} sequence={export.dummy_sequence}, inputs "
         f"{', '.join(export.input_names)}"
     )
-    render_parity(console, report.parity)
+
+
+def _render_frozen(console: Console, report: ExtractionReport) -> None:
+    """The frozen-shape check of the export: its findings, or clean."""
     findings = report.frozen.findings
     if findings:
         console.print(
@@ -169,47 +204,57 @@ def render_extraction(console: Console, report: ExtractionReport) -> None:
             f"frozen-shape check: clean ({report.frozen.nodes} nodes, dummy "
             f"{report.frozen.dummy} from {report.frozen.dummy_source})"
         )
+
+
+def _render_variants(console: Console, report: ExtractionReport) -> None:
+    """One line per file beside model.onnx, then which int8 file was chosen and why."""
     for variant in report.variants:
         console.print(_variant_line(variant), soft_wrap=True)
     if report.int8_choice:
         console.print(f"int8 chosen: {report.int8_choice['file']}: {report.int8_choice['why']}",
                       soft_wrap=True, highlight=False)
+
+
+def _render_written(console: Console, report: ExtractionReport) -> None:
+    """The verdict of a run that passed: what was written, and how to graft it back."""
     seconds = sum(report.seconds.values())
-    if report.ok:
-        console.print(
-            f"[bold green]ok[/] wrote {shown(report.output, None)} "
-            f"({shown(', '.join(report.files), None)}) in {seconds:.1f} s"
+    console.print(
+        f"[bold green]ok[/] wrote {shown(report.output, None)} "
+        f"({shown(', '.join(report.files), None)}) in {seconds:.1f} s"
+    )
+    attribute = report.prefix.rstrip(".") or "<encoder>"
+    console.print(
+        f"graft it back into your model (model.{shown(attribute)} then runs in "
+        f"onnxruntime):\n    from extractor import graft\n"
+        f"    graft(model, {shown(repr(attribute))}, {shown(repr(str(report.output)), None)})",
+        highlight=False, soft_wrap=True,
+    )
+    if any(key == "pooler.*" for key, _ in report.keys.tolerated):
+        console.print(  # the parent's module keeps its pooler: outputs[2] would move
+            "  (exported without the checkpoint's pooler: a model whose encoder keeps one, "
+            "as OneIE's BertModel does, needs it for its output positions; extract "
+            "without --no-pooler for that)", highlight=False, soft_wrap=True)
+
+
+def _render_failed(console: Console, report: ExtractionReport) -> None:
+    """The verdict of a run that failed: what failed, and where the outputs were kept."""
+    failed = report.parity.failures
+    problems = (
+        [f"{len(report.frozen.findings)} frozen shapes"] if report.frozen.findings else []
+    )
+    if failed:
+        first = failed[0]
+        problems.insert(
+            0,
+            f"{len(failed)} of {len(report.parity.results)} comparisons "
+            f"(first: {first.case} {first.batch}x{first.sequence} {first.output})",
         )
-        attribute = report.prefix.rstrip(".") or "<encoder>"
-        console.print(
-            f"graft it back into your model (model.{shown(attribute)} then runs in "
-            f"onnxruntime):\n    from extractor import graft\n"
-            f"    graft(model, {shown(repr(attribute))}, {shown(repr(str(report.output)), None)})",
-            highlight=False, soft_wrap=True,
-        )
-        if any(key == "pooler.*" for key, _ in report.keys.tolerated):
-            console.print(  # the parent's module keeps its pooler: outputs[2] would move
-                "  (exported without the checkpoint's pooler: a model whose encoder keeps one, "
-                "as OneIE's BertModel does, needs it for its output positions; extract "
-                "without --no-pooler for that)", highlight=False, soft_wrap=True)
-    else:
-        failed = report.parity.failures
-        problems = (
-            [f"{len(report.frozen.findings)} frozen shapes"] if report.frozen.findings else []
-        )
-        if failed:
-            first = failed[0]
-            problems.insert(
-                0,
-                f"{len(failed)} of {len(report.parity.results)} comparisons "
-                f"(first: {first.case} {first.batch}x{first.sequence} {first.output})",
-            )
-        kept = "; nothing written"
-        if report.output:
-            kept = (f"; kept for inspection in {shown(report.output, None)} (try python -m "
-                    f"diagnostics check {shown(report.output / 'model.onnx', None)} --probe)")
-        console.print(f"[bold red]verification failed[/]: {'; '.join(problems)}{kept}",
-                      soft_wrap=True)
+    kept = "; nothing written"
+    if report.output:
+        kept = (f"; kept for inspection in {shown(report.output, None)} (try python -m "
+                f"diagnostics check {shown(report.output / 'model.onnx', None)} --probe)")
+    console.print(f"[bold red]verification failed[/]: {'; '.join(problems)}{kept}",
+                  soft_wrap=True)
 
 
 def _render_provenance(console: Console, provenance: dict) -> None:

@@ -14,7 +14,7 @@ the extractor's metadata, else the static input dims, else `--dummy`.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import onnx
 
@@ -67,98 +67,36 @@ def read_signature(model: onnx.ModelProto, dummy: dict[str, int] | None = None,
             dims silently); a missing input or another rank is a signature finding.
     """
     expect = expect or {}
-    graph = model.graph
     metadata = {p.key: p.value for p in model.metadata_props}
-    initializers = {t.name for t in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in initializers]
+    inputs = _graph_inputs(model.graph)
     text = [i for i in inputs if _is_text(i)]
     exporter = metadata.get(METADATA + "exporter") or _guess_exporter(model)
-    # A PyTorch export whose every input is static: axis 0 of each other input of rank >= 2
-    # is analysed as the batch it should have been (a finding only where the graph reads it).
     from_pytorch = model.producer_name == "pytorch" or any(k.startswith(METADATA)
                                                            for k in metadata)
-    static_export = (from_pytorch and bool(inputs)
-                     and all(isinstance(d, int) for t in inputs for d in _dims(t)))
-    batched = [t for t in inputs if static_export and t not in text and len(_dims(t)) >= 2]
-    names: dict[str, str] = {}  # dim_param -> symbol
-    for tensor in text:
-        for axis, dim in enumerate(_dims(tensor)[:2]):
-            # One dim_param per role: a mask over `past_sequence + sequence` is its own symbol.
-            if isinstance(dim, str) and ROLES[axis] not in names.values():
-                names.setdefault(dim, ROLES[axis])
+    batched = _batched(inputs, text, from_pytorch)
+    names = _role_names(text)
     # --dummy may name a dim as the file does (batch_size) or as the analysis does (batch).
     dummy = {names.get(k, k): v for k, v in dummy.items()} if dummy else dummy
     dummy_sizes, dummy_source = _dummy(metadata, text, dummy, batched)
-    symbols: dict[str, SymbolInfo] = {}
+    reading = _Reading(names, {t.name for t in text}, batched, from_pytorch, dummy_sizes, dummy)
     seeds: dict[str, list[Dim]] = {}
     static: list[Finding] = []
-    text_names = {t.name for t in text}
     # Text inputs first: they give the symbols their roles and dummy sizes.
-    for tensor in sorted(inputs, key=lambda t: t.name not in text_names):
-        dims = _dims(tensor)
-        seed = []
-        frozen = []
-        wanted = expect.get(tensor.name)
-        if wanted is not None and len(wanted) != len(dims):
-            static.append(_unexpected(tensor.name, f"rank {len(dims)} {list(dims)}, expected "
-                                      f"{len(wanted)} {list(wanted)} (--expect)"))
-            wanted = None
-        for axis, dim in enumerate(dims):
-            role = ROLES[axis] if tensor.name in text_names and axis < 2 else None
-            if tensor in batched and axis == 0:
-                role = "batch"
-            hoped = wanted[axis] if wanted is not None else None
-            if isinstance(dim, int) and isinstance(hoped, str):  # static where dynamic expected
-                symbol = role or names.get(hoped, hoped)
-                frozen.append(FrozenValue(axis, dim, symbol, f"{dim} where {hoped} was expected"))
-                if symbol not in symbols:
-                    symbols[symbol] = SymbolInfo(symbol, role, tensor.name, axis, dim)
-                seed.append(Dim(Expr.of(symbol)))
-                continue
-            if isinstance(hoped, int) and dim != hoped:
-                static.append(_unexpected(tensor.name, f"dim {axis} is {dim or '?'}, expected "
-                                          f"{hoped} (--expect)"))
-            if isinstance(dim, int) and not from_pytorch:
-                role = None  # tf2onnx, paddle2onnx...: a static size is theirs to choose
-            if isinstance(dim, int) and role is None:
-                seed.append(lit(dim))
-                continue
-            if isinstance(dim, int):
-                frozen.append(FrozenValue(axis, dim, role, _static_reason(dim, role, dummy_sizes)))
-                symbol = role
-            elif dim is None:
-                symbol = role or f"{tensor.name}.{axis}"
-            else:
-                symbol = names.get(dim, dim)
-                role = role if symbol == role else None
-            if symbol not in symbols:
-                size = dummy_sizes.get(role) if role else (dummy or {}).get(symbol)
-                symbols[symbol] = SymbolInfo(symbol, role, tensor.name, axis, size)
-            seed.append(Dim(Expr.of(symbol)))
-        seeds[tensor.name] = seed
+    for tensor in sorted(inputs, key=lambda t: t.name not in reading.text_names):
+        seeds[tensor.name], frozen, found, wanted = _read_input(
+            tensor, expect.get(tensor.name), reading)
+        static += found
         if frozen:
-            static.append(
-                Finding(
-                    "static-input",
-                    tensor.name,
-                    "",
-                    tuple(frozen),
-                    _SPECIALISED if wanted is not None and not any(f.symbol in ROLES
-                                                                   for f in frozen)
-                    else _static_cause(metadata, frozen, text, tensor.name, exporter,
-                                       tensor in batched),
-                )
-            )
-    names_in = {t.name for t in inputs}
-    static += [_unexpected(name, f"no such input (the model has {', '.join(sorted(names_in))})")
-               for name in expect if name not in names_in]
+            static.append(_static_input(tensor, frozen, wanted, metadata, text, exporter,
+                                        tensor in batched))
+    static += _missing_expected(expect, inputs)
     order = [t.name for t in inputs]
     static.sort(key=lambda f: order.index(f.node) if f.node in order else len(order))
     return Signature(
         names,
         tuple(_info(t) for t in inputs),
-        tuple(_info(t) for t in graph.output),
-        tuple(symbols.values()),
+        tuple(_info(t) for t in model.graph.output),
+        tuple(reading.symbols.values()),
         seeds,
         dummy_sizes,
         dummy_source,
@@ -166,6 +104,126 @@ def read_signature(model: onnx.ModelProto, dummy: dict[str, int] | None = None,
         tuple(static),
         tuple(t.name for t in batched),
     )
+
+
+@dataclass
+class _Reading:
+    """What every input's dims are read against, and the symbols found so far (the first
+    input and axis to show a symbol names it)."""
+
+    names: dict[str, str]  # dim_param -> symbol
+    text_names: set[str]
+    batched: list[onnx.ValueInfoProto]
+    from_pytorch: bool
+    dummy_sizes: dict[str, int]
+    dummy: dict[str, int] | None
+    symbols: dict[str, SymbolInfo] = field(default_factory=dict)
+
+    def add(self, symbol: str, role: str | None, tensor: str, axis: int,
+            size: int | None) -> Dim:
+        if symbol not in self.symbols:
+            self.symbols[symbol] = SymbolInfo(symbol, role, tensor, axis, size)
+        return Dim(Expr.of(symbol))
+
+
+def _graph_inputs(graph: onnx.GraphProto) -> list[onnx.ValueInfoProto]:
+    """The inputs a caller feeds: graph inputs that are not initializers."""
+    initializers = {t.name for t in graph.initializer}
+    return [i for i in graph.input if i.name not in initializers]
+
+
+def _batched(inputs: list[onnx.ValueInfoProto], text: list[onnx.ValueInfoProto],
+             from_pytorch: bool) -> list[onnx.ValueInfoProto]:
+    """A PyTorch export whose every input is static: axis 0 of each other input of rank >= 2
+    is analysed as the batch it should have been (a finding only where the graph reads it)."""
+    static_export = (from_pytorch and bool(inputs)
+                     and all(isinstance(d, int) for t in inputs for d in _dims(t)))
+    return [t for t in inputs if static_export and t not in text and len(_dims(t)) >= 2]
+
+
+def _role_names(text: list[onnx.ValueInfoProto]) -> dict[str, str]:
+    """The text inputs' dim_params -> their roles (batch_size -> batch)."""
+    names: dict[str, str] = {}
+    for tensor in text:
+        for axis, dim in enumerate(_dims(tensor)[:2]):
+            # One dim_param per role: a mask over `past_sequence + sequence` is its own symbol.
+            if isinstance(dim, str) and ROLES[axis] not in names.values():
+                names.setdefault(dim, ROLES[axis])
+    return names
+
+
+def _read_input(
+    tensor: onnx.ValueInfoProto, wanted: tuple[int | str, ...] | None, reading: _Reading,
+) -> tuple[list[Dim], list[FrozenValue], list[Finding], tuple[int | str, ...] | None]:
+    """One input's seed dims, its static dims that should be symbols, and its signature
+    findings; `wanted` comes back None where its rank is not the expected one."""
+    dims = _dims(tensor)
+    seed: list[Dim] = []
+    frozen: list[FrozenValue] = []
+    found: list[Finding] = []
+    if wanted is not None and len(wanted) != len(dims):
+        found.append(_unexpected(tensor.name, f"rank {len(dims)} {list(dims)}, expected "
+                                 f"{len(wanted)} {list(wanted)} (--expect)"))
+        wanted = None
+    for axis, dim in enumerate(dims):
+        hoped = wanted[axis] if wanted is not None else None
+        seed_dim, frozen_value, finding = _read_dim(tensor, axis, dim, hoped, reading)
+        seed.append(seed_dim)
+        frozen += [frozen_value] if frozen_value is not None else []
+        found += [finding] if finding is not None else []
+    return seed, frozen, found, wanted
+
+
+def _read_dim(
+    tensor: onnx.ValueInfoProto, axis: int, dim: int | str | None, hoped: int | str | None,
+    reading: _Reading,
+) -> tuple[Dim, FrozenValue | None, Finding | None]:
+    """One dim: a literal, or a symbol (a static one where a symbol belongs is frozen)."""
+    role = ROLES[axis] if tensor.name in reading.text_names and axis < 2 else None
+    if tensor in reading.batched and axis == 0:
+        role = "batch"
+    if isinstance(dim, int) and isinstance(hoped, str):  # static where dynamic expected
+        symbol = role or reading.names.get(hoped, hoped)
+        frozen = FrozenValue(axis, dim, symbol, f"{dim} where {hoped} was expected")
+        return reading.add(symbol, role, tensor.name, axis, dim), frozen, None
+    finding = None
+    if isinstance(hoped, int) and dim != hoped:
+        finding = _unexpected(tensor.name, f"dim {axis} is {dim or '?'}, expected "
+                              f"{hoped} (--expect)")
+    if isinstance(dim, int) and not reading.from_pytorch:
+        role = None  # tf2onnx, paddle2onnx...: a static size is theirs to choose
+    if isinstance(dim, int) and role is None:
+        return lit(dim), None, finding
+    frozen = None
+    if isinstance(dim, int):
+        frozen = FrozenValue(axis, dim, role, _static_reason(dim, role, reading.dummy_sizes))
+        symbol = role
+    elif dim is None:
+        symbol = role or f"{tensor.name}.{axis}"
+    else:
+        symbol = reading.names.get(dim, dim)
+        role = role if symbol == role else None
+    size = reading.dummy_sizes.get(role) if role else (reading.dummy or {}).get(symbol)
+    return reading.add(symbol, role, tensor.name, axis, size), frozen, finding
+
+
+def _static_input(
+    tensor: onnx.ValueInfoProto, frozen: list[FrozenValue], wanted: tuple[int | str, ...] | None,
+    metadata: dict[str, str], text: list[onnx.ValueInfoProto], exporter: str | None,
+    batched: bool,
+) -> Finding:
+    """The static-input finding of one input with frozen dims, with its likely cause."""
+    only_expected = wanted is not None and not any(f.symbol in ROLES for f in frozen)
+    cause = (_SPECIALISED if only_expected
+             else _static_cause(metadata, frozen, text, tensor.name, exporter, batched))
+    return Finding("static-input", tensor.name, "", tuple(frozen), cause)
+
+
+def _missing_expected(expect: Expect, inputs: list[onnx.ValueInfoProto]) -> list[Finding]:
+    """A finding for each input `--expect` names that the model does not have."""
+    names_in = {t.name for t in inputs}
+    return [_unexpected(name, f"no such input (the model has {', '.join(sorted(names_in))})")
+            for name in expect if name not in names_in]
 
 
 _SPECIALISED = (
