@@ -11,10 +11,10 @@ the Netron view's) is listed the same way, as `"Report.open_in_netron": "netron_
 class's own module (the table's "Report") stays free of the layer above, and the method's
 module is imported on its first call.
 
-One wrinkle the module class below handles: where a function shares its
-module's name (`extractor.graft.graft`), importing the module would bind the
-package attribute to the module, hiding the function that an eager
-`from .graft import graft` used to leave there.
+One wrinkle the module class below handles: where a function shares the name
+of its module or room (the function `graft` in the room `extractor.graft`), importing
+the module would bind the package attribute to the module, hiding the function that
+an eager `from .graft import graft` used to leave there.
 """
 
 from __future__ import annotations

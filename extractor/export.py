@@ -1,21 +1,17 @@
-"""Export a fresh encoder to ONNX with dynamic batch and sequence axes.
+"""Export a fresh encoder to ONNX with dynamic batch and sequence axes, or refuse it.
 
-Graph inputs are named after the model's own forward parameters and passed by
-keyword, so they cannot be swapped. Dummy sizes are chosen to collide with no
-config dimension, and recorded in `metadata_props` with the exporter and opset,
-so a later check can recognise a frozen dummy value when it sees one.
+The dummy sizes (`export_inputs`), exporter and opset go into `metadata_props`, so a later
+check can recognise a frozen dummy value; a dim the exporter made static is refused.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import io
 import json
 import logging
 import os
 import re
-import subprocess
 import sys
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -27,14 +23,18 @@ import torch
 from transformers import PretrainedConfig, PreTrainedModel
 
 from .errors import UnexportableError
+from .export_inputs import (
+    EncoderWrapper,
+    choose_dummy_sizes,
+    dummy_inputs,
+    input_names_for,
+    output_names_for,
+)
 
-TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 EXPORTERS = ("dynamo", "torchscript")
 METADATA_PREFIX = "subgraft."
 # Weights past this size go to external data (protobuf cannot hold 2 GiB).
 EXTERNAL_DATA_BYTES = 1 << 30
-_BATCH_CANDIDATES = (3, 5, 7, 11, 13)
-_SEQUENCE_CANDIDATES = (17, 19, 23, 29, 31, 37, 41, 43, 47)
 
 
 @dataclass
@@ -65,29 +65,6 @@ class ExportSettings:
         }
 
 
-class EncoderWrapper(torch.nn.Module):
-    """Positional forward over named inputs, returning a flat tuple of outputs."""
-
-    def __init__(self, model: PreTrainedModel, input_names: list[str], hidden_states: bool):
-        super().__init__()
-        self.model = model
-        self.input_names = input_names
-        self.hidden_states = hidden_states
-
-    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.model(
-            **dict(zip(self.input_names, inputs, strict=True)),
-            output_hidden_states=self.hidden_states,
-            return_dict=True,
-        )
-        result = [out.last_hidden_state]
-        if getattr(out, "pooler_output", None) is not None:
-            result.append(out.pooler_output)
-        if self.hidden_states:
-            result.extend(out.hidden_states)
-        return tuple(result)
-
-
 def refuse_unexportable(config: PretrainedConfig) -> None:
     """Refuse settings whose behaviour an ONNX graph cannot follow, before any work.
 
@@ -103,61 +80,6 @@ def refuse_unexportable(config: PretrainedConfig) -> None:
             "graph cannot do; to export full attention, exact up to that length, pass --set "
             "attention_type=original_full"
         )
-
-
-def input_names_for(model: PreTrainedModel) -> list[str]:
-    """The text inputs the model's forward takes, in its own order."""
-    params = list(inspect.signature(model.forward).parameters)
-    names = [p for p in params if p in TEXT_INPUTS]
-    if "token_type_ids" in names and getattr(model.config, "type_vocab_size", 2) <= 1:
-        names.remove("token_type_ids")  # RoBERTa-style: one type, the model fills zeros itself
-    return names
-
-
-def output_names_for(model: PreTrainedModel, hidden_states: bool) -> list[str]:
-    """The outputs the export wrapper returns, found by running the model on 1x4 tokens
-    (whether a pooler output exists, and how many hidden states, differs by type)."""
-    inputs = dummy_inputs(model.config, input_names_for(model), 1, 4)
-    with torch.no_grad():
-        out = model(**inputs, output_hidden_states=hidden_states, return_dict=True)
-    found = ["last_hidden_state"]
-    if getattr(out, "pooler_output", None) is not None:
-        found.append("pooler_output")
-    if hidden_states:
-        found += [f"hidden_states.{i}" for i in range(len(out.hidden_states))]
-    return found
-
-
-def choose_dummy_sizes(config: Any) -> tuple[int, int]:
-    """Batch and sequence that are distinct, > 1 and equal to no config dimension."""
-    taken = {v for v in config.to_dict().values() if isinstance(v, int) and not isinstance(v, bool)}
-    hidden = getattr(config, "hidden_size", None) or getattr(config, "dim", None)
-    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_heads", None)
-    if hidden and heads:
-        taken.add(hidden // heads)
-    longest = (getattr(config, "max_position_embeddings", 512) or 512) - 2
-    batch = next(b for b in _BATCH_CANDIDATES if b not in taken)
-    sequence = next((s for s in _SEQUENCE_CANDIDATES if s not in taken and s <= longest), None)
-    if sequence is None:
-        raise ValueError(f"no free dummy sequence length below {longest}")
-    return batch, sequence
-
-
-def dummy_inputs(
-    config: Any, input_names: list[str], batch: int, sequence: int, seed: int = 0
-) -> dict[str, torch.Tensor]:
-    """Random token ids (never the pad id) and a mask whose last row is padded."""
-    generator = torch.Generator().manual_seed(seed)
-    low = 3 if getattr(config, "pad_token_id", 0) in (0, 1, 2) else 0
-    ids = torch.randint(low, config.vocab_size, (batch, sequence), generator=generator)
-    mask = torch.ones(batch, sequence, dtype=torch.long)
-    mask[-1, sequence // 2 :] = 0  # trace the padded-mask path, not the all-ones shortcut
-    tensors = {
-        "input_ids": ids,
-        "attention_mask": mask,
-        "token_type_ids": torch.zeros(batch, sequence, dtype=torch.long),
-    }
-    return {name: tensors[name] for name in input_names}
 
 
 def export_onnx(
@@ -221,61 +143,6 @@ def exporter_reason(exc: BaseException) -> str:
                      r"in (\w+)", text)
     where = f" (in {Path(site.group(1)).name}:{site.group(2)}, {site.group(3)})" if site else ""
     return reason[:240] + where
-
-
-@dataclass(frozen=True)
-class ExportJob:
-    """One ONNX file to export from a model (see `export_onnx` for the fields)."""
-
-    path: str
-    exporter: str = "dynamo"
-    opset: int | None = None
-    hidden_states: bool = False
-    attn_implementation: str | None = None  # switch the model's attention first (e.g. "eager")
-
-
-def run_export_jobs(model: PreTrainedModel, jobs: list[ExportJob]) -> list[ExportSettings]:
-    """Export `model` once per job, in order."""
-    results = []
-    for job in jobs:
-        if job.attn_implementation:
-            model.set_attn_implementation(job.attn_implementation)
-        results.append(export_onnx(model, job.path, job.exporter, job.opset, job.hidden_states))
-    return results
-
-
-def export_saved_model(model_dir: str | Path, jobs: list[ExportJob]) -> list[ExportSettings]:
-    """Run export jobs on a saved Hugging Face model directory in a fresh Python process.
-
-    The exporters keep module-level caches that pin every weight of the last model
-    exported (onnxscript's rewrite rules hold the last graph they matched); a child
-    process takes them with it when it exits, so a large model's memory really goes.
-    """
-    request = {"model_dir": str(model_dir), "jobs": [asdict(job) for job in jobs]}
-    done = subprocess.run(
-        [sys.executable, "-m", "extractor.export", json.dumps(request)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"export subprocess failed:\n{done.stderr[-4000:]}")
-    results = json.loads(done.stdout.strip().splitlines()[-1])
-    if isinstance(results, dict):
-        raise UnexportableError(results["refused"])
-    return [ExportSettings(**result) for result in results]
-
-
-def _export_in_child(request: dict[str, Any]) -> None:
-    from .resolve.model import load_saved_model
-
-    model = load_saved_model(request["model_dir"])
-    try:
-        settings = run_export_jobs(model, [ExportJob(**job) for job in request["jobs"]])
-    except UnexportableError as exc:
-        print(json.dumps({"refused": str(exc)}))
-        return
-    print(json.dumps([s.to_dict() for s in settings]))
 
 
 def _export_dynamo(
@@ -410,5 +277,7 @@ def _native_stdout_discarded():
         os.close(saved)
 
 
-if __name__ == "__main__":  # the child of export_saved_model
-    _export_in_child(json.loads(sys.argv[1]))
+if __name__ == "__main__":  # `python -m extractor.export`: the child of export_saved_model
+    from .export_child import export_in_child
+
+    export_in_child(json.loads(sys.argv[1]))

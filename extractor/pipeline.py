@@ -24,17 +24,9 @@ from diagnostics import check
 
 from . import __version__
 from .errors import ExtractorError
-from .export import (
-    EncoderWrapper,
-    ExportJob,
-    ExportSettings,
-    choose_dummy_sizes,
-    export_saved_model,
-    input_names_for,
-    output_names_for,
-    refuse_unexportable,
-    run_export_jobs,
-)
+from .export import ExportSettings, refuse_unexportable
+from .export_child import ExportJob, export_saved_model, run_export_jobs
+from .export_inputs import EncoderWrapper, choose_dummy_sizes, input_names_for, output_names_for
 from .options import ExtractOptions
 from .output import (
     REPORT_NAME,
@@ -54,16 +46,11 @@ from .parity import (
     reference_outputs,
 )
 from .resolve.architecture import ResolvedConfig, resolve_config
-from .resolve.checkpoint import (
-    Checkpoint,
-    StateDict,
-    load_checkpoint,
-    refuse_unusable,
-    strip_prefix,
-)
+from .resolve.checkpoint import Checkpoint, load_checkpoint
 from .resolve.config_sources import NO_TOKENIZER_CLASS, TOKENIZER_FILES, tokenizer_dir
 from .resolve.model import KeyReport, build_model
 from .resolve.prefixes import choose_prefix, encoder_match
+from .resolve.state_dicts import StateDict, refuse_unusable, strip_prefix
 from .tiers.accuracy import text_inputs
 from .variants import FUSABLE_NAME, ONNX_NAME, Step, Variant, build_variants
 

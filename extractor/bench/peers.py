@@ -176,7 +176,7 @@ def measure_accuracy(found: list[Engine], directory: str | Path, model: Any) -> 
     """Each available engine's agreement with PyTorch fp32 on the tokenizer's real text."""
     import torch
 
-    from ..export import input_names_for
+    from ..export_inputs import input_names_for
 
     names = input_names_for(model)
     inputs = text_inputs(directory, names)
@@ -219,7 +219,7 @@ def _bf16(make: Callable[[], Runner]) -> Runner:
 def _torch_runner(model: Any, autocast: bool = False) -> Runner:
     import torch
 
-    from ..export import input_names_for
+    from ..export_inputs import input_names_for
 
     names = set(input_names_for(model))
 

@@ -130,7 +130,7 @@ def _benchmark_here(directory: Path, threads: int, runs: int,
 def _pytorch_runner(model: Any, feeds: dict[str, np.ndarray]) -> Callable[[], object]:
     import torch
 
-    from ..export import input_names_for
+    from ..export_inputs import input_names_for
 
     tensors = {k: torch.from_numpy(feeds[k]) for k in input_names_for(model)}
 

@@ -1,7 +1,9 @@
 """The resolve room: from a checkpoint file to a fresh encoder that holds exactly its weights.
 
-`checkpoint` loads safely; `prefixes` and `encoders` find the encoder's subtree and type;
-`config_sources`, `known_configs` and `shape_config` find its configuration where the
-user's files keep it (never a guess), `config_checks` and `architecture` check it;
-`keys.compare_keys` matches weights to parameters; `model.build_model` builds the encoder.
+`checkpoint` loads a file or directory (`safe_unpickle` reads pickles without running them,
+`state_dicts` finds and strips the weights); `prefixes` and `encoders` find the encoder's
+subtree and type; `config_sources`, `known_configs`, `config_lookup` and `shape_config` find
+its configuration where the user's files keep it (never a guess), `config_checks` and
+`config_fit` check it, `architecture` chooses; `keys.compare_keys` matches weights to
+parameters; `model.build_model` builds the encoder.
 """

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,18 +25,21 @@ from typing import Any
 from transformers import PretrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-from diagnostics.file_kinds import read_json, safetensors_problem
-
 from ..errors import ArchitectureError
-from .checkpoint import Checkpoint, StateDict
-from .config_checks import memory_problem, new_config, one_layer
-from .config_sources import VOCABULARY_FILES, Candidate, candidates, tokenizer_dir
-from .encoders import build_meta, find_encoders, normalise
-from .keys import POOLER, compare_keys
-from .known_configs import builtin_config, hub_aliases
-from .shape_config import MissingValues, config_from_shapes, layer_problem, with_values
-
-_HUB_NAME = re.compile(r"[\w.-]+(/[\w.-]+)?")  # what may be looked up in the local HF cache
+from .checkpoint import Checkpoint
+from .config_checks import one_layer
+from .config_fit import config_problem
+from .config_lookup import (
+    cache_location,
+    candidate_config,
+    config_from_model,
+    config_from_values,
+    read_config_file,
+)
+from .config_sources import Candidate, candidates, tokenizer_dir
+from .encoders import build_meta, find_encoders
+from .shape_config import MissingValues, config_from_shapes, with_values
+from .state_dicts import StateDict
 
 
 @dataclass
@@ -100,16 +102,16 @@ def resolve_config(
     overrides = dict(overrides or {})
     if config_file is not None:
         where = f"--config {config_file}"
-        config = _config_from_values(_read_config_file(Path(config_file)), where)
+        config = config_from_values(read_config_file(Path(config_file)), where)
         return _explicit(config, state_dict, f"--config {config_file}", "config-file",
                          tokenizer_dir(Path(config_file).parent), overrides, max_memory,
                          Path(config_file).resolve())
     if model is not None:
-        config, tokenizers, read_from = _config_from_model(str(model), cache_dir)
+        config, tokenizers, read_from = config_from_model(str(model), cache_dir)
         if config is None:
             raise ArchitectureError(
                 f"--model {model} is neither a local model directory nor in the local Hugging "
-                f"Face cache ({_cache_location(cache_dir)}); nothing is downloaded"
+                f"Face cache ({cache_location(cache_dir)}); nothing is downloaded"
             )
         return _explicit(config, state_dict, f"--model {model}", "model", tokenizers, overrides,
                          max_memory, read_from)
@@ -151,7 +153,7 @@ def _from_candidates(
 ) -> ResolvedConfig | None:
     for candidate in sorted(candidates(checkpoint), key=lambda c: not _shares_words(c, prefix)):
         try:
-            config, kind, source, tokenizers, read_from = _candidate_config(candidate, cache_dir)
+            config, kind, source, tokenizers, read_from = candidate_config(candidate, cache_dir)
         except ArchitectureError as exc:
             text = str(exc)
             rejected.append(text if text.startswith(candidate.where) else
@@ -178,28 +180,6 @@ def _shares_words(candidate: Candidate, prefix: str) -> bool:
     key = candidate.where.split("=")[0].lower()
     return bool(set(re.findall(r"[a-z]+", prefix.lower())) & set(re.findall(r"[a-z]+", key))
                 - generic)
-
-
-def _candidate_config(
-    candidate: Candidate, cache_dir: str | Path | None
-) -> tuple[PretrainedConfig | None, str, str, Path | None, Path | None]:
-    """(config or None, kind, source text or the reason there is none, tokenizer dir,
-    the file the config was read from)."""
-    if candidate.problem is not None:
-        return None, "", candidate.problem, None, None
-    if candidate.values is not None:
-        return (_config_from_values(candidate.values, candidate.where), "found",
-                candidate.where, None, candidate.file)
-    config, tokenizers, read_from = _config_from_model(candidate.name, cache_dir,
-                                                       candidate.base_dir)
-    if config is not None:
-        return config, "found", f"{candidate.where} (local files)", tokenizers, read_from
-    config = builtin_config(candidate.name)
-    if config is not None:
-        return (config, "builtin", f"{candidate.where}, built-in table",
-                _cached_tokenizer(candidate.name, cache_dir), None)
-    return (None, "", "not a local directory, not in the local Hugging Face cache, not in the "
-            "built-in table", None, None)
 
 
 def _from_shapes(
@@ -298,164 +278,6 @@ def _vocab_rows(config: PretrainedConfig, state_dict: StateDict) -> int | None:
     ]
     tables.sort(key=lambda k: ("word" not in k, "embed" not in k))
     return int(state_dict[tables[0]].shape[0]) if tables else None
-
-
-def config_problem(config: PretrainedConfig, state_dict: StateDict,
-                   max_memory: int | None = None) -> str | None:
-    """Why `config` cannot hold exactly these weights, or None.
-
-    The layer count is the weights' before a model is built (more layers than they hold
-    is refused, with the shapes of one layer compared); then every parameter the model
-    builds must be in the weights with its shape (a pooler and tied copies may be
-    absent), every weight must be a parameter of the model, and the whole model with
-    its buffers must fit `max_memory`.
-    """
-    too_many = layer_problem(config, state_dict)
-    try:
-        model = build_meta(one_layer(config) if too_many else config)
-    except Exception as exc:  # transformers validates configs in many ways of its own
-        return f"transformers cannot build it: {str(exc).splitlines()[0][:160]}"
-    keys = compare_keys(model.state_dict(keep_vars=True), state_dict, optional=(POOLER,))
-    shapes = [f"{k} {list(got)} vs {list(want)}" for k, got, want in keys.shape_mismatches]
-    problems = [too_many] if too_many else []
-    if shapes:
-        problems.append(f"shape mismatch {shapes[0]}" + _more(shapes))
-    if too_many:  # one layer was built: its missing and unexpected names say nothing
-        return "; ".join(problems)
-    if keys.missing:
-        problems.append(f"{len(keys.missing)} weights missing (e.g. {normalise(keys.missing[0])})")
-    if keys.unexpected:
-        problems.append(f"{len(keys.unexpected)} unexpected weights "
-                        f"(e.g. {normalise(keys.unexpected[0])})")
-    return "; ".join(problems) or memory_problem(model, max_memory)
-
-
-def _more(items: list[str]) -> str:
-    return f" (+{len(items) - 1} more)" if len(items) > 1 else ""
-
-
-def _read_config_file(path: Path) -> dict[str, Any]:
-    try:
-        values = read_json(path)
-    except ValueError as exc:
-        raise ArchitectureError(f"--config {path} is not a readable JSON file: {exc}") from None
-    if not isinstance(values, dict) or "model_type" not in values:
-        raise ArchitectureError(f"--config {path} has no 'model_type' (not a model config?)")
-    return values
-
-
-def _config_from_values(values: dict[str, Any], where: str) -> PretrainedConfig:
-    values = dict(values)
-    model_type = values.pop("model_type", None)
-    if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
-        raise ArchitectureError(f"{where}: model type {repr(model_type)[:60]} is not one "
-                                "transformers knows")
-    values.pop("transformers_version", None)
-    return new_config(CONFIG_MAPPING[model_type], values, where)
-
-
-def _config_from_model(
-    name: str, cache_dir: str | Path | None, base_dir: Path | None = None
-) -> tuple[PretrainedConfig | None, Path | None, Path | None]:
-    """Config, tokenizer directory and the config's file, from a local directory or the
-    local HF cache (paths absolute: they are shown as where the files came from)."""
-    def directories() -> Iterator[Path]:
-        yield from _local_dirs(name, base_dir)
-        if _HUB_NAME.fullmatch(name) is not None:
-            yield from (s for n in hub_aliases(name) if (s := _cached_snapshot(n, cache_dir)))
-
-    for directory in directories():
-        found = _directory_config(directory)
-        if found is not None:
-            directory = directory.resolve()
-            return found, tokenizer_dir(directory), directory / "config.json"
-    return None, None, None
-
-
-def saved_config(directory: str | Path, max_memory: int | None = None) -> PretrainedConfig:
-    """The config of a saved model directory (an extractor output, for bench, graft and
-    peers), checked against the weights beside it before anything is built from it.
-
-    Raises:
-        ArchitectureError: no config transformers knows, a bad value, or weights it cannot
-            hold (more layers, other shapes, over the memory budget).
-    """
-    directory = Path(directory)
-    config = _directory_config(directory)
-    if config is None:
-        raise ArchitectureError(f"{directory / 'config.json'} holds no config transformers knows")
-    weights = directory / "model.safetensors"
-    if weights.is_file():
-        problem = safetensors_problem(weights) or config_problem(
-            config, _safetensors_shapes(weights), max_memory)
-        if problem:
-            raise ArchitectureError(f"{directory / 'config.json'} does not fit "
-                                    f"{weights.name} beside it: {problem}")
-    return config
-
-
-def _safetensors_shapes(path: Path) -> dict[str, Any]:
-    """Each weight's name and shape, from the header alone (nothing is read into memory)."""
-    from types import SimpleNamespace
-
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        return {k: SimpleNamespace(shape=tuple(handle.get_slice(k).get_shape()))
-                for k in handle.keys()}
-
-
-def _directory_config(directory: Path) -> PretrainedConfig | None:
-    """The config in `directory/config.json`, None when it holds no model config."""
-    path = directory / "config.json"
-    if not path.is_file():
-        return None
-    try:
-        values = read_json(path)
-    except ValueError as exc:
-        raise ArchitectureError(f"{path} is not a readable JSON file: {exc}") from None
-    if isinstance(values, dict) and isinstance(values.get("model_type"), str) and \
-            values["model_type"] in CONFIG_MAPPING:
-        return _config_from_values(values, str(path))
-    return None
-
-
-def _local_dirs(name: str, base_dir: Path | None) -> list[Path]:
-    path = Path(name).expanduser()
-    dirs = [path]
-    if base_dir is not None and not path.is_absolute():
-        dirs.insert(0, base_dir / path)
-    return [d for d in dirs if d.is_dir()]
-
-
-def _cached_snapshot(name: str, cache_dir: str | Path | None, file: str = "config.json"
-                     ) -> Path | None:
-    from huggingface_hub import try_to_load_from_cache
-
-    try:
-        found = try_to_load_from_cache(name, file, cache_dir=cache_dir)
-    except ValueError:  # not a name the Hub could hold (`../..`): nothing cached under it
-        return None
-    return Path(found).parent if isinstance(found, str) else None
-
-
-def _cached_tokenizer(name: str, cache_dir: str | Path | None) -> Path | None:
-    """The name's tokenizer in the local HF cache, for a config from the built-in table:
-    a tokenizer class's own `from_pretrained` (OneIE's BertTokenizer) caches no config."""
-    if _HUB_NAME.fullmatch(name) is None:
-        return None
-    for alias in hub_aliases(name):
-        for file in VOCABULARY_FILES:
-            snapshot = _cached_snapshot(alias, cache_dir, file)
-            if snapshot is not None:
-                return tokenizer_dir(snapshot.resolve())
-    return None
-
-
-def _cache_location(cache_dir: str | Path | None) -> str:
-    from huggingface_hub import constants
-
-    return str(cache_dir or constants.HF_HUB_CACHE)
 
 
 def attention_heads(config: PretrainedConfig) -> int | None:

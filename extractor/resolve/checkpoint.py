@@ -1,34 +1,24 @@
-"""Load a composite checkpoint safely and find the state dict inside it.
+"""Load a composite checkpoint file or weights directory, refusing what cannot be read safely.
 
-Pickles are loaded with `torch.load(weights_only=True)` (memory-mapped when the
-file is a zip archive), so a checkpoint that needs arbitrary code is refused
-unless the caller trusts it. The state dict is searched for wherever it sits.
+A file is recognised by its bytes: safetensors, or a PyTorch pickle unpickled by
+`safe_unpickle` (memory-mapped when a zip stores its members); a directory is read in the
+Hugging Face, sharded or sentence-transformers layout. Sizes are checked before reading.
 """
 
 from __future__ import annotations
 
-import contextlib
-import pickle
-import re
-import warnings
 import zipfile
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from diagnostics import limits
 from diagnostics.file_kinds import describe, read_json, safetensors_problem, torch_zip_problem
 
-from ..errors import CheckpointError, UnsafeCheckpointError
+from ..errors import CheckpointError
+from .safe_unpickle import first_line, torch_load
+from .state_dicts import StateDict, extra_entries, find_state_dict
 
-StateDict = dict[str, torch.Tensor]
-
-# Keys under which training code usually stores the model's state dict, best first.
-_STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "module", "network", "net")
-_MAX_DEPTH = 4
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".mdl")
 _DIRECTORY_WEIGHTS = (
     "model.safetensors",
@@ -91,9 +81,9 @@ def load_checkpoint(path: str | Path, trust: bool = False,
                      "memory-mapped",)
     else:
         _refuse_too_large(path, path.stat().st_size, max_memory)
-    obj, fmt, mmap, stand_ins = _torch_load(path, trust, kind, mmap)
+    obj, fmt, mmap, stand_ins = torch_load(path, trust, kind, mmap)
     state_dict, location = find_state_dict(obj, path)
-    extra = _extra_entries(obj, state_dict)
+    extra = extra_entries(obj, state_dict)
     return Checkpoint(path, fmt, state_dict, location, extra, trusted=trust, mmap=mmap,
                       stand_ins=stand_ins, weights_file=path, notes=notes)
 
@@ -132,7 +122,7 @@ def _recognise(path: Path) -> str:
     try:
         kind = describe(path)
     except OSError as exc:
-        raise CheckpointError(f"{path} cannot be read: {_first_line(exc)}") from None
+        raise CheckpointError(f"{path} cannot be read: {first_line(exc)}") from None
     if kind == "a safetensors file":
         return "safetensors"
     if path.suffix == ".safetensors":
@@ -207,7 +197,7 @@ def _load_sharded(index_file: Path, trust: bool, max_memory: int | None) -> Stat
     try:
         weight_map = read_json(index_file)["weight_map"]
     except (ValueError, KeyError, TypeError) as exc:
-        reason = f"no {exc}" if isinstance(exc, KeyError) else _first_line(exc)
+        reason = f"no {exc}" if isinstance(exc, KeyError) else first_line(exc)
         raise CheckpointError(f"{index_file} is not a valid shard index: {reason}") from None
     if not isinstance(weight_map, dict) or not all(
         isinstance(v, str) and v for v in weight_map.values()
@@ -241,244 +231,4 @@ def _load_safetensors(path: Path) -> StateDict:
         return load_file(str(path))
     except Exception as exc:  # the file passed the header check: whatever fails is the file's
         raise CheckpointError(f"{path} is not a readable safetensors file: "
-                              f"{_first_line(exc)}") from None
-
-
-def _torch_load(path: Path, trust: bool, fmt: str, mappable: bool = True
-                ) -> tuple[Any, str, bool, tuple[str, ...]]:
-    """The unpickled object, its format, whether it is memory-mapped, and the stand-ins used.
-
-    Untrusted files go through torch's weights-only unpickler. A class it does not
-    allow (a project's `Config`, `argparse.Namespace`, a pickled module) is replaced
-    by an inert stand-in that keeps the object's data and runs none of its code, so a
-    checkpoint from a project that is not installed still yields its weights and config.
-    """
-    is_zip = fmt == "torch-zip" and mappable
-    if trust:
-        return _trusted_load(path, is_zip), fmt, is_zip, ()
-    stand_ins: dict[str, type] = {}
-    while True:
-        try:
-            with torch.serialization.safe_globals([(c, n) for n, c in stand_ins.items()]), \
-                    _quietly():
-                # mmap keeps the weights in the page cache instead of copying them into RAM.
-                obj = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
-            return obj, fmt, is_zip, tuple(stand_ins)
-        except pickle.UnpicklingError as exc:
-            name = _unsupported_global(str(exc))
-            if name is None or name in stand_ins or len(stand_ins) >= _MAX_STAND_INS:
-                raise _unpickling_error(path, exc) from None
-            stand_ins[name] = stand_in_class(name)
-        except Exception as exc:  # recognised as torch's format: a failure is the file's
-            raise _corrupt(path, exc) from None
-
-
-def _trusted_load(path: Path, is_zip: bool) -> Any:
-    try:
-        with _quietly():
-            return torch.load(path, map_location="cpu", weights_only=False, mmap=is_zip)
-    except ModuleNotFoundError as exc:
-        raise CheckpointError(
-            f"{path} pickles objects from module {exc.name!r}, which is not importable: make "
-            "the source of the project that saved it importable (PYTHONPATH), or leave out "
-            "--trust-checkpoint to read its data without running its code"
-        ) from None
-    except Exception as exc:  # recognised as torch's format: a failure is the file's
-        raise _corrupt(path, exc) from None
-
-
-_MAX_STAND_INS = 64
-
-
-@contextlib.contextmanager
-def _quietly() -> Iterator[None]:
-    """torch warns about what a file holds (TypedStorage of quantized tensors, deprecated
-    kinds) while loading it: the file's business, said in our own words or not at all."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
-
-
-class StandIn:
-    """Holds the data of a pickled object whose class is not loaded; runs nothing."""
-
-    pickled_name = ""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.__dict__["_args"] = args
-        self.__dict__.update(kwargs)
-
-    def __setstate__(self, state: Any) -> None:
-        if isinstance(state, tuple) and len(state) == 2 and isinstance(state[1], dict):
-            state, slots = state
-            self.__dict__.update(slots)
-        if isinstance(state, dict):
-            self.__dict__.update(state)
-        else:
-            self.__dict__["_state"] = state
-
-    def __repr__(self) -> str:
-        return f"<stand-in for {self.pickled_name}>"
-
-
-def stand_in_class(name: str) -> type:
-    module, _, qualname = name.rpartition(".")
-    return type(qualname, (StandIn,), {"pickled_name": name, "__module__": module or "pickled"})
-
-
-def attributes(obj: Any) -> dict[str, Any] | None:
-    """A config-like object's data: a dict as is, else its attributes (stand-ins included)."""
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    if isinstance(obj, (str, bytes, int, float, list, tuple, set, torch.Tensor)) or obj is None:
-        return None
-    values = getattr(obj, "__dict__", None)
-    return {k: v for k, v in values.items() if not k.startswith("_")} if values else None
-
-
-def _unsupported_global(message: str) -> str | None:
-    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
-    return found.group(1) if found else None
-
-
-def _unpickling_error(path: Path, exc: Exception) -> CheckpointError:
-    message = str(exc)
-    blocked = re.search(r"unsupported GLOBAL ([\w.]+) whose module \w+ is blocked", message)
-    if blocked:
-        return UnsafeCheckpointError(
-            f"{path} is unsafe: its pickle calls {blocked.group(1)} (it would run code on "
-            "load); refused"
-        )
-    return _corrupt(path, exc)
-
-
-def _corrupt(path: Path, exc: BaseException) -> CheckpointError:
-    # torch puts the reason on the line after "WeightsUnpickler error:" (2.13).
-    reason = re.search(r"WeightsUnpickler error:\s*(\S.*)", str(exc))
-    return CheckpointError(
-        f"{path} cannot be read as a PyTorch checkpoint (truncated, corrupt or not a "
-        f"checkpoint): {reason.group(1)[:200] if reason else _first_line(exc)}"
-    )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]
-
-
-def find_state_dict(obj: Any, path: Path | str = "checkpoint") -> tuple[StateDict, str]:
-    """Return the largest mapping of names to tensors inside `obj` and where it was.
-
-    Looks at the top level, the usual keys (`model`, `state_dict`, `module`,
-    `model_state_dict`, ...) and nested dicts; a pickled `nn.Module` gives its
-    `state_dict()`, and so does the stand-in of one whose class was not loaded.
-    """
-    candidates: list[tuple[int, int, StateDict, str]] = []
-    _collect_state_dicts(obj, "checkpoint", 0, candidates)
-    if not candidates:
-        raise CheckpointError(f"{path} holds no state dict (no mapping of names to tensors found)")
-    # Most tensors wins; among equals, the more conventional key, then the shallower.
-    candidates.sort(key=lambda c: (-c[0], c[1], c[3].count("[")))
-    _, _, state_dict, location = candidates[0]
-    return state_dict, location
-
-
-def _collect_state_dicts(obj: Any, where: str, depth: int, out: list) -> None:
-    if depth > _MAX_DEPTH:
-        return
-    if isinstance(obj, torch.nn.Module):
-        out.append((len(obj.state_dict()), 0, dict(obj.state_dict()), f"{where}.state_dict()"))
-        return
-    if isinstance(obj, StandIn) and "_modules" in obj.__dict__:
-        state_dict = _module_state_dict(obj)
-        out.append((len(state_dict), 0, state_dict, f"{where}.state_dict()"))
-        return
-    if isinstance(obj, StandIn):
-        obj = obj.__dict__
-    if not isinstance(obj, Mapping):
-        return
-    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
-    # A few non-tensor entries (e.g. `_extra_state`) still make a state dict.
-    if tensors and len(tensors) >= 0.9 * len(obj):
-        key = where.rsplit("['", 1)[-1].rstrip("']")
-        rank = _STATE_DICT_KEYS.index(key) if key in _STATE_DICT_KEYS else len(_STATE_DICT_KEYS)
-        out.append((len(tensors), rank, tensors, "top level" if depth == 0 else where))
-        return
-    for key, value in obj.items():
-        if isinstance(key, str):
-            _collect_state_dicts(value, f"{where}[{key!r}]", depth + 1, out)
-
-
-def _module_state_dict(module: StandIn, prefix: str = "") -> StateDict:
-    """What `state_dict()` would give for a pickled module read as a stand-in."""
-    found: StateDict = {}
-    for kind in ("_parameters", "_buffers"):
-        for name, tensor in (module.__dict__.get(kind) or {}).items():
-            if isinstance(tensor, torch.Tensor) and name not in module.__dict__.get(
-                "_non_persistent_buffers_set", ()
-            ):
-                found[prefix + name] = tensor
-    for name, child in (module.__dict__.get("_modules") or {}).items():
-        if isinstance(child, StandIn):
-            found.update(_module_state_dict(child, f"{prefix}{name}."))
-    return found
-
-
-def _extra_entries(obj: Any, state_dict: StateDict) -> dict[str, Any]:
-    """The checkpoint's top-level entries other than the state dict (config, vocabs, ...)."""
-    if not isinstance(obj, Mapping):
-        return {}
-    return {
-        k: v
-        for k, v in obj.items()
-        if isinstance(k, str)
-        and v is not state_dict
-        and not _is_tensor_mapping(v)
-        and not isinstance(v, torch.Tensor)
-    }
-
-
-def _is_tensor_mapping(value: Any) -> bool:
-    return isinstance(value, Mapping) and any(isinstance(v, torch.Tensor) for v in value.values())
-
-
-def strip_prefix(state_dict: StateDict, prefix: str) -> StateDict:
-    """The entries under `prefix`, with the prefix removed (empty if none)."""
-    return {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
-
-
-def refuse_unusable(weights: StateDict, prefix: str = "") -> None:
-    """Refuse encoder weights no fresh model can take, all named at once: tensors without
-    data (meta), quantized or complex ones, and integer or boolean ones where a model
-    has floating-point weights (only position and token-type id buffers are integers).
-
-    Raises:
-        CheckpointError: the first such key with its dtype, and how many there are.
-    """
-    found = [(prefix + key, why) for key, tensor in weights.items()
-             if (why := _unusable(key, tensor))]
-    if not found:
-        return
-    key, why = found[0]
-    more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
-    advice = ("this checkpoint is quantized: use the float checkpoint it came from"
-              if any("quantized" in w for _, w in found) else
-              "an encoder's weights are real floating-point tensors")
-    raise CheckpointError(f"encoder weight {key} is {why}{more}; {advice}")
-
-
-def _unusable(key: str, tensor: torch.Tensor) -> str | None:
-    dtype = str(tensor.dtype).removeprefix("torch.")
-    if tensor.is_quantized:
-        return f"quantized ({dtype})"
-    if tensor.is_meta:
-        return f"a meta tensor ({dtype}, shape {list(tensor.shape)}): it holds no data"
-    if tensor.is_complex():
-        return f"complex ({dtype})"
-    if tensor.is_floating_point():
-        return None
-    if dtype in ("int8", "uint8", "int4", "uint4"):
-        return f"{dtype} (quantized)"
-    if tensor.dtype != torch.bool and key.endswith(("position_ids", "token_type_ids")):
-        return None
-    return f"{dtype}, not floating-point"
+                              f"{first_line(exc)}") from None

@@ -24,8 +24,9 @@ from transformers import PretrainedConfig
 
 from diagnostics.file_kinds import read_json
 
-from .checkpoint import Checkpoint, attributes
+from .checkpoint import Checkpoint
 from .encoders import ENCODER_TYPES
+from .safe_unpickle import attributes
 
 # Keys under which a config names its encoder (OneIE: bert_model_name; GLiNER: model_name).
 NAME_KEYS = (

@@ -14,9 +14,9 @@ import torch
 from transformers import PretrainedConfig, PreTrainedModel
 
 from ..errors import ArchitectureError, WeightMismatchError
-from .checkpoint import StateDict, refuse_unusable
 from .encoders import build_meta, encoder_class
 from .keys import POOLER, KeyReport, compare_keys
+from .state_dicts import StateDict, refuse_unusable
 
 
 def build_model(
@@ -85,7 +85,7 @@ def load_saved_model(model_dir: str | Path) -> PreTrainedModel:
     """
     from transformers.utils import logging as hf_logging
 
-    from .architecture import saved_config
+    from .config_fit import saved_config
 
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # its load report would call the missing pooler a problem

@@ -12,8 +12,8 @@ import difflib
 from dataclasses import dataclass
 
 from ..errors import PrefixError
-from .checkpoint import StateDict
 from .encoders import EncoderMatch, find_encoders
+from .state_dicts import StateDict
 
 _LISTED_DEPTH = 2
 

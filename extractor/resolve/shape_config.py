@@ -20,9 +20,9 @@ from typing import Any
 from transformers import PretrainedConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-from .checkpoint import StateDict
 from .config_checks import HEADS, LAYERS, NOT_SIZES, new_config, one_layer
 from .encoders import VARIANTS, meta_state_dict, normalise
+from .state_dicts import StateDict
 
 # Settings shapes cannot show and that change the numbers, beyond heads and layers.
 _MUST_BE_GIVEN = {"deberta": ("pos_att_type",), "deberta-v2": ("pos_att_type",)}

@@ -7,8 +7,9 @@ import pytest
 from builders.tiny_encoders import tiny_config
 
 from extractor.errors import ArchitectureError
-from extractor.resolve.architecture import config_problem, resolve_config
+from extractor.resolve.architecture import resolve_config
 from extractor.resolve.checkpoint import Checkpoint
+from extractor.resolve.config_fit import config_problem
 from extractor.resolve.encoders import meta_state_dict
 from extractor.resolve.known_configs import builtin_config
 

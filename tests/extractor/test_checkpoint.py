@@ -9,13 +9,9 @@ import torch
 from safetensors.torch import save_file
 
 from extractor.errors import CheckpointError, UnsafeCheckpointError
-from extractor.resolve.checkpoint import (
-    StandIn,
-    attributes,
-    find_state_dict,
-    load_checkpoint,
-    strip_prefix,
-)
+from extractor.resolve.checkpoint import load_checkpoint
+from extractor.resolve.safe_unpickle import StandIn, attributes
+from extractor.resolve.state_dicts import find_state_dict, strip_prefix
 
 
 class NotAllowed:

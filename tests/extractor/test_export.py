@@ -5,11 +5,11 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel
 
-from extractor.export import (
+from extractor.export import export_onnx
+from extractor.export_inputs import (
     EncoderWrapper,
     choose_dummy_sizes,
     dummy_inputs,
-    export_onnx,
     input_names_for,
 )
 from extractor.parity import compare_onnx, parity_cases, reference_outputs

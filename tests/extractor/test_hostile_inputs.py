@@ -31,8 +31,9 @@ from transformers import BertConfig, DistilBertConfig
 from extractor import extract
 from extractor.errors import ArchitectureError, CheckpointError, ExtractorError
 from extractor.resolve.architecture import resolve_config
-from extractor.resolve.checkpoint import load_checkpoint, refuse_unusable, strip_prefix
+from extractor.resolve.checkpoint import load_checkpoint
 from extractor.resolve.config_checks import new_config, values_problem
+from extractor.resolve.state_dicts import refuse_unusable, strip_prefix
 
 CASE_SECONDS = 60
 FIXED = fixed_cases(collection_folder("subgraft-hostile-"))

@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 from transformers import AutoConfig
 
-from extractor.resolve.architecture import config_problem
+from extractor.resolve.config_fit import config_problem
 from extractor.resolve.encoders import build_meta
 from extractor.resolve.keys import BENIGN_EXTRA, POOLER, compare_keys, tied_names
 

@@ -22,10 +22,12 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 from extractor import extract
 from extractor.errors import ExtractorError
 from extractor.report import render_extraction
-from extractor.resolve.architecture import resolve_config, saved_config
-from extractor.resolve.checkpoint import load_checkpoint, strip_prefix
+from extractor.resolve.architecture import resolve_config
+from extractor.resolve.checkpoint import load_checkpoint
+from extractor.resolve.config_fit import saved_config
 from extractor.resolve.config_sources import tokenizer_dir
 from extractor.resolve.known_configs import BUILTIN_CONFIGS
+from extractor.resolve.state_dicts import strip_prefix
 
 NAME = "bert-base-uncased"
 SENTENCE = "the president visited the city, he said."
