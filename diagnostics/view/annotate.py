@@ -2,7 +2,18 @@
 
 Each flagged node carries its finding in `metadata_props` and `doc_string` (Netron's node
 sidebar shows both); the neighbourhood keeps a node's producers, consumers and the shape
-chain that feeds it. Both are new light models: weights are never read or copied.
+chain that feeds it. Both are light models: weights are never read or copied.
+
+The graph work is onnx-ir's: `ir.from_proto` wraps the loaded protos without copying them
+(external tensors become `ir.ExternalTensor` references, never read, written back as the
+same references), producers and consumers are the IR's use lists, and the neighbourhood is
+an `ir.GraphView` of the kept nodes cloned into a graph of its own. Two parts stay on onnx,
+where onnx-ir does worse: a withheld large inline tensor is a bare `TensorProto` (every
+onnx-ir tensor writes its bytes), and the cut edges are typed by `onnx.shape_inference` on
+the edges' ancestors (see `_edge_types`). The IR round trip is Python: on a 10,000-node
+graph annotating, extracting and serializing take 0.8 s where the protobuf copy took 0.35 s,
+and peak memory is the same but for onnx-ir's import (~30 MB, sympy). Ours: which nodes
+to keep, and what the annotations say.
 """
 
 from __future__ import annotations
@@ -10,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 import onnx
+import onnx_ir as ir
 
 from ..errors import ServeError
 from ..findings import Finding, Report, SymbolInfo
@@ -28,36 +40,72 @@ _SHAPE_SOURCES = {"Shape", "Size"}
 
 def annotate(
     model: onnx.ModelProto, report: Report, repairs: Mapping[str, str] | None = None
-) -> onnx.ModelProto:
-    """A light copy of `model` whose flagged nodes (and static inputs) carry their finding.
+) -> ir.Model:
+    """A light IR copy of `model` whose flagged nodes (and static inputs) carry their finding.
 
     The copy keeps external data references and drops the values of large inline tensors,
     so it stays small whatever the size of the model; `model` itself is not modified.
     """
-    copy = _light_copy(model)
+    copy = _light_model(model)
     graph = copy.graph
-    nodes = {node.name: node for node in graph.node if node.name}
-    inputs = {value.name: value for value in graph.input}
+    nodes = {node.name: node for node in graph if node.name}
+    inputs = {value.name: value for value in graph.inputs}
     for index, finding in enumerate(report.findings):
         target = nodes.get(finding.node) or inputs.get(finding.node)
         if target is None:
             continue
         props = finding_props(index, finding, report.symbols, (repairs or {}).get(finding.node))
-        existing = {p.key: p for p in target.metadata_props}
         for key, value in props.items():
-            if key in existing:  # a node flagged twice: keep both findings
-                existing[key].value += f"\n{value}"
-            else:
-                target.metadata_props.add(key=key, value=value)
+            old = target.metadata_props.get(key)  # a node flagged twice: keep both findings
+            target.metadata_props[key] = f"{old}\n{value}" if old is not None else value
         summary = _doc(index, finding, props)
         target.doc_string = f"{summary}\n\n{target.doc_string}" if target.doc_string else summary
     flagged = len({f.node for f in report.findings})
-    copy.metadata_props.add(
-        key=f"{PREFIX}findings",
-        value=f"{len(report.findings)} finding(s) on {flagged} node(s); find them by name "
-        "(Ctrl+F) or by searching for 'subgraft'",
+    copy.metadata_props[f"{PREFIX}findings"] = (
+        f"{len(report.findings)} finding(s) on {flagged} node(s); find them by name "
+        "(Ctrl+F) or by searching for 'subgraft'"
     )
     return copy
+
+
+def _light_model(model: onnx.ModelProto) -> ir.Model:
+    """`model` as an IR model that holds no large values: external tensors stay references
+    (never read), and inline tensors over `MAX_INLINE_BYTES` keep their name, type and dims
+    only. The protos of `model` are shared, not copied, and not modified."""
+    light = ir.from_proto(model)
+    for value in light.graph.initializers.values():
+        tensor = value.const_value
+        if isinstance(tensor, ir.ExternalTensor) or tensor is None:
+            continue
+        if _inline_bytes(tensor) > MAX_INLINE_BYTES:
+            value.const_value = _Withheld(tensor)
+    return light
+
+
+def _inline_bytes(tensor: ir.TensorProtocol) -> int:
+    """What the tensor takes in the file (as loaded, it is still its proto)."""
+    if isinstance(tensor, ir.serde.TensorProtoTensor):
+        return tensor.raw.ByteSize()
+    return tensor.nbytes
+
+
+class _Withheld(ir.serde.TensorProtoTensor):
+    """A tensor that serializes as a large inline tensor's name, type and dims, without its
+    values (they stay in the file). onnx-ir has no tensor without data (each of its tensors
+    writes its bytes), so this is a bare `TensorProto`, wrapped as onnx-ir wraps a loaded one.
+    """
+
+    def __init__(self, tensor: ir.TensorProtocol) -> None:
+        size = _inline_bytes(tensor)
+        note = f"values not served by subgraft ({size:,} bytes inline in the file)"
+        super().__init__(
+            onnx.TensorProto(
+                name=tensor.name,
+                data_type=tensor.dtype.value,
+                dims=tensor.shape.numpy(),
+                doc_string=f"{tensor.doc_string}\n{note}" if tensor.doc_string else note,
+            )
+        )
 
 
 def finding_props(
@@ -123,78 +171,51 @@ def _doc(index: int, finding: Finding, props: Mapping[str, str]) -> str:
     return "\n".join(lines)
 
 
-def _light_copy(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Everything but the values of large inline tensors, without copying those values."""
-    copy = onnx.ModelProto()
-    _copy_fields(model, copy, skip={"graph"})
-    _copy_fields(model.graph, copy.graph, skip={"initializer"})
-    for tensor in model.graph.initializer:
-        copy.graph.initializer.append(_light_tensor(tensor))
-    return copy
-
-
-def _light_tensor(tensor: onnx.TensorProto) -> onnx.TensorProto:
-    if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.ByteSize() <= MAX_INLINE_BYTES:
-        return tensor
-    light = onnx.TensorProto()
-    light.name, light.data_type = tensor.name, tensor.data_type
-    light.dims.extend(tensor.dims)
-    note = f"values not served by subgraft ({tensor.ByteSize():,} bytes inline in the file)"
-    light.doc_string = f"{tensor.doc_string}\n{note}" if tensor.doc_string else note
-    return light
-
-
-def _copy_fields(source, target, skip: set[str]) -> None:  # protobuf messages
-    for descriptor, value in source.ListFields():
-        if descriptor.name in skip:
-            continue
-        slot = getattr(target, descriptor.name)
-        if hasattr(slot, "extend"):
-            slot.extend(value)
-        elif hasattr(slot, "CopyFrom"):
-            slot.CopyFrom(value)
-        else:
-            setattr(target, descriptor.name, value)
-
-
 # -- neighbourhood -------------------------------------------------------------------------
 
 
 def neighbourhood(
-    model: onnx.ModelProto, focus: str, report: Report | None = None, hops: int = 2
-) -> onnx.ModelProto:
+    model: ir.Model, focus: str, report: Report | None = None, hops: int = 2
+) -> ir.Model:
     """The nodes `hops` steps up and down from `focus`, plus the shape chain that feeds it.
 
     `focus` is a node name, or a graph input (its consumers are the centre). The result is
-    a valid model: cut edges become typed graph inputs and outputs, and large or external
-    initializers become inputs too (their values are not needed to see the failure).
+    a new valid model (`model` is not modified): cut edges become typed graph inputs and
+    outputs, and large or external initializers become inputs too (their values are not
+    needed to see the failure).
     """
     graph = model.graph
-    nodes = list(graph.node)
-    producer = {out: i for i, node in enumerate(nodes) for out in node.output if out}
-    consumers: dict[str, list[int]] = {}
-    for i, node in enumerate(nodes):
-        for name in node.input:
-            consumers.setdefault(name, []).append(i)
-    by_name = {node.name: i for i, node in enumerate(nodes) if node.name}
+    by_name = {node.name: node for node in graph if node.name}
+    inputs = {value.name: value for value in graph.inputs}
     if focus in by_name:
         centre = {by_name[focus]}
-    elif focus in {value.name for value in graph.input}:
-        centre = set(consumers.get(focus, []))
+    elif focus in inputs:
+        centre = set(_consumers(inputs[focus], graph))
     else:
         raise ServeError(f"no node or input named {focus!r} in the graph")
 
     keep = set(centre)
     frontier = set(centre)
     for _ in range(hops):
-        frontier = {producer[n] for i in frontier for n in nodes[i].input if n in producer}
+        frontier = {p for node in frontier for v in node.inputs if (p := _producer(v, graph))}
         keep |= frontier
     frontier = set(centre)
     for _ in range(hops):
-        frontier = {c for i in frontier for out in nodes[i].output for c in consumers.get(out, [])}
+        frontier = {c for node in frontier for v in node.outputs for c in _consumers(v, graph)}
         keep |= frontier
-    keep |= _shape_chain(nodes, producer, centre, _chain_roots(report, focus))
-    return _extract(model, [nodes[i] for i in sorted(keep)], focus)
+    keep |= _shape_chain(graph, centre, _chain_roots(report, focus))
+    order = {node: index for index, node in enumerate(graph)}
+    return _extract(model, sorted(keep, key=order.__getitem__), focus)
+
+
+def _producer(value: ir.Value | None, graph: ir.Graph) -> ir.Node | None:
+    node = value.producer() if value is not None else None
+    return node if node is not None and node.graph is graph else None
+
+
+def _consumers(value: ir.Value, graph: ir.Graph) -> list[ir.Node]:
+    """The nodes of `graph` (not of its subgraphs) that read `value`."""
+    return [node for node in value.consumers() if node.graph is graph]
 
 
 def _chain_roots(report: Report | None, focus: str) -> set[str] | None:
@@ -205,101 +226,140 @@ def _chain_roots(report: Report | None, focus: str) -> set[str] | None:
     return tensors or None
 
 
-def _shape_chain(
-    nodes: list[onnx.NodeProto],
-    producer: Mapping[str, int],
-    centre: set[int],
-    roots: set[str] | None,
-) -> set[int]:
+def _shape_chain(graph: ir.Graph, centre: set[ir.Node], roots: set[str] | None) -> set[ir.Node]:
     """Producers of the frozen tensor back to where the data's shape is read (Shape, Size)."""
-    if roots is None:
-        roots = {name for i in centre for name in nodes[i].input}
-    chain: set[int] = set()
-    queue = [producer[name] for name in roots if name in producer]
+    sources = [v for node in centre for v in node.inputs if v is not None]
+    if roots is not None:
+        sources = [v for v in dict.fromkeys(sources) if v.name in roots]
+    chain: set[ir.Node] = set()
+    queue = [p for v in sources if (p := _producer(v, graph))]
     while queue and len(chain) < _MAX_CHAIN:
-        i = queue.pop(0)
-        if i in chain or i in centre:
+        node = queue.pop(0)
+        if node in chain or node in centre:
             continue
-        chain.add(i)
-        if nodes[i].op_type not in _SHAPE_SOURCES:
-            queue.extend(producer[name] for name in nodes[i].input if name in producer)
+        chain.add(node)
+        if node.op_type not in _SHAPE_SOURCES:
+            queue.extend(p for v in node.inputs if (p := _producer(v, graph)))
     return chain
 
 
-def _extract(model: onnx.ModelProto, kept: list[onnx.NodeProto], focus: str) -> onnx.ModelProto:
-    graph = model.graph
-    types = _value_types(model)
-    initializers = {t.name: t for t in graph.initializer}
-    produced = {out for node in kept for out in node.output if out}
-    used = [name for node in kept for name in node.input if name]
-    kept_ids = {id(node) for node in kept}
-    used_outside = {
-        name for node in graph.node if id(node) not in kept_ids for name in node.input
-    } | {value.name for value in graph.output}
-
-    sub = onnx.GraphProto(name=f"neighbourhood of {focus}")
-    sub.node.extend(kept)
-    for name in dict.fromkeys(used):
-        if name in produced:
+def _extract(model: ir.Model, kept: list[ir.Node], focus: str) -> ir.Model:
+    """The kept nodes as a model of their own: a clone, so `model` keeps its nodes."""
+    kept_set = set(kept)
+    used = [v for node in kept for v in _reads(node, model.graph) if v.name]
+    cut, initializers = [], []
+    for value in dict.fromkeys(used):
+        if _producer(value, model.graph) in kept_set:
             continue
-        tensor = initializers.get(name)
-        if tensor is not None and _has_values(tensor):
-            sub.initializer.append(tensor)
-        else:
-            sub.input.append(types.get(name) or _untyped(name, tensor))
+        has_values = value.is_initializer() and _has_values(value.const_value)
+        (initializers if has_values else cut).append(value)
     consumed_inside = set(used)
-    for name in dict.fromkeys(out for node in kept for out in node.output if out):
-        if name in used_outside or name not in consumed_inside:
-            sub.output.append(types.get(name) or _untyped(name, None))
+    outputs = [
+        value
+        for node in kept
+        for value in node.outputs
+        if value.name
+        and (
+            value not in consumed_inside
+            or value.is_graph_output()
+            or any(c not in kept_set for c in _consumers(value, model.graph))
+        )
+    ]
+    view = ir.GraphView(
+        cut,
+        outputs,
+        nodes=kept,
+        initializers=initializers,
+        opset_imports=model.graph.opset_imports,
+        name=f"neighbourhood of {focus}",
+    )
+    types = _edge_types(model, [v for v in [*cut, *outputs] if v.type is None])
+    sub = view.clone()  # new nodes and values; tensors are shared, not copied
+    for value in sub.inputs:
+        value.const_value = None  # an input here: its weight is not served
+    for value in [*sub.inputs, *sub.outputs]:
+        if value.type is None:
+            value.type, value.shape = types.get(value.name, (_UNKNOWN, None))
+    near = ir.Model(
+        sub,
+        ir_version=model.ir_version,
+        producer_name=model.producer_name,
+        producer_version=model.producer_version,
+        domain=model.domain,
+        model_version=model.model_version,
+        doc_string=model.doc_string,
+        functions=list(model.functions.values()),
+        metadata_props={f"{PREFIX}focus": focus},
+    )
+    return near
 
-    result = onnx.ModelProto()
-    _copy_fields(model, result, skip={"graph", "metadata_props"})
-    result.graph.CopyFrom(sub)
-    result.metadata_props.add(key=f"{PREFIX}focus", value=focus)
-    return result
+
+def _reads(node: ir.Node, graph: ir.Graph) -> list[ir.Value]:
+    """What `node` reads from `graph`: its inputs, and what its subgraphs (If, Loop) read."""
+    reads = [v for v in node.inputs if v is not None]
+    for attr in node.attributes.values():
+        if attr.type == ir.AttributeType.GRAPH:
+            subgraphs = [attr.as_graph()]
+        elif attr.type == ir.AttributeType.GRAPHS:
+            subgraphs = list(attr.as_graphs())
+        else:
+            continue
+        for inner in (n for sub in subgraphs for n in ir.traversal.RecursiveGraphIterator(sub)):
+            reads.extend(v for v in inner.inputs if v is not None and v.graph is graph)
+    return reads
 
 
-_DATA_FIELDS = (
-    "raw_data",
-    "float_data",
-    "int32_data",
-    "string_data",
-    "int64_data",
-    "double_data",
-    "uint64_data",
-)
+def _has_values(tensor: ir.TensorProtocol | None) -> bool:
+    """Inline values are here (not external, not withheld by `annotate`)."""
+    return tensor is not None and not isinstance(tensor, (ir.ExternalTensor, _Withheld))
 
 
-def _has_values(tensor: onnx.TensorProto) -> bool:
-    """Inline values are here (not external, not dropped by `annotate`)."""
-    if tensor.data_location == onnx.TensorProto.EXTERNAL:
-        return False
-    if 0 in tensor.dims:
-        return True
-    return any(len(getattr(tensor, name)) for name in _DATA_FIELDS)
+_UNKNOWN = ir.TensorType(ir.DataType.FLOAT)  # what an edge is when inference cannot tell
 
 
-def _value_types(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
-    """Every tensor's type: declared, or inferred on the weightless model."""
-    types: dict[str, onnx.ValueInfoProto] = {}
+def _edge_types(
+    model: ir.Model, edges: list[ir.Value]
+) -> dict[str, tuple[ir.TypeProtocol, ir.Shape | None]]:
+    """The types onnx infers for `edges`, on the part of `model` that computes them.
+
+    onnx's `infer_shapes`, not onnx-ir's `ShapeInferencePass`: the pass infers on a whole
+    model and merges every value back into it, so it would need a clone (the annotated copy
+    is served as the file declares it): five times the time on a 10,000-node graph, and the
+    whole graph as a proto beside the IR. A view of the edges' ancestors is usually small
+    (the first finding sits early in the graph).
+    """
+    if not edges:
+        return {}
+    graph = model.graph
+    ancestors: set[ir.Node] = set()
+    queue = [p for v in edges if (p := _producer(v, graph))]
+    while queue:
+        node = queue.pop()
+        if node not in ancestors:
+            ancestors.add(node)
+            queue.extend(p for v in _reads(node, graph) if (p := _producer(v, graph)))
+    reads = {v for node in ancestors for v in _reads(node, graph)}
+    view = ir.GraphView(
+        [v for v in graph.inputs if v in reads],
+        [v for v in edges if v.producer() is not None],
+        nodes=[node for node in graph if node in ancestors],
+        initializers=[v for v in graph.initializers.values() if v in reads],
+        opset_imports=graph.opset_imports,
+    )
+    part = ir.Model(
+        view,  # type: ignore[arg-type]  # a GraphView serializes as a graph
+        ir_version=model.ir_version,
+        functions=list(model.functions.values()),
+    )
+    wanted = {v.name for v in edges}
     try:
-        inferred = onnx.shape_inference.infer_shapes(model).graph
+        # As bytes: the proto is gone before onnx parses its own copy (the peak of a show).
+        inferred = onnx.shape_inference.infer_shapes(ir.to_proto(part).SerializeToString())
     except Exception:  # inference is a nicety: untyped edges still render
-        inferred = model.graph
-    for value in [*inferred.value_info, *model.graph.input, *model.graph.output]:
-        if value.type.HasField("tensor_type"):
-            info = onnx.ValueInfoProto()
-            info.name = value.name
-            info.type.CopyFrom(value.type)
-            types[value.name] = info
-    for tensor in model.graph.initializer:
-        if tensor.name not in types:
-            types[tensor.name] = onnx.helper.make_tensor_value_info(
-                tensor.name, tensor.data_type, list(tensor.dims)
-            )
+        return {}
+    types = {}
+    for info in [*inferred.graph.value_info, *inferred.graph.output]:
+        if info.name in wanted and info.type.HasField("tensor_type"):
+            known = ir.serde.deserialize_value_info_proto(info, None)
+            types[info.name] = (known.type, known.shape)
     return types
-
-
-def _untyped(name: str, tensor: onnx.TensorProto | None) -> onnx.ValueInfoProto:
-    elem = tensor.data_type if tensor is not None else onnx.TensorProto.FLOAT
-    return onnx.helper.make_tensor_value_info(name, elem, None)

@@ -3,6 +3,11 @@
 Netron cannot be deep-linked to a node, so the node around which the failure sits is also
 served alone (both models come from `annotate`). The user's file is never written; each
 server gets its own port, and `NetronView.stop()` closes them all.
+
+Each copy is serialized once (`ir.to_proto`), and those bytes are both served from memory
+and written through `atomic` (the one atomic writer). Not `ir.save`: it writes to a path,
+so the bytes Netron serves would be serialized twice or read back, and there is no
+external data to write: the copies keep the model's references to its weights.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 
 import netron
 import onnx
+import onnx_ir as ir
 
 from .. import atomic
 from ..errors import ServeError
@@ -130,6 +136,8 @@ def open_in_netron(
     annotated = annotate(loaded.model, report, repairs)
     focus = focus if focus is not None else default_focus(report)
     near = neighbourhood(annotated, focus, report, hops) if focus else None
+    data = _serialize(annotated)
+    del annotated  # only the bytes are needed from here on
     scratch = None if directory else Path(tempfile.mkdtemp(prefix="subgraft-netron-"))
     out = Path(directory) if directory else scratch
     out.mkdir(parents=True, exist_ok=True)
@@ -139,7 +147,6 @@ def open_in_netron(
 
     view_addresses: list[tuple[str, int]] = []
     try:
-        data = annotated.SerializeToString()
         annotated_path = _write(out / f"{stem}.annotated.onnx", data)
         address = _serve(home / annotated_path.name, data, port)
         view_addresses.append(address)
@@ -153,12 +160,12 @@ def open_in_netron(
             _scratch=scratch,
         )
         if near is not None:
-            near_data = near.SerializeToString()
+            near_data = _serialize(near)
             near_path = _write(out / f"{stem}.{_slug(focus)}.neighbourhood.onnx", near_data)
             near_address = _serve(home / near_path.name, near_data, 0)
             view_addresses.append(near_address)
             view.focus, view.focus_url, view.focus_address = focus, _url(near_address), near_address
-            view.neighbourhood, view.neighbourhood_nodes = near_path, len(near.graph.node)
+            view.neighbourhood, view.neighbourhood_nodes = near_path, len(near.graph)
     except BaseException:
         for address in view_addresses:
             netron.stop(address)
@@ -217,6 +224,11 @@ def _url(address: tuple[str, int]) -> str:
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[:80] or "node"
+
+
+def _serialize(model: ir.Model) -> bytes:
+    """The bytes both served and written."""
+    return ir.to_proto(model).SerializeToString()
 
 
 def _write(path: Path, data: bytes) -> Path:

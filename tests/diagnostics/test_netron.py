@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from rich.console import Console
@@ -129,7 +130,7 @@ def _shape_chain_model() -> onnx.ModelProto:
 
 
 def test_neighbourhood_follows_the_shape_chain_past_the_hop_limit():
-    near = neighbourhood(_shape_chain_model(), "reshape", hops=1)
+    near = ir.to_proto(neighbourhood(ir.from_proto(_shape_chain_model()), "reshape", hops=1))
     onnx.checker.check_model(near, full_check=True)
     ops = [n.op_type for n in near.graph.node]
     assert ops == ["Relu", "Shape", "Gather", "Unsqueeze", "Concat", "Reshape", "Transpose"]
