@@ -78,8 +78,11 @@ def _floats(value) -> Iterable[np.ndarray]:
 
 
 def forward_source(module) -> str | None:
+    """Where the module's forward is defined: a forward patched onto the instance first,
+    through decorators (transformers wraps many forwards)."""
+    forward = module.__dict__.get("forward") or type(module).forward
+    forward = inspect.unwrap(getattr(forward, "__func__", forward))
     try:
-        forward = type(module).forward
         return f"{inspect.getsourcefile(forward)}:{inspect.getsourcelines(forward)[1]}"
     except (TypeError, OSError):
         return None

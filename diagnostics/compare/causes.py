@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..analysis.signature import METADATA, ROLES
+from ..analysis.signature import ROLES, read_signature
 from ..analysis.source import node_source
 from ..loading import LoadedModel
 from .align import rename
@@ -49,11 +49,14 @@ def _epsilon(nodes, modules: dict, prefix) -> str | None:
 
 
 def _dummy_constant(nodes, loaded: LoadedModel) -> str | None:
-    metadata = {p.key: p.value for p in loaded.model.metadata_props}
-    dummy = {role: int(metadata[METADATA + "dummy_" + role]) for role in ROLES
-             if metadata.get(METADATA + "dummy_" + role, "").isdigit()}
+    """Recorded dummy sizes (metadata, static inputs) count anywhere in a small constant;
+    guessed ones (the 2x8 default) only as a `[batch, sequence, ...]` shape, since 2 and 8
+    are everywhere."""
+    signature = read_signature(loaded.model)
+    dummy = {r: signature.dummy[r] for r in ROLES if r in signature.dummy}
     if not dummy:
         return None
+    recorded = signature.dummy_source in ("metadata", "static inputs")
     initializers = {t.name: t for t in loaded.model.graph.initializer}
     constants = {n.output[0]: n for n in loaded.model.graph.node
                  if n.op_type == "Constant" and n.output}
@@ -62,11 +65,14 @@ def _dummy_constant(nodes, loaded: LoadedModel) -> str | None:
             values = _small_ints(initializers.get(name), constants.get(name))
             if values is None:
                 continue
+            if not recorded and values[:2] != [dummy.get("batch"), dummy.get("sequence")]:
+                continue
             for role, size in dummy.items():
                 if size in values:
+                    how = "" if recorded else " (the usual default; the file records none)"
                     return (f"constant {name} = {values} read by {node.op_type} {node.name} "
-                            f"holds the export dummy's {role} {size}: a size frozen at export "
-                            "(python -m diagnostics check finds it, repair rewrites it)")
+                            f"holds the export dummy's {role} {size}{how}: a size frozen at "
+                            "export (python -m diagnostics check finds it, repair rewrites it)")
     return None
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from builders import compare_cases
+from builders import broken_models, compare_cases
 from rich.console import Console
 
 from diagnostics import CompareReport, compare
@@ -91,6 +91,18 @@ def test_changed_epsilon_names_the_layernorm_and_epsilon(cases, exporter):
     assert "epsilon 0.5" in first.cause and "eps 1e-12" in first.cause
     assert first.source and "normalization.py:" in first.source
     assert not report.ok
+
+
+def test_frozen_reshape_that_runs_names_attention_and_the_dummy(tmp_path):
+    """[2, 8, -1, 16] from Python ints: at 1x8 it runs and mixes heads into rows."""
+    model = broken_models.tiny_bert()
+    path = broken_models.build("attention-ints-minus-one", tmp_path, model)
+    report = compare(path, model, shapes=[(1, 8)])
+    first = report.first_divergence
+    assert first is not None and first.module == "encoder.layer.0.attention.self"
+    assert first.input_max_abs is not None and first.input_max_abs < 1e-5
+    assert "[2, 8, -1, 16]" in first.cause and "export dummy's batch 2" in first.cause
+    assert first.source.startswith(str(Path(broken_models.__file__)))  # the patched forward
 
 
 def test_int8_ranks_modules_by_the_error_they_add_stably(cases):
