@@ -347,15 +347,17 @@ def render_compare(console: Console, report: CompareReport, limit: int = 10) -> 
         nodes = ", ".join(shown(n, 120) for n in first.onnx_nodes[:8])
         more = f" (+{len(first.onnx_nodes) - 8})" if len(first.onnx_nodes) > 8 else ""
         console.print(f"  onnx nodes: {nodes}{more}", highlight=False)
-    table = Table(title=f"modules by the error each adds (top {limit})", title_justify="left")
+    differ = [m for m in report.ranked() if not m.agrees]
+    table = Table(title=f"modules that differ, by the error each adds ({min(limit, len(differ))} "
+                  f"of {len(differ)})", title_justify="left")
     table.add_column("module", overflow="fold", min_width=30, ratio=1)
     for column in ("class", "max abs", "cosine", "added", ""):
         table.add_column(column, overflow="fold")
-    for diff in report.ranked()[:limit]:
+    for diff in differ[:limit]:
         table.add_row(shown(diff.module or "(root)"), shown(diff.module_class, 80),
                       f"{diff.max_abs:.3g}", f"{diff.cosine:.6f}", f"{diff.added:.3g}",
                       "" if diff.agrees else "[red]differs[/]")
-    if report.modules:
+    if differ:
         console.print(table)
     if report.unaligned:
         names = ", ".join(shown(u.module or "(root)", 80) for u in report.unaligned[:6])

@@ -34,6 +34,7 @@ class Call:
     inputs: tuple[np.ndarray, ...]  # float tensors among args and kwargs
     outputs: tuple[np.ndarray, ...]  # float tensors of the output, in order
     source: str | None  # file:line of the class's forward
+    identity: bool = False  # returned its input itself (a dropout in eval)
 
 
 def capture_torch(module, feed: dict[str, np.ndarray]) -> tuple[list[Call], dict[str, int]]:
@@ -45,8 +46,9 @@ def capture_torch(module, feed: dict[str, np.ndarray]) -> tuple[list[Call], dict
     def hook_for(name: str):
         def hook(mod, args, kwargs, output):
             counts[name] = counts.get(name, 0) + 1
+            identity = any(output is a for a in (*args, *kwargs.values()))
             calls.append(Call(name, type(mod).__name__, tuple(_floats((args, kwargs))),
-                              tuple(_floats(output)), forward_source(mod)))
+                              tuple(_floats(output)), forward_source(mod), identity))
         return hook
 
     for name, sub in module.named_modules():

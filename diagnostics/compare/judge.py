@@ -88,6 +88,7 @@ def compare(
     exposed = scopes.crossing()
     first_calls: list[Call] = []
     called: set[str] = set()
+    identities: set[str] = set()
     chosen: dict[str, str] = {}
     stats: dict[str, _Stats] = {}
     input_stats: dict[str, _Stats] = {}
@@ -97,9 +98,10 @@ def compare(
         calls, counts = capture_torch(module, feed)
         if index == 0:
             first_calls, called = [c for c in calls if counts[c.module] == 1], set(counts)
-            unaligned.update(_not_aligned(named, counts, scopes))
+            identities = {c.module for c in calls if c.identity and c.module not in scopes.nodes}
+            unaligned.update(_not_aligned(named, counts, scopes, identities))
         for call in calls:
-            if call.module in unaligned or counts[call.module] != 1:
+            if call.module in unaligned or call.module in identities or counts[call.module] != 1:
                 continue
             value = chosen.get(call.module) or _pick_output(call, scopes, values)
             if isinstance(value, Unaligned):
@@ -125,11 +127,12 @@ def compare(
         model=loaded.name, reference=reference_label, runs=tuple(label for label, _ in runs),
         atol=atol, rtol=rtol, modules=tuple(diffs),
         unaligned=tuple(Unaligned(n, r) for n, r in unaligned.items()), first_divergence=first,
-        notes=_notes(scopes, named, called),
+        notes=_notes(scopes, named, called, identities),
     )
 
 
-def _notes(scopes: Scopes, named: dict, called: set[str]) -> tuple[str, ...]:
+def _notes(scopes: Scopes, named: dict, called: set[str], identities: set[str]
+           ) -> tuple[str, ...]:
     notes = []
     if any(scopes.prefix):
         notes.append(f"ONNX scopes renamed to the reference's: {scopes.prefix[0]!r} -> "
@@ -138,6 +141,9 @@ def _notes(scopes: Scopes, named: dict, called: set[str]) -> tuple[str, ...]:
     if idle:
         notes.append(f"{len(idle)} module(s) not called in this forward (containers, or "
                      "skipped), e.g. " + ", ".join(idle[:3]))
+    if identities:
+        notes.append(f"{len(identities)} module(s) returned their input (dropouts in eval), "
+                     "e.g. " + ", ".join(sorted(identities)[:3]))
     return tuple(notes)
 
 
@@ -167,9 +173,12 @@ def _feeds(loaded: LoadedModel, inputs, shapes, seed: int, max_memory
     return [(f"{b}x{s}", text_feed(text, b, s, vocab, seed)) for b, s in shapes]
 
 
-def _not_aligned(named: dict, counts: dict[str, int], scopes: Scopes) -> dict[str, str]:
+def _not_aligned(named: dict, counts: dict[str, int], scopes: Scopes, identities: set[str]
+                 ) -> dict[str, str]:
     reasons = {}
     for name in named:
+        if name in identities:
+            continue  # returned its input (a dropout in eval): nothing of its own to compare
         if counts.get(name, 0) > 1:
             reasons[name] = (f"called {counts[name]} times in one forward: the graph does not "
                              "tell its calls apart")
