@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import onnx
@@ -37,6 +37,7 @@ class _Stats:
     scale: float = 0.0
     cosine: float = 1.0
     agrees: bool = True
+    count: int = 0
 
     def add(self, onnx_value: np.ndarray, torch_value: np.ndarray, atol: float, rtol: float
             ) -> None:
@@ -49,6 +50,7 @@ class _Stats:
             self.scale = max(self.scale, float(np.nanmax(np.abs(b))))
             self.agrees &= bool(np.all(diff <= atol + rtol * np.abs(b)))
         self.cosine = min(self.cosine, _cosine(a, b))
+        self.count += 1
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -84,51 +86,68 @@ def compare(
     runs = _feeds(loaded, inputs, shapes, seed, max_memory)
     named = dict(module.named_modules())
     scopes = build_scopes(loaded.model, list(named))
-    types = float_types(loaded.model)
-    exposed = scopes.crossing()
-    first_calls: list[Call] = []
-    called: set[str] = set()
-    identities: set[str] = set()
-    chosen: dict[str, str] = {}
-    stats: dict[str, _Stats] = {}
-    input_stats: dict[str, _Stats] = {}
-    unaligned: dict[str, str] = {}
-    for index, (_, feed) in enumerate(runs):
-        values = run_exposed(loaded, feed, exposed, types)
+    seen = _Measured()
+    types, exposed = float_types(loaded.model), scopes.crossing()
+    for _, feed in runs:
         calls, counts = capture_torch(module, feed)
-        if index == 0:
-            first_calls, called = [c for c in calls if counts[c.module] == 1], set(counts)
-            identities = {c.module for c in calls if c.identity and c.module not in scopes.nodes}
-            unaligned.update(_not_aligned(named, counts, scopes, identities))
-        for call in calls:
-            if call.module in unaligned or call.module in identities or counts[call.module] != 1:
-                continue
-            value = chosen.get(call.module) or _pick_output(call, scopes, values)
-            if isinstance(value, Unaligned):
-                unaligned[call.module] = value.reason
-                continue
-            chosen[call.module] = value
-            stats.setdefault(call.module, _Stats()).add(values[value], call.outputs[0], atol,
-                                                        rtol)
-            _add_inputs(call, scopes, values, input_stats.setdefault(call.module, _Stats()),
-                        atol, rtol)
+        seen.add_run(calls, counts, run_exposed(loaded, feed, exposed, types), scopes, named,
+                     atol, rtol)
     diffs = []
-    for call in first_calls:
-        if call.module not in chosen:
-            continue
-        out, seen = stats[call.module], input_stats[call.module]
-        known = seen.scale > 0.0 or seen.max_abs > 0.0
-        diffs.append(ModuleDiff(call.module, call.module_class, chosen[call.module],
-                                out.max_abs, out.max_abs / out.scale if out.scale else 0.0,
-                                out.cosine, seen.max_abs if known else None, out.agrees))
+    for call in seen.calls:
+        if call.module in seen.chosen:
+            out, inputs_seen = seen.outputs[call.module], seen.inputs[call.module]
+            diffs.append(ModuleDiff(
+                call.module, call.module_class, seen.chosen[call.module], out.max_abs,
+                out.max_abs / out.scale if out.scale else 0.0, out.cosine,
+                inputs_seen.max_abs if inputs_seen.count else None, out.agrees))
     diffs = _with_added(diffs)
-    first = _first_divergence(diffs, first_calls, input_stats, scopes, named, loaded)
+    first = _first_divergence(diffs, seen.calls, seen.inputs, scopes, named, loaded)
     return CompareReport(
         model=loaded.name, reference=reference_label, runs=tuple(label for label, _ in runs),
         atol=atol, rtol=rtol, modules=tuple(diffs),
-        unaligned=tuple(Unaligned(n, r) for n, r in unaligned.items()), first_divergence=first,
-        notes=_notes(scopes, named, called, identities),
+        unaligned=tuple(Unaligned(n, r) for n, r in seen.unaligned.items()),
+        first_divergence=first, notes=_notes(scopes, named, seen.called, seen.identities),
     )
+
+
+@dataclass
+class _Measured:
+    """What the runs found so far: each module's value (chosen on the first run and kept),
+    its output and input errors (the worst over the runs), and what could not be aligned."""
+
+    calls: list[Call] = field(default_factory=list)  # the first run's, called once each
+    called: set[str] = field(default_factory=set)
+    identities: set[str] = field(default_factory=set)
+    chosen: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, _Stats] = field(default_factory=dict)
+    inputs: dict[str, _Stats] = field(default_factory=dict)
+    unaligned: dict[str, str] = field(default_factory=dict)
+
+    def add_run(self, calls: list[Call], counts: dict[str, int], values: dict[str, np.ndarray],
+                scopes: Scopes, named: dict, atol: float, rtol: float) -> None:
+        if not self.called:
+            self.calls, self.called = [c for c in calls if counts[c.module] == 1], set(counts)
+            self.identities = {c.module for c in calls
+                               if c.identity and c.module not in scopes.nodes}
+            self.unaligned.update(_not_aligned(named, counts, scopes, self.identities))
+        for call in calls:
+            if call.module in self.unaligned or call.module in self.identities \
+                    or counts[call.module] != 1:
+                continue
+            value = self.chosen.get(call.module) or _pick_output(call, scopes, values)
+            if isinstance(value, Unaligned):
+                self.unaligned[call.module] = value.reason
+                continue
+            if not call.outputs or values[value].shape != call.outputs[0].shape:
+                self.unaligned[call.module] = (f"{value}, its value on the first inputs, has "
+                                               "another shape than its output on later ones")
+                self.chosen.pop(call.module, None)
+                continue
+            self.chosen[call.module] = value
+            self.outputs.setdefault(call.module, _Stats()).add(values[value], call.outputs[0],
+                                                               atol, rtol)
+            _add_inputs(call, scopes, values, self.inputs.setdefault(call.module, _Stats()),
+                        atol, rtol)
 
 
 def _notes(scopes: Scopes, named: dict, called: set[str], identities: set[str]

@@ -161,6 +161,20 @@ def test_bad_reference_exits_2_in_one_line(cases, tmp_path, capsys, monkeypatch)
         assert "Traceback" not in captured.err and captured.out == ""
 
 
+def test_reference_or_inputs_the_other_side_fails_on_exit_2_in_one_line(cases, tmp_path, capsys,
+                                                                      monkeypatch):
+    (tmp_path / "wrong_model.py").write_text(
+        "import torch\ndef build():\n    return torch.nn.Linear(3, 3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    np.savez(tmp_path / "wrong.npz", input_ids=np.zeros((2, 3), np.float32))
+    wrong_inputs = ["--inputs", str(tmp_path / "wrong.npz")]
+    for extra in (["--reference", "wrong_model:build"],
+                  ["--reference", str(cases["reference"]), *wrong_inputs]):
+        assert main(["compare", str(cases["torchscript"]), *extra]) == EXIT_USAGE
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), lines
+
+
 def test_bad_usage_exits_2(cases, capsys):
     assert main(["compare", str(cases["dynamo"])]) == EXIT_USAGE  # no --reference
     assert main(["compare", str(cases["dynamo"]), "--reference", str(cases["reference"]),
