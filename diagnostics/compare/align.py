@@ -20,6 +20,10 @@ import onnx
 from ..analysis.source import node_source
 
 _QUANTIZERS = {"QuantizeLinear", "DynamicQuantizeLinear"}
+# onnxruntime's transformer fusions: each replaces the nodes of several modules (a Linear's
+# bias Add inside SkipLayerNormalization), so no value around one is a module's output
+FUSED = {"Attention", "MultiHeadAttention", "SkipLayerNormalization", "EmbedLayerNormalization",
+         "BiasGelu", "FastGelu", "SkipSimplifiedLayerNormalization", "GroupQueryAttention"}
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,8 @@ class Scopes:
     outputs: dict[str, list[str]]  # values leaving the scope, in graph order
     inputs: dict[str, list[str]]  # values entering the scope, constants aside
     prefix: tuple[str, str]  # (the ONNX scopes' prefix, the reference's) chosen by vote
+    unscoped: tuple[onnx.NodeProto, ...] = ()  # nodes no module's scope holds
+    fused: frozenset[str] = frozenset()  # values read or written by a fused node
 
     def crossing(self) -> set[str]:
         return {v for values in (*self.outputs.values(), *self.inputs.values()) for v in values}
@@ -147,7 +153,11 @@ def build_scopes(model: onnx.ModelProto, names: list[str]) -> Scopes:
             v for i in inside for v in graph.node[i].input
             if v and v not in produced and v not in constants))
         nodes[name] = [graph.node[i] for i in inside]
-    return Scopes(nodes, outputs, inputs, prefix)
+    held = {i for idx in by_scope.values() for i in idx}
+    unscoped = tuple(n for i, n in enumerate(graph.node) if i not in held)
+    fused = frozenset(v for n in graph.node if n.domain == "com.microsoft" and n.op_type in FUSED
+                      for v in (*n.input, *n.output) if v)
+    return Scopes(nodes, outputs, inputs, prefix, unscoped, fused)
 
 
 def _under(scope: str, module: str) -> bool:

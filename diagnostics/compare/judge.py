@@ -21,13 +21,14 @@ from ..errors import ModelFileError, ShapeSpecError
 from ..loading import LoadedModel, load_model
 from ..probe.feeds import text_feed, text_inputs, text_vocab
 from ..probe.given import load_feeds
-from .align import Scopes, build_scopes
+from .align import FUSED, Scopes, build_scopes
 from .capture import Call, capture_torch, float_types, run_exposed
 from .causes import find_cause
 from .reference import load_reference
 from .results import CompareReport, Divergence, ModuleDiff, Unaligned
 
 ATOL, RTOL = 1e-4, 1e-3
+
 _MAX_NODES = 200
 
 
@@ -156,6 +157,13 @@ def _notes(scopes: Scopes, named: dict, called: set[str], identities: set[str]
     if any(scopes.prefix):
         notes.append(f"ONNX scopes renamed to the reference's: {scopes.prefix[0]!r} -> "
                      f"{scopes.prefix[1]!r}")
+    fused = sorted({n.op_type for nodes in scopes.nodes.values() for n in nodes
+                    if n.domain == "com.microsoft" and n.op_type in FUSED}
+                   | {n.op_type for n in scopes.unscoped if n.op_type in FUSED})
+    if fused:
+        notes.append(f"fused ops ({', '.join(fused)}): one node spans several modules, and "
+                     "no value around one is taken for a module's output; compare the unfused "
+                     "export (model.onnx) instead")
     idle = [n for n in named if n not in called]
     if idle:
         notes.append(f"{len(idle)} module(s) not called in this forward (containers, or "
@@ -204,8 +212,8 @@ def _not_aligned(named: dict, counts: dict[str, int], scopes: Scopes, identities
         elif name not in counts:
             continue  # containers (ModuleList) and what this forward skips: nothing to align
         elif name not in scopes.nodes:
-            reasons[name] = ("no ONNX node carries its scope (an identity in eval, folded "
-                             "away, or the exporter recorded none)")
+            reasons[name] = ("no ONNX node carries its scope (folded away, fused into "
+                             "another node, or the exporter recorded none)")
     return reasons
 
 
@@ -215,6 +223,10 @@ def _pick_output(call: Call, scopes: Scopes, values: dict[str, np.ndarray]) -> s
     target = call.outputs[0]
     candidates = [v for v in scopes.outputs.get(call.module, ())
                   if v in values and values[v].shape == target.shape]
+    if candidates and all(v in scopes.fused for v in candidates):
+        return Unaligned(call.module, "its output enters or leaves a fused node, which may hold "
+                                      "part of the module (a bias, a residual)")
+    candidates = [v for v in candidates if v not in scopes.fused]
     if not candidates:
         return Unaligned(call.module, f"no float value leaving its scope has the output's shape "
                                       f"{list(target.shape)}")

@@ -85,3 +85,13 @@ def quantized(source: Path, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
     return target
+
+
+def fused(source: Path, target: Path, heads: int = 4, hidden: int = 32) -> Path:
+    """`source` through onnxruntime's transformer fusions (Attention, SkipLayerNormalization,
+    ...), which replace several modules' nodes with one."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    optimized = optimize_model(str(source), model_type="bert", num_heads=heads,
+                               hidden_size=hidden)
+    return _save(optimized.model, target)

@@ -35,6 +35,7 @@ def cases(tmp_path_factory: pytest.TempPathFactory) -> dict:
         found[exporter, "epsilon"] = compare_cases.changed_epsilon(
             healthy, root / f"{exporter}-epsilon" / "model.onnx")
     found["int8"] = compare_cases.quantized(found["dynamo"], root / "int8" / "model.onnx")
+    found["fused"] = compare_cases.fused(found["torchscript"], root / "fused" / "model.onnx")
     return found
 
 
@@ -116,6 +117,16 @@ def test_int8_ranks_modules_by_the_error_they_add_stably(cases):
     # a parent adds nothing its submodules did not: containers rank below leaves
     assert not any(m.module_class in ("BertLayer", "BertEncoder", "BertModel") for m in top)
     assert not first.ok
+
+
+def test_fused_export_is_not_misread_as_a_divergence(cases):
+    """SkipLayerNormalization holds the dense layer's bias: the MatMul before it is not the
+    Linear's output, and taking it for one would report a divergence that is not there."""
+    report = compare(cases["fused"], cases["reference"])
+    assert report.first_divergence is None and report.ok
+    assert any("fused ops" in note and "SkipLayerNormalization" in note for note in report.notes)
+    reasons = {u.module: u.reason for u in report.unaligned}
+    assert "fused node" in reasons["encoder.layer.0.attention.output.dense"]
 
 
 def test_reference_as_module_and_as_factory(cases, tmp_path, monkeypatch):
