@@ -102,7 +102,7 @@ def compare(
                 out.max_abs / out.scale if out.scale else 0.0, out.cosine,
                 inputs_seen.max_abs if inputs_seen.count else None, out.agrees))
     diffs = _with_added(diffs)
-    first = _first_divergence(diffs, seen.calls, seen.inputs, scopes, named, loaded)
+    first = _first_divergence(diffs, seen.calls, seen.inputs, scopes, named, loaded, atol)
     return CompareReport(
         model=loaded.name, reference=reference_label, runs=tuple(label for label, _ in runs),
         atol=atol, rtol=rtol, modules=tuple(diffs),
@@ -192,10 +192,10 @@ def _feeds(loaded: LoadedModel, inputs, shapes, seed: int, max_memory
     text = text_inputs(loaded.model)
     if isinstance(text, str):
         raise ShapeSpecError(f"{loaded.name}: {text}; give --inputs FILE.npz")
-    if not shapes:
+    if not shapes:  # a batch and a sequence the export dummy did not have
         metadata = {p.key: p.value for p in loaded.model.metadata_props}
-        dummy = metadata.get(METADATA + "dummy_sequence")
-        shapes = [(2, 13 if dummy != "13" else 11)]
+        batch = 2 if metadata.get(METADATA + "dummy_batch", "2") != "2" else 3
+        shapes = [(batch, 13 if metadata.get(METADATA + "dummy_sequence") != "13" else 11)]
     vocab = text_vocab(loaded.model, text)
     return [(f"{b}x{s}", text_feed(text, b, s, vocab, seed)) for b, s in shapes]
 
@@ -251,14 +251,15 @@ def _add_inputs(call: Call, scopes: Scopes, values: dict[str, np.ndarray], seen:
 
 
 def _first_divergence(diffs: list[ModuleDiff], calls: list[Call], inputs: dict[str, _Stats],
-                      scopes: Scopes, named: dict, loaded: LoadedModel) -> Divergence | None:
+                      scopes: Scopes, named: dict, loaded: LoadedModel, atol: float
+                      ) -> Divergence | None:
     by_name = {c.module: c for c in calls}
     for diff in diffs:
         if diff.agrees or not inputs[diff.module].agrees:
             continue
         nodes = scopes.nodes[diff.module]
         onnx_source = next((s for s in (node_source(n).location for n in nodes) if s), None)
-        cause = find_cause(diff.module, nodes, named, loaded, scopes.prefix, ATOL)
+        cause = find_cause(diff.module, nodes, named, loaded, scopes.prefix, atol)
         return Divergence(diff.module, diff.module_class,
                           tuple(n.name for n in nodes[:_MAX_NODES]),
                           by_name[diff.module].source, onnx_source, diff.max_abs,
