@@ -48,6 +48,13 @@ def test_healthy_export_exits_0_and_reports_nothing(cases, exporter, capsys, mon
     assert "all aligned modules agree" in captured.out
     assert "first divergence" not in captured.out and "differs" not in captured.out
     assert captured.err == ""
+    before = sorted(p.name for p in cases[exporter].parent.iterdir())
+    assert "model.onnx.data" in before  # the weights are external, and stay where they are
+    assert main([*args, "--json"]) == EXIT_OK
+    data = json.loads(capsys.readouterr().out)
+    assert data["first_divergence"] is None and data["ok"] is True
+    assert len(data["modules"]) > 40 and all(m["agrees"] for m in data["modules"])
+    assert sorted(p.name for p in cases[exporter].parent.iterdir()) == before  # nothing written
 
 
 @pytest.mark.parametrize("exporter", EXPORTERS)
