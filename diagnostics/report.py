@@ -336,7 +336,7 @@ def render_compare(console: Console, report: CompareReport, limit: int = 10) -> 
         console.print(f"{verdict} (largest max abs {worst:.3g})", highlight=False)
     else:
         inputs = "n/a" if first.input_max_abs is None else f"{first.input_max_abs:.3g}"
-        console.print(f"[red]first divergence:[/] [bold]{shown(first.module)}[/] "
+        console.print(f"[red]first divergence:[/] [bold]{shown(first.module or '(root)')}[/] "
                       f"({shown(first.module_class, 80)}): max abs {first.max_abs:.3g}, relative "
                       f"{first.relative:.3g}, cosine {first.cosine:.6f}; its inputs max abs "
                       f"{inputs}", highlight=False)

@@ -123,7 +123,8 @@ def rename(scope: str, prefix: tuple[str, str]) -> str | None:
 
 
 def build_scopes(model: onnx.ModelProto, names: list[str]) -> Scopes:
-    """Scopes for the reference's module `names` ("" is the root)."""
+    """Scopes for the reference's module `names` ("" is the root: the whole graph, so a
+    graph whose exporter recorded no scopes is still compared at its outputs)."""
     raw = node_scopes(model)
     prefix = choose_prefix(raw.values(), [n for n in names if n])
     renamed = {i: rename(s, prefix) for i, s in raw.items()}
@@ -142,7 +143,11 @@ def build_scopes(model: onnx.ModelProto, names: list[str]) -> Scopes:
                 consumers[name].append(index)
     nodes, outputs, inputs = {}, {}, {}
     for name in names:
-        inside = sorted(i for scope, idx in by_scope.items() if _under(scope, name) for i in idx)
+        if name:
+            inside = sorted(i for scope, idx in by_scope.items() if _under(scope, name)
+                            for i in idx)
+        else:  # the root holds the whole graph, scoped or not: its outputs are the graph's
+            inside = list(range(len(graph.node)))
         if not inside:
             continue
         members = set(inside)

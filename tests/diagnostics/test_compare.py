@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from builders import broken_models, compare_cases
 from rich.console import Console
@@ -134,6 +136,17 @@ def test_fused_export_is_not_misread_as_a_divergence(cases):
     assert any("fused ops" in note and "SkipLayerNormalization" in note for note in report.notes)
     reasons = {u.module: u.reason for u in report.unaligned}
     assert "fused node" in reasons["encoder.layer.0.attention.output.dense"]
+
+
+def test_graph_without_scopes_is_still_compared_at_its_outputs(cases, tmp_path):
+    model = onnx.load(str(cases["torchscript", "weight"]), load_external_data=False)
+    for index, node in enumerate(model.graph.node):
+        node.name = f"n{index}"  # no module path left to read
+    shutil.copy(cases["torchscript", "weight"].with_suffix(".onnx.data"), tmp_path)
+    onnx.save(model, str(tmp_path / "model.onnx"))
+    report = compare(tmp_path / "model.onnx", cases["reference"])
+    assert [m.module for m in report.modules] == [""]
+    assert report.first_divergence.module == "" and not report.ok
 
 
 def test_reference_as_module_and_as_factory(cases, tmp_path, monkeypatch):
