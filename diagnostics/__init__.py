@@ -1,7 +1,8 @@
 """Find shapes frozen from the export dummy in an ONNX encoder, prove them, point at the source.
 
 `check(path_or_model) -> Report` returns data and never prints; `python -m
-diagnostics check MODEL.onnx` is the command-line front end. Public names load
+diagnostics check MODEL.onnx` is the command-line front end. `compare(model, reference)
+-> CompareReport` compares the model with its PyTorch module, module by module. Public names load
 their module on first use (`lazy_exports`).
 """
 
@@ -16,6 +17,7 @@ export_lazily(__name__, {
     "NetronView": "view.netron", "open_in_netron": "view.netron",
     "Report.open_in_netron": "view.netron",  # the view's, not the data's: loads on first call
     "RepairReport": "repair.results", "repair": "repair.plan",
+    "compare": "compare.judge", "CompareReport": "compare.results",
 })
 
 __all__ = [
@@ -32,6 +34,8 @@ __all__ = [
     "SymbolInfo",
     "TensorInfo",
     "check",
+    "compare",
+    "CompareReport",
     "repair",
     "RepairReport",
     "open_in_netron",

@@ -3,6 +3,8 @@
 python -m diagnostics repair MODEL.onnx -o OUT.onnx [--dry-run] [--keep-failed] [--json]
                             [--netron ...]
 python -m diagnostics show MODEL.onnx [--node NAME] [--no-browser] [--port N]
+python -m diagnostics compare MODEL.onnx --reference REF [--inputs F.npz | --shapes 1x34,3x11]
+                             [--atol A] [--rtol R] [--json]
 
 Thin: parse, call the library, render, return an exit code.
 """
@@ -33,14 +35,15 @@ _DEFAULT_PROBE = "default"
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m diagnostics",
-        usage="python -m diagnostics {check,show,repair} MODEL [options]",
+        usage="python -m diagnostics {check,show,repair,compare} MODEL [options]",
         description="Find, prove and locate shapes frozen at ONNX export.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
-                                       metavar="{check,show,repair}")
+                                       metavar="{check,show,repair,compare}")
     _add_check(subparsers)
     _add_show(subparsers)
     _add_repair(subparsers)
+    _add_compare(subparsers)
     return parser
 
 
@@ -308,6 +311,68 @@ def _repair(args: argparse.Namespace, out: Console) -> int:
         console = Console(stderr=True) if args.json else out
         _serve_netron(args, original, console, repairs={**refused, **applied})
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _add_compare(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compare",
+        prog="python -m diagnostics compare",
+        usage="python -m diagnostics compare MODEL --reference REF [options]",
+        help="compare with the PyTorch module, module by module; name the first divergence",
+        description=(
+            "Run the ONNX model (its intermediate values exposed) and the PyTorch reference "
+            "(a hook on every submodule) on the same inputs, align each module with the value "
+            "leaving its scope, and name the first module that differs while its inputs agree, "
+            "with its ONNX nodes, source line and a cause where one can be shown. Exit 0 when "
+            "every aligned module agrees, 1 when one differs."
+        ),
+    )
+    parser.add_argument("model", help="ONNX file, or a directory holding model.onnx")
+    parser.add_argument("--reference", required=True, metavar="REF",
+                        help="a Hugging Face model directory (config.json and weights; read "
+                        "offline) or module:factory (factory() returns the torch.nn.Module)")
+    parser.add_argument("--shapes", metavar="SHAPES",
+                        help="BATCHxSEQUENCE text inputs to run on, e.g. 1x34,3x11 (default: "
+                        "one shape the export dummy never had)")
+    parser.add_argument("--atol", type=_tolerance, default=1e-4, help="absolute tolerance "
+                        "(default 1e-4)")
+    parser.add_argument("--rtol", type=_tolerance, default=1e-3, help="relative tolerance "
+                        "(default 1e-3)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    _add_inputs(parser, "compare")
+    _add_max_memory(parser)
+    parser.set_defaults(handler=_compare)
+
+
+def _compare(args: argparse.Namespace, out: Console) -> int:
+    from .compare.judge import compare
+    from .probe.run import parse_shapes
+    from .report import compare_to_json, render_compare
+
+    report = compare(
+        args.model,
+        args.reference,
+        inputs=args.inputs.split(",") if args.inputs else None,
+        shapes=parse_shapes(args.shapes) if args.shapes else None,
+        atol=args.atol,
+        rtol=args.rtol,
+        max_memory=args.max_memory,
+    )
+    if args.json:
+        print(compare_to_json(report))
+    else:
+        render_compare(out, report)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"not a tolerance: {text!r} (a number, 0 or more)")
+    return value
 
 
 def _port(text: str) -> int:

@@ -33,3 +33,11 @@ class ServeError(DiagnosticsError):
 
 class OutputFileError(DiagnosticsError):
     """An output cannot be written: a read-only folder, a full disk, a missing path."""
+
+
+class ReferenceModelError(DiagnosticsError):
+    """`compare --reference` is not a model directory, a loadable module:factory, or a module."""
+
+
+class CompareRunError(DiagnosticsError):
+    """The model or the reference fails on the inputs `compare` runs them on."""

@@ -13,6 +13,7 @@ import re
 from rich.console import Console
 from rich.table import Table
 
+from .compare.results import CompareReport
 from .findings import Probe, Report
 from .repair.results import RepairReport, Verification
 from .untrusted import plain, shown
@@ -313,3 +314,55 @@ def _render_verification(console: Console, verification: Verification) -> None:
             )
     for failure in verification.failures:
         console.print(f"[red]failed[/]: {shown(failure)}", highlight=False)
+
+
+def compare_to_json(report: CompareReport) -> str:
+    return json.dumps(report.to_dict(), indent=2, default=str)
+
+
+def render_compare(console: Console, report: CompareReport, limit: int = 10) -> None:
+    """Verdict, the first divergence (module, nodes, source, cause), the modules that
+    add the most error, and what could not be aligned."""
+    runs = ", ".join(shown(r, 80) for r in report.runs)
+    head = (f"[bold]{shown(report.model)}[/] against [bold]{shown(report.reference)}[/] on "
+            f"{runs}: {len(report.modules)} module(s) aligned, {len(report.unaligned)} not "
+            f"(atol {report.atol:g}, rtol {report.rtol:g})")
+    console.print(head, highlight=False)
+    first = report.first_divergence
+    if first is None:
+        worst = max((m.max_abs for m in report.modules), default=0.0)
+        verdict = "[green]all aligned modules agree[/]" if report.ok else \
+            "[yellow]modules differ, but none where its inputs agree[/]"
+        console.print(f"{verdict} (largest max abs {worst:.3g})", highlight=False)
+    else:
+        inputs = "n/a" if first.input_max_abs is None else f"{first.input_max_abs:.3g}"
+        console.print(f"[red]first divergence:[/] [bold]{shown(first.module or '(root)')}[/] "
+                      f"({shown(first.module_class, 80)}): max abs {first.max_abs:.3g}, relative "
+                      f"{first.relative:.3g}, cosine {first.cosine:.6f}; its inputs max abs "
+                      f"{inputs}", highlight=False)
+        for label, value in (("source", first.source), ("exported from", first.onnx_source),
+                             ("cause", first.cause)):
+            if value:
+                console.print(f"  {label}: {shown(value)}", highlight=False)
+        nodes = ", ".join(shown(n, 120) for n in first.onnx_nodes[:8])
+        more = f" (+{len(first.onnx_nodes) - 8})" if len(first.onnx_nodes) > 8 else ""
+        console.print(f"  onnx nodes: {nodes}{more}", highlight=False)
+    differ = [m for m in report.ranked() if not m.agrees]
+    table = Table(title=f"modules that differ, by the error each adds ({min(limit, len(differ))} "
+                  f"of {len(differ)})", title_justify="left")
+    table.add_column("module", overflow="fold", min_width=30, ratio=1)
+    for column in ("class", "max abs", "cosine", "added", ""):
+        table.add_column(column, overflow="fold")
+    for diff in differ[:limit]:
+        table.add_row(shown(diff.module or "(root)"), shown(diff.module_class, 80),
+                      f"{diff.max_abs:.3g}", f"{diff.cosine:.6f}", f"{diff.added:.3g}",
+                      "" if diff.agrees else "[red]differs[/]")
+    if differ:
+        console.print(table)
+    if report.unaligned:
+        names = ", ".join(shown(u.module or "(root)", 80) for u in report.unaligned[:6])
+        more = f" (+{len(report.unaligned) - 6})" if len(report.unaligned) > 6 else ""
+        console.print(f"[dim]not aligned: {names}{more} (--json gives each reason)[/]",
+                      highlight=False)
+    for note in report.notes:
+        console.print(f"[dim]note: {shown(note)}[/]", highlight=False)
