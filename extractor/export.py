@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
 import re
@@ -275,9 +274,3 @@ def _native_stdout_discarded():
     finally:
         os.dup2(saved, 1)
         os.close(saved)
-
-
-if __name__ == "__main__":  # `python -m extractor.export`: the child of export_saved_model
-    from .export_child import export_in_child
-
-    export_in_child(json.loads(sys.argv[1]))

@@ -1,6 +1,6 @@
 """Export in a child process: the exporters' caches pin the last model's weights until exit.
 
-`export_saved_model` runs `python -m extractor.export` on a saved Hugging Face model
+`export_saved_model` runs `python -m extractor.export_child` on a saved Hugging Face model
 directory, every job of a run in one child, and reads the settings back as JSON.
 """
 
@@ -50,7 +50,7 @@ def export_saved_model(model_dir: str | Path, jobs: list[ExportJob]) -> list[Exp
     """
     request = {"model_dir": str(model_dir), "jobs": [asdict(job) for job in jobs]}
     done = subprocess.run(
-        [sys.executable, "-m", "extractor.export", json.dumps(request)],
+        [sys.executable, "-m", "extractor.export_child", json.dumps(request)],
         capture_output=True,
         text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
@@ -74,3 +74,7 @@ def export_in_child(request: dict[str, Any]) -> None:
         print(json.dumps({"refused": str(exc)}))
         return
     print(json.dumps([s.to_dict() for s in settings]))
+
+
+if __name__ == "__main__":  # `python -m extractor.export_child`: the child of export_saved_model
+    export_in_child(json.loads(sys.argv[1]))
