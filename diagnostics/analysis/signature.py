@@ -110,7 +110,8 @@ def read_signature(model: onnx.ModelProto, dummy: dict[str, int] | None = None,
             hoped = wanted[axis] if wanted is not None else None
             if isinstance(dim, int) and isinstance(hoped, str):  # static where dynamic expected
                 symbol = role or names.get(hoped, hoped)
-                frozen.append(FrozenValue(axis, dim, symbol, f"{dim} where {hoped} was expected"))
+                frozen.append(FrozenValue(axis, dim, symbol, f"{dim} where {hoped} was expected",
+                                          Expr.of(symbol).sympy))
                 if symbol not in symbols:
                     symbols[symbol] = SymbolInfo(symbol, role, tensor.name, axis, dim)
                 seed.append(Dim(Expr.of(symbol)))
@@ -124,7 +125,8 @@ def read_signature(model: onnx.ModelProto, dummy: dict[str, int] | None = None,
                 seed.append(lit(dim))
                 continue
             if isinstance(dim, int):
-                frozen.append(FrozenValue(axis, dim, role, _static_reason(dim, role, dummy_sizes)))
+                frozen.append(FrozenValue(axis, dim, role, _static_reason(dim, role, dummy_sizes),
+                                          Expr.of(role).sympy))
                 symbol = role
             elif dim is None:
                 symbol = role or f"{tensor.name}.{axis}"
