@@ -2,7 +2,8 @@
 
 A `Finding` names the node to fix, the input of that node that holds the frozen
 values (`input_index`, `tensor`), each frozen position with what it should be
-(`FrozenValue.symbol`), and how to compute each symbol (`Report.symbols`).
+(`FrozenValue.symbol`, exactly as `FrozenValue.expr`), and how to compute each symbol
+(`Report.symbols`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class FrozenValue:
     value: int
     symbol: str | None  # what it should be: "batch", "sequence", "batch*sequence"
     reason: str  # "2 = export batch"
+    # The same, exact: a sympy expression over the input symbols that the repair builds.
+    expr: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,13 @@ class Finding:
     @property
     def frozen_text(self) -> str:
         return ", ".join(f"{f.value}" + (f"->{f.symbol}" if f.symbol else "") for f in self.frozen)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: each frozen value's `expr` stays behind (its `symbol` is its text)."""
+        data = asdict(self)
+        for value in data["frozen"]:
+            del value["expr"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -189,7 +199,7 @@ class Report:
         data = asdict(self)
         probe = data.pop("probe")
         data["findings"] = [
-            {**asdict(f), "frozen_text": f.frozen_text, "source_text": str(f.source)}
+            {**f.to_dict(), "frozen_text": f.frozen_text, "source_text": str(f.source)}
             for f in self.findings
         ]
         data["probe"] = probe["runs"] if probe else []

@@ -113,6 +113,7 @@ def _from_conflicts(conflicts: list[Conflict], context: Context) -> list[Finding
                     value,
                     str(c.symbol.expr),
                     explain(value, c.symbol.expr, context.dummy),
+                    c.symbol.expr.sympy,
                 ),
             )
         frozen = tuple(sorted(values.values(), key=lambda f: f.position))

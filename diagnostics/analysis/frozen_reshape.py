@@ -62,7 +62,8 @@ def reshape_rule(it: SymbolState, node: onnx.NodeProto, context: Context) -> Ver
         reason = "the target cannot fit the symbolic data at any other size"
         return Verdict(_finding(node, frozen, reason), None)
     frozen = tuple(
-        FrozenValue(i, t.literal, str(f.expr), explain(t.literal, f.expr, context.dummy))
+        FrozenValue(i, t.literal, str(f.expr), explain(t.literal, f.expr, context.dummy),
+                    f.expr.sympy)
         for i, (t, f) in enumerate(zip(resolved, fixed, strict=True))
         if f.expr != t.expr and t.literal is not None
     )
@@ -84,9 +85,10 @@ def _partly_known(node: onnx.NodeProto, data: list[Dim], target: list[Dim], lite
     sizes = {}
     for dim in data:
         if dim.symbolic:
-            sizes.setdefault(dummy_size(dim.expr, context), str(dim.expr))
-    frozen = tuple(FrozenValue(i, target[i].literal, sizes[target[i].literal],
-                               f"{target[i].literal} = export {sizes[target[i].literal]}")
+            sizes.setdefault(dummy_size(dim.expr, context), dim.expr)
+    frozen = tuple(FrozenValue(i, target[i].literal, str(sizes[target[i].literal]),
+                               f"{target[i].literal} = export {sizes[target[i].literal]}",
+                               sizes[target[i].literal].sympy)
                    for i in literal if target[i].literal in sizes)
     if not frozen:
         return None

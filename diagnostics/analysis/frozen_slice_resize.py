@@ -31,7 +31,8 @@ def slice_rule(it: SymbolState, node: onnx.NodeProto, context: Context) -> Verdi
             continue
         if dummy_size(dim.expr, context) == end:
             frozen.append(
-                FrozenValue(position, end, str(dim.expr), explain(end, dim.expr, context.dummy))
+                FrozenValue(position, end, str(dim.expr), explain(end, dim.expr, context.dummy),
+                            dim.expr.sympy)
             )
     if not frozen:
         return None
@@ -63,7 +64,8 @@ def resize_rule(it: SymbolState, node: onnx.NodeProto, context: Context) -> Verd
     if data is None or sizes is None or len(sizes) != len(data):
         return None
     frozen = [
-        FrozenValue(i, s.literal, str(d.expr), explain(s.literal, d.expr, context.dummy))
+        FrozenValue(i, s.literal, str(d.expr), explain(s.literal, d.expr, context.dummy),
+                    d.expr.sympy)
         for i, (d, s) in enumerate(zip(data, sizes, strict=True))
         if d.symbolic and s.literal is not None
     ]

@@ -2,12 +2,13 @@
 
 `with_origin` keeps where a literal came from (the node and input that hold it), so a
 frozen value found downstream names the node to fix; `sum_of` turns a sum of sizes that
-are not all literal into a derived symbol of the state (`SymbolState.derive`).
+are not all literal into an exact derived size of the state (`SymbolState.derive`).
 """
 
 from __future__ import annotations
 
 import onnx
+import sympy
 
 from .dims import UNKNOWN, Dim, Origin
 from .state import SymbolState
@@ -44,20 +45,10 @@ def with_origin(node: onnx.NodeProto, index: int, position: int, value: Dim) -> 
 
 
 def sum_of(it: SymbolState, dims: list[Dim], signs: list[int] | None = None) -> Dim:
-    """`a + b` of sizes that are not all literal: a derived symbol (its dummy summed too)."""
+    """`a + b` of sizes that are not all literal: their exact sum (`SymbolState.derive`)."""
     if any(d.expr is None for d in dims):
         return UNKNOWN
     signs = signs or [1] * len(dims)
-    literal = sum(s * d.literal for s, d in zip(signs, dims, strict=True) if d.literal is not None)
-    terms = sorted(str(d.expr) for s, d in zip(signs, dims, strict=True) if d.literal is None
-                   and s > 0)
-    minus = sorted(str(d.expr) for s, d in zip(signs, dims, strict=True) if d.literal is None
-                   and s < 0)
-    text = " + ".join(terms) + "".join(f" - {t}" for t in minus)
-    if literal:
-        text += f" + {literal}" if literal > 0 else f" - {-literal}"
-    sizes = [it.size_of(d.expr) for d in dims]
-    size = None if None in sizes else sum(s * v for s, v in zip(signs, sizes, strict=True))
     exprs = [d.expr for d in dims]
-    return it.derive(text, size, lambda ev: sum(
-        s * ev(e) for s, e in zip(signs, exprs, strict=True)), parts=exprs)
+    value = sympy.Add(*(s * e.sympy for s, e in zip(signs, exprs, strict=True)))
+    return it.derive(value, parts=exprs)

@@ -1,7 +1,7 @@
 """Propagation rules for the ops that compute on tensors: MatMul, Gemm, reductions,
 normalisations and activations keep or drop axes; convolutions, pools and Resize compute
-their spatial sizes by formula (the input's symbol where the formula is the identity, a
-derived symbol named by the formula otherwise).
+their spatial sizes by formula (the input's symbol where the formula is the identity, an
+exact derived size otherwise).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import onnx
 
 from ..limits import MAX_VALUES, product
-from .dims import UNKNOWN, Dim, lit
+from .dims import UNKNOWN, Dim, floor_div, lit
 from .propagate_common import attr, input_at, read_axes
 from .state import SymbolState
 
@@ -67,8 +67,8 @@ def propagate_conv(it: SymbolState, node: onnx.NodeProto) -> None:
     """Conv, ConvTranspose and the pools: batch passes through, spatial sizes by formula.
 
     A spatial size that stays a symbol's (stride 1, padding that undoes the kernel) is
-    that symbol; any other computed from a symbol is a derived symbol named by its
-    formula (`(floor((frames + -1)/2) + 1)`), with its dummy size where known.
+    that symbol; any other computed from a symbol is a derived size, its exact formula
+    (`floor((frames + 1)/2)`), with its dummy size where known.
     """
     x = it.shape(node.input[0])
     weight = it.shape(input_at(node, 1)) if node.op_type in ("Conv", "ConvTranspose") else None
@@ -123,8 +123,8 @@ def _affine(it: SymbolState, size: Dim, scale: int, offset: int, stride: int, ce
             plus_one: bool = False, transpose: bool = False) -> Dim:
     """floor((scale*size + offset) / stride) (+ 1): literally, as the same symbol, or derived.
 
-    A derived size is named in one canonical form, `floor((x + c)/s)` (`floor(x/s)` when c is
-    0), so a convolution's output and the same size computed as `x // s` are one symbol.
+    A derived size is exact and canonical (`dims.floor_div`), so a convolution's output and
+    the same size computed as `x // s` are one atom.
     """
     if plus_one:  # floor((x + o)/s) + 1 == floor((x + o + s)/s)
         offset, plus_one = offset + stride, False
@@ -139,16 +139,10 @@ def _affine(it: SymbolState, size: Dim, scale: int, offset: int, stride: int, ce
         return UNKNOWN
     if scale == 1 and stride == 1 and offset == 0:
         return size
-    known = it.size_of(size.expr)
-    expr = size.expr
-    if transpose:
-        return it.derive(f"{scale}*{expr} + {offset}",
-                         None if known is None else scale * known + offset,
-                         lambda ev: scale * ev(expr) + offset, parts=[expr])
-    inner = f"{expr}" if offset == 0 else f"({expr} + {offset})"
-    text = f"{'ceil' if ceil else 'floor'}({inner}/{stride})"
-    return it.derive(text, None if known is None else apply(known), lambda ev: apply(ev(expr)),
-                     parts=[expr])
+    value = scale * size.expr.sympy + offset
+    if not transpose:
+        value = floor_div(value, stride, ceil)
+    return it.derive(value, parts=[size.expr])
 
 
 def propagate_resize(it: SymbolState, node: onnx.NodeProto) -> None:

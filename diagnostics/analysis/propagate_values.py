@@ -3,7 +3,7 @@ arithmetic, Range and ConstantOfShape.
 
 Shape tensors carry their values through these, so `Shape -> Gather -> Concat` chains
 keep their symbols; arithmetic on sizes stays exact (`shape_algebra`), and a sum or an
-integer division a monomial cannot write becomes a derived symbol.
+integer division a monomial cannot write becomes an exact derived size (`dims.Derived`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import onnx
 from onnx import numpy_helper
 
 from ..limits import MAX_RANK, MAX_VALUES
-from .dims import ONE, UNKNOWN, Dim, lit
+from .dims import ONE, UNKNOWN, Dim, floor_div, lit
 from .propagate_common import attr, sum_of, with_origin
 from .state import INT_TYPES, SymbolState
 
@@ -103,11 +103,8 @@ def _arith(op: str, args: list[Dim], it: SymbolState | None = None) -> Dim | Non
         if quotient.valid or quotient.literal is not None:
             return Dim(quotient)
         if it is not None and a.powers and b.literal is not None and b.literal > 0:
-            size = it.size_of(a)  # integer division of a size: height // patch
-            divisor = b.literal
-            return it.derive(f"floor({a}/{divisor})",
-                             None if size is None else size // divisor,
-                             lambda ev: ev(a) // divisor, parts=[a])
+            # integer division of a size: height // patch
+            return it.derive(floor_div(a.sympy, b.literal), parts=[a])
         return UNKNOWN
     if op in ("Add", "Sub") and b is not None:
         if b.literal == 0:

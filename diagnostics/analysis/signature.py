@@ -184,7 +184,8 @@ def _read_dim(
         role = "batch"
     if isinstance(dim, int) and isinstance(hoped, str):  # static where dynamic expected
         symbol = role or reading.names.get(hoped, hoped)
-        frozen = FrozenValue(axis, dim, symbol, f"{dim} where {hoped} was expected")
+        frozen = FrozenValue(axis, dim, symbol, f"{dim} where {hoped} was expected",
+                             Expr.of(symbol).sympy)
         return reading.add(symbol, role, tensor.name, axis, dim), frozen, None
     finding = None
     if isinstance(hoped, int) and dim != hoped:
@@ -196,7 +197,8 @@ def _read_dim(
         return lit(dim), None, finding
     frozen = None
     if isinstance(dim, int):
-        frozen = FrozenValue(axis, dim, role, _static_reason(dim, role, reading.dummy_sizes))
+        frozen = FrozenValue(axis, dim, role, _static_reason(dim, role, reading.dummy_sizes),
+                             Expr.of(role).sympy)
         symbol = role
     elif dim is None:
         symbol = role or f"{tensor.name}.{axis}"

@@ -13,19 +13,18 @@ not judged, so a graph that squares a size 64 times costs 64 steps, not 2**64.
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from math import prod
 
 import onnx
+import sympy
 
 from ..limits import MAX_EXPR_DEGREE, MAX_EXPR_TERMS, MAX_RANK, MAX_VALUES
-from .dims import UNKNOWN, Dim, Expr, Origin, Shape, lit, merge
+from .dims import UNKNOWN, Derived, Dim, Expr, Origin, Shape, evaluate, from_sympy, lit, merge
 
 # Element types whose values are carried (up to MAX_VALUES of them): shapes, indices, masks.
 INT_TYPES = {onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.BOOL}
-_POINTS = 3  # values of the input symbols at which derived sizes are compared
 
 
 @dataclass(frozen=True)
@@ -51,19 +50,17 @@ class SymbolState:
     constants: set[str] = field(default_factory=set)
     conflicts: list[Conflict] = field(default_factory=list)
     unhandled: dict[str, int] = field(default_factory=dict)
-    # symbol -> its size in the export dummy, where known; derived symbols are added here
+    # symbol -> its size in the export dummy, where known; derived sizes are added by name
     sizes: dict[str, int] = field(default_factory=dict)
     inferred: dict[str, int] = field(default_factory=dict)  # op -> nodes onnx inference followed
     types: dict[str, int] | None = None  # element types, computed when first needed
     initializers: dict[str, onnx.TensorProto] = field(default_factory=dict)
     _consumers: dict[str, tuple[str, str, int]] = field(default_factory=dict)
-    _formulas: dict[str, Callable] = field(default_factory=dict)  # derived symbol -> formula
-    _by_values: dict[tuple[int, ...], str] = field(default_factory=dict)
+    derived: dict[Derived, None] = field(default_factory=dict)  # every derived size met
     # what the graph says of the sizes beyond their shapes, for the probe to choose valid ones:
     limits: dict[str, int] = field(default_factory=dict)  # symbol -> most (a table sliced by it)
     # node -> why a value it made was cut to unknown (past a bound): the node is not judged
     bounded: dict[str, str] = field(default_factory=dict)
-    _terms: dict[str, int] = field(default_factory=dict)  # derived symbol -> its terms
     _cut: str | None = None  # set by `derive` when a size grows past its bound
 
     def __post_init__(self) -> None:
@@ -122,41 +119,32 @@ class SymbolState:
         value = expr.coef * prod(s**p for s, (_, p) in zip(sizes, expr.powers, strict=True))
         return int(value) if value.denominator == 1 else None
 
-    def derive(self, text: str, size: int | None,
-               formula: Callable[[Callable[[Expr], int]], int] | None = None,
-               parts: Iterable[Expr] = ()) -> Dim:
+    def derive(self, value: sympy.Expr, parts: Iterable[Expr] = ()) -> Dim:
         """A size computed from symbols in a way a monomial cannot write (a sum, a strided
-        convolution): a symbol of its own, named by how it is computed; its dummy size goes
-        along where it is known.
+        convolution), exactly: `value` over the input symbols, made canonical (`from_sympy`),
+        so two routes to one size give one atom. Each derived atom's dummy size is recorded
+        under its name where the input symbols' are known.
 
-        `formula` computes it from a way to evaluate exprs. Two derived sizes that agree at
-        a few large random values of the input symbols are the same size written two ways
-        (a convolution's output and `samples // 10 - 1`): the first name stands for both.
+        `parts` are the sizes it is computed from: past `MAX_EXPR_TERMS` terms or of degree
+        past `MAX_EXPR_DEGREE` written out, it is left unknown before sympy expands it.
         """
-        terms = 1 + sum(self.terms(e) for e in parts)
-        if terms > MAX_EXPR_TERMS:
+        parts = list(parts)
+        if sum(e.terms for e in parts) > MAX_EXPR_TERMS:
             self._cut = f"a size grew past {MAX_EXPR_TERMS} terms: left unknown"
             return UNKNOWN
-        name = f"({text})"
-        self._terms.setdefault(name, terms)
-        if formula is not None and name not in self._formulas:
-            try:
-                key = tuple(formula(lambda e, i=i: self._evaluate(e, i)) for i in range(_POINTS))
-            except (ZeroDivisionError, KeyError):
-                key = None
-            if key is not None and key in self._by_values:
-                name = self._by_values[key]
-            else:
-                self._formulas[name] = formula
-                if key is not None:
-                    self._by_values[key] = name
-        if size is not None:
-            self.sizes.setdefault(name, size)
-        return Dim(Expr.of(name))
-
-    def terms(self, expr: Expr) -> int:
-        """How many terms `expr` has written out (a derived symbol counts its own)."""
-        return 1 + sum(self._terms.get(name, 1) * abs(power) for name, power in expr.powers)
+        if max((e.degree for e in parts), default=0) > MAX_EXPR_DEGREE:
+            self._cut = f"a size of degree past {MAX_EXPR_DEGREE}: left unknown"
+            return UNKNOWN
+        expr = from_sympy(value)
+        if expr is None:
+            return UNKNOWN
+        for atom, _ in expr.powers:
+            if isinstance(atom, Derived) and atom not in self.derived:
+                self.derived[atom] = None
+                size = evaluate(atom.value, self.sizes)
+                if size is not None:
+                    self.sizes.setdefault(str(atom), size)
+        return Dim(expr)
 
     def _too_big(self, dim: Dim) -> str | None:
         expr = dim.expr
@@ -164,10 +152,10 @@ class SymbolState:
             return None
         if max(expr.coef.numerator.bit_length(), expr.coef.denominator.bit_length()) > 64:
             return "a size past int64: left unknown"
+        if len(expr.powers) > 1 and expr.terms > MAX_EXPR_TERMS:
+            return f"a size grew past {MAX_EXPR_TERMS} terms: left unknown"
         if sum(abs(p) for _, p in expr.powers) > MAX_EXPR_DEGREE:
             return f"a size of degree past {MAX_EXPR_DEGREE}: left unknown"
-        if len(expr.powers) > 1 and self.terms(expr) > MAX_EXPR_TERMS:
-            return f"a size grew past {MAX_EXPR_TERMS} terms: left unknown"
         return None
 
     def bound(self, node: onnx.NodeProto, why: str | None = None) -> None:
@@ -200,30 +188,11 @@ class SymbolState:
         cut = [UNKNOWN if r else d for d, r in zip(dims, reasons, strict=True)]
         return cut, next(r for r in reasons if r)
 
-    def _evaluate(self, expr: Expr, point: int) -> int:
-        """`expr` at the point-th set of large pseudo-random values of the input symbols."""
-        return self._value(expr, lambda name: 1000 + zlib.crc32(f"{name}#{point}".encode()) % 99000)
-
     def smallest_derived(self, sizes: dict[str, int]) -> int | None:
         """The smallest derived size (a convolution's output...) at `sizes` of the input
         symbols; below 1, those sizes are too small for the model. None: nothing derived."""
-        values = []
-        for formula in self._formulas.values():
-            try:
-                values.append(formula(lambda e: self._value(e, sizes.__getitem__)))
-            except (KeyError, ZeroDivisionError):
-                continue
-        return min(values, default=None)
-
-    def _value(self, expr: Expr, base: Callable[[str], int]) -> int:
-        value = expr.coef
-        for name, power in expr.powers:
-            formula = self._formulas.get(name)
-            size = formula(lambda e: self._value(e, base)) if formula is not None else base(name)
-            value *= size**power
-        if value.denominator != 1:
-            raise KeyError(str(expr))  # a fraction: not a size at this point
-        return int(value)
+        values = [evaluate(atom.value, sizes) for atom in self.derived]
+        return min((v for v in values if v is not None), default=None)
 
     def conflict(self, node: onnx.NodeProto, literal: Dim, symbol: Dim) -> None:
         self.conflicts.append(Conflict(node.name, node.op_type, literal, symbol))

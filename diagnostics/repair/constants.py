@@ -16,7 +16,7 @@ import numpy as np
 from onnx import helper
 
 from ..findings import Finding
-from .edit import Anchor, Declined, GraphEdit, parse_expr, symbolic_sizes, vector_text
+from .edit import Anchor, Declined, GraphEdit, frozen_expr, symbolic_sizes, vector_text
 from .results import Change
 
 
@@ -58,7 +58,7 @@ def _arange(
     if len(axes) > 1:
         return _affine(edit, finding, values, anchor, axes)
     axis = axes[0]
-    expr = parse_expr(finding.frozen[0].symbol)
+    expr = frozen_expr(finding.frozen[0])
     if expr is None:
         return Declined(f"no symbol known for axis {axis} of constant {described}")
     if any(size != 1 for i, size in enumerate(shape) if i != axis):
@@ -108,7 +108,7 @@ def _affine(
     over those axes, in the constant's dtype; one value everywhere is expanded."""
     shape, dtype = list(values.shape), values.dtype
     described = f"{dtype} {shape}"
-    symbols = {f.position: parse_expr(f.symbol) for f in finding.frozen}
+    symbols = {f.position: frozen_expr(f) for f in finding.frozen}
     if any(symbols[a] is None for a in axes):
         return Declined(f"no symbol known for every frozen axis of constant {described}")
     if any(size != 1 for i, size in enumerate(shape) if i not in axes):

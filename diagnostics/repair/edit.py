@@ -2,9 +2,10 @@
 
 Sizes that must follow the input are computed at run time: `Shape -> Gather` of the
 tensor that carries the axis (or of the graph input that defines the symbol), `Mul`
-for products, `Concat` for a whole shape vector. A check that declines returns
-`Declined(reason)`, as data: helpers return it to the rule, the rule to `repair_pass`,
-which makes it a refusal. Exceptions are left for bad input and bugs.
+for products, `Add`/`Sub`/`Div` for a derived size's terms (walked off its exact sympy
+expression, never parsed from its text), `Concat` for a whole shape vector. A check
+that declines returns `Declined(reason)`, as data: helpers return it to the rule, the
+rule to `repair_pass`, which makes it a refusal. Exceptions are left for bad input and bugs.
 
 Each finding's rule runs as one transaction (`GraphEdit.attempt`): nothing it builds
 reaches the model unless it returns a change. An anchor is a name exactly one node
@@ -16,14 +17,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 import numpy as np
 import onnx
+import sympy
 from onnx import helper, numpy_helper
 
-from ..analysis.dims import Expr, Shape
-from ..findings import Finding, SymbolInfo
+from ..analysis.dims import Derived, Expr, Shape, from_sympy
+from ..findings import Finding, FrozenValue, SymbolInfo
 from .results import Change
 
 REPAIR_KEY = "subgraft.repair"
@@ -52,33 +53,9 @@ class Declined:
 Rule = Callable[["GraphEdit", Finding, int], Change | Declined]
 
 
-def parse_expr(text: str | None) -> Expr | None:
-    """ "batch*sequence", "2*sequence", "batch^2" -> Expr; None when not a product of symbols."""
-    if not text:
-        return None
-    coef, powers = Fraction(1), {}
-    for part in text.split("*"):
-        if part.lstrip("-").isdigit():
-            coef *= int(part)
-            continue
-        name, _, power = part.partition("^")
-        powers[name] = powers.get(name, 0) + (int(power) if power else 1)
-    return Expr(coef, tuple(sorted(powers.items())))
-
-
-def parse_sum(name: str) -> list[tuple[int, Expr]] | None:
-    """A derived symbol written as a sum, "(past_sequence + sequence)", "(sequence - 1)",
-    -> [(sign, term)]; None for anything else (a floor, a product of sums)."""
-    tokens = name[1:-1].split(" ") if name.startswith("(") and name.endswith(")") else []
-    if not tokens or len(tokens) % 2 == 0 or "(" in name[1:-1]:
-        return None
-    ops = tokens[1::2]
-    if any(op not in ("+", "-") for op in ops):
-        return None
-    terms = [(1, parse_expr(tokens[0]))]
-    terms += [(1 if op == "+" else -1, parse_expr(t)) for op, t in zip(ops, tokens[2::2],
-                                                                       strict=True)]
-    return None if any(t is None for _, t in terms) else terms
+def frozen_expr(frozen: FrozenValue) -> Expr | None:
+    """What a frozen value should be, as the analysis' exact `Expr`; None where it knows none."""
+    return None if frozen.expr is None else from_sympy(frozen.expr)
 
 
 def symbolic_sizes(
@@ -88,7 +65,7 @@ def symbolic_sizes(
     literal = [int(v) for v in values.reshape(-1)]
     sizes: list[int | Expr] = list(literal)
     for frozen in finding.frozen:
-        expr = parse_expr(frozen.symbol)
+        expr = frozen_expr(frozen)
         position = max(frozen.position, 0)
         if expr is None or position >= len(sizes):
             return Declined(f"no symbol known for the literal {frozen.value}")
@@ -290,17 +267,16 @@ class GraphEdit:
         if not expr.valid:
             return Declined(f"{expr} is not a size that can be computed")
         result = None
-        for name, power in expr.powers:
-            info = self.symbols.get(name)
-            terms = parse_sum(name) if info is None else None
-            if info is None and terms is None:
-                return Declined(f"no graph input defines the symbol {name!r}")
-            if terms is not None:
-                piece = self._sum(terms, anchor, name)
+        for atom, power in expr.powers:
+            if isinstance(atom, Derived):
+                piece = self._derived(atom.value, anchor, str(atom))
                 if isinstance(piece, Declined):
                     return piece
+            elif atom in self.symbols:
+                info = self.symbols[atom]
+                piece = self._gather(anchor, info.input, info.axis, f"{atom} from {info.input}")
             else:
-                piece = self._gather(anchor, info.input, info.axis, f"{name} from {info.input}")
+                return Declined(f"no graph input defines the symbol {atom!r}")
             for _ in range(power):
                 result = (
                     piece
@@ -314,23 +290,41 @@ class GraphEdit:
             result = self.add_node(anchor, "Mul", [result, factor], f"{expr}")
         return result
 
-    def _sum(self, terms: list[tuple[int, Expr]], anchor: Anchor, name: str) -> str | Declined:
+    def _derived(self, value: sympy.Expr, anchor: Anchor, purpose: str) -> str | Declined:
+        """A derived size built from its exact expression: a sum term by term (`Sub` for the
+        negative ones), each product by `size`, a floor of a sum of positive terms by `Div`."""
+        if value.is_Integer:
+            return self.add_initializer("/subgraft/literal", np.array([int(value)], np.int64))
+        if isinstance(value, sympy.floor):
+            top, bottom = sympy.fraction(sympy.together(value.args[0]))
+            top = sympy.expand(top)
+            if not bottom.is_Integer or any(t.could_extract_minus_sign()
+                                            for t in sympy.Add.make_args(top)):
+                return Declined(f"{purpose} is a floor of what may be negative: not rebuilt")
+            piece = self._derived(top, anchor, purpose)
+            if isinstance(piece, Declined):
+                return piece
+            divisor = self.add_initializer("/subgraft/divisor", np.array([int(bottom)], np.int64))
+            return self.add_node(anchor, "Div", [piece, divisor], purpose)
+        if not value.is_Add:
+            term = from_sympy(value)
+            if term is None:
+                return Declined(f"{purpose} is not a size that can be computed")
+            return self.size(term, anchor)
+        # The positive terms first: a size is built up, then what it loses taken off.
+        terms = sorted(sympy.Add.make_args(value), key=lambda t: t.could_extract_minus_sign())
         result = None
-        for sign, term in terms:
-            if term.literal is not None:
-                piece = self.add_initializer("/subgraft/literal",
-                                             np.array([term.literal], np.int64))
-            else:
-                piece = self.size(term, anchor)
-                if isinstance(piece, Declined):
-                    return piece
-            if result is None and sign > 0:
+        for term in terms:
+            negative = term.could_extract_minus_sign()
+            piece = self._derived(-term if negative else term, anchor, purpose)
+            if isinstance(piece, Declined):
+                return piece
+            if result is None and not negative:
                 result = piece
                 continue
             if result is None:
                 result = self.add_initializer("/subgraft/literal", np.array([0], np.int64))
-            op = "Add" if sign > 0 else "Sub"
-            result = self.add_node(anchor, op, [result, piece], name)
+            result = self.add_node(anchor, "Sub" if negative else "Add", [result, piece], purpose)
         return result
 
     def vector(

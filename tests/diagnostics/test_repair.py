@@ -294,6 +294,49 @@ def test_a_size_that_is_a_sum_of_symbols_is_rebuilt_from_its_terms():
         np.testing.assert_allclose(session.run(None, {"x": data})[0], want)
 
 
+@pytest.mark.parametrize(("cut", "frozen", "after", "want"), [
+    ("range", [7], "[(sequence - 1)]", lambda data: np.arange(data.shape[1] - 1) + 1.0),
+    ("pool", [2, 4], "[batch, floor(sequence/2)]",
+     lambda data: data[:, : data.shape[1] // 2 * 2].reshape(len(data), -1, 2).max(-1) + 1),
+])
+def test_a_derived_size_is_rebuilt_from_its_expression(cut, frozen, after, want):
+    """`Expand(1, [7])` beside a `Range(0, sequence - 1)` (a negative term: a Sub at run
+    time), or `Expand(1, [2, 4])` after a pool of stride 2 (`floor(sequence/2)`: a Div):
+    each rebuilt from the exact expression of the size, not from its text."""
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", "sequence"])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    constants = [numpy_helper.from_array(np.array(v, np.int64), n) for n, v in
+                 [("axes", [1]), ("frozen", frozen), ("zero", 0), ("one_i", 1)]]
+    constants.append(numpy_helper.from_array(np.array([1.0], np.float32), "one"))
+    if cut == "range":
+        nodes = [helper.make_node("Shape", ["x"], ["shape"], name="shape"),
+                 helper.make_node("Gather", ["shape", "one_i"], ["sequence"], name="sequence"),
+                 helper.make_node("Sub", ["sequence", "one_i"], ["fewer"], name="fewer"),
+                 helper.make_node("Range", ["zero", "fewer", "one_i"], ["index"], name="index"),
+                 helper.make_node("Cast", ["index"], ["cut"], name="cut",
+                                  to=onnx.TensorProto.FLOAT)]
+    else:
+        nodes = [helper.make_node("Unsqueeze", ["x", "axes"], ["x3"], name="x3"),
+                 helper.make_node("MaxPool", ["x3"], ["pooled"], name="pool", kernel_shape=[2],
+                                  strides=[2]),
+                 helper.make_node("Squeeze", ["pooled", "axes"], ["cut"], name="cut")]
+    nodes += [helper.make_node("Expand", ["one", "frozen"], ["ones"], name="frozen_expand"),
+              helper.make_node("Add", ["cut", "ones"], ["y"], name="add")]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], constants),
+                              opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="pytorch")
+    report = repair(model, dummy={"batch": 2, "sequence": 8})
+    assert report.ok, (report.refusals, report.verification.failures)
+    assert [(c.before, c.after) for c in report.changes] == [(str(frozen), after)]
+    added = {n.op_type for n in report.repaired.graph.node if n.name in report.changes[0].added}
+    assert ("Sub" if cut == "range" else "Div") in added, added
+    session = ort.InferenceSession(report.repaired.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    for shape in [(3, 5), (1, 30)]:
+        data = np.random.default_rng(0).random(shape, np.float32)
+        np.testing.assert_allclose(session.run(None, {"x": data})[0], want(data))
+
+
 @pytest.mark.parametrize("kind", ["attention-ints", "position-ids-int"])
 def test_a_graph_whose_nodes_have_no_names_is_found_and_repaired_alike(tiny, tmp_path, kind):
     named = onnx.load(str(tiny(kind)))

@@ -10,6 +10,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from diagnostics import check
+from diagnostics.analysis.frozen import interpret
+from diagnostics.analysis.signature import read_signature
 
 HIDDEN = 384  # 12 heads of 32, like MiniLM
 
@@ -155,3 +157,65 @@ def test_model_without_metadata_uses_the_static_dims_as_dummy():
     del model.metadata_props[:]
     report = check(model)
     assert report.dummy == {"batch": 2, "sequence": 8} and report.dummy_source == "default"
+
+
+def test_two_routes_to_one_sum_are_one_size():
+    """Derived sizes are exact sympy expressions: however a sum is reached, it is one size,
+    and one that cancels down to a symbol is that symbol."""
+    import onnx
+
+    from diagnostics.analysis.dims import Dim, Expr
+    from diagnostics.analysis.propagate_common import sum_of
+    from diagnostics.analysis.state import SymbolState
+
+    it = SymbolState(onnx.GraphProto(), lambda tensor: None, sizes={"past": 6, "sequence": 8})
+    batch, past, sequence = (Dim(Expr.of(n)) for n in ("batch", "past", "sequence"))
+    total = sum_of(it, [past, sequence])
+    twice = Dim(sequence.expr * Expr.of(2))
+    assert sum_of(it, [sum_of(it, [twice, past]), sequence], [1, -1]) == total
+    assert sum_of(it, [sequence, past]) == total and str(total) == "(past + sequence)"
+    assert sum_of(it, [total, past], [1, -1]) == sequence
+    # batch*past + batch*sequence is batch times the same sum, not a size of its own
+    spread = sum_of(it, [Dim(batch.expr * past.expr), Dim(batch.expr * sequence.expr)])
+    assert spread.expr == batch.expr * total.expr
+    assert it.size_of(total.expr) == 14
+
+
+def test_a_strided_convolution_and_its_integer_division_are_one_size():
+    """wav2vec2's first two convolutions (kernel 10 stride 5, kernel 3 stride 2) and dynamo's
+    `samples // 10 - 1`: equal as expressions, not only at sampled sizes."""
+    from diagnostics.analysis.dims import floor_div, from_sympy, symbol
+
+    samples = symbol("samples")
+    first = floor_div(samples - 10 + 5, 5)  # floor((x - k)/s) + 1 = floor((x - k + s)/s)
+    second = floor_div(first - 3 + 2, 2)
+    assert from_sympy(second) == from_sympy(floor_div(samples, 10) - 1)
+    assert str(from_sympy(second)) == "(floor(samples/10) - 1)"
+    assert from_sympy(floor_div(samples, 2, ceil=True)) == from_sympy(floor_div(samples + 1, 2))
+
+
+def test_a_sum_reached_two_ways_meets_itself_without_a_finding():
+    """A Concat makes the axis `sequence + 1`; a shape computed as `(2*sequence + 1) -
+    sequence` makes a tensor of the same size: the two are one size, nothing is frozen."""
+    nodes = [
+        helper.make_node("Slice", ["x", "zero", "one", "axis1"], ["first"], name="first"),
+        helper.make_node("Concat", ["x", "first"], ["longer"], name="longer", axis=1),
+        helper.make_node("Shape", ["x"], ["shape"], name="shape"),
+        helper.make_node("Gather", ["shape", "zero"], ["batch"], name="batch", axis=0),
+        helper.make_node("Gather", ["shape", "one"], ["seq"], name="seq", axis=0),
+        helper.make_node("Mul", ["seq", "two"], ["twice"], name="twice"),
+        helper.make_node("Add", ["twice", "one"], ["plus"], name="plus"),
+        helper.make_node("Sub", ["plus", "seq"], ["total"], name="total"),
+        helper.make_node("Concat", ["batch", "total", "hidden"], ["target"], name="target",
+                         axis=0),
+        helper.make_node("Cast", ["target"], ["ones_f"], name="ones_f", to=TensorProto.FLOAT),
+        helper.make_node("ConstantOfShape", ["target"], ["ones"], name="ones"),
+        helper.make_node("Cast", ["ones"], ["ones_x"], name="ones_x", to=TensorProto.FLOAT),
+        helper.make_node("Add", ["longer", "ones_x"], ["y"], name="add"),
+    ]
+    constants = {"zero": [0], "one": [1], "axis1": [1], "two": [2], "hidden": [HIDDEN]}
+    model = _model(nodes, constants)
+    report = check(model)
+    assert report.findings == () and report.verdict == "clean", (report.findings, report.skipped)
+    shapes = interpret(model, numpy_helper.to_array, read_signature(model, None))[0].shapes
+    assert shapes["longer"][1] == shapes["ones"][1] and str(shapes["ones"][1]) == "(sequence + 1)"
