@@ -17,12 +17,12 @@ from diagnostics.analysis.frozen import interpret
 from diagnostics.analysis.signature import read_signature
 from diagnostics.findings import Finding, FrozenValue, SymbolInfo
 from diagnostics.loading import LoadedModel
-from diagnostics.repair.edit import GraphEdit
+from diagnostics.repair.edit import Declined, GraphEdit
 from diagnostics.repair.plan import repair_pass
 
-# "s0*s1" is one input's symbol, as the dynamo exporter names a derived dim; repair reads
-# it back as a product of s0 and s1, which no input defines: the Expand's rule builds
-# `Shape -> Gather` for the batch, then declines at the second size.
+# "s0*s1" is one input's symbol, as the dynamo exporter names a derived dim: the input
+# defines it, so `Shape -> Gather` of that input rebuilds it (before sizes were exact
+# expressions, repair read the name back as a product of s0 and s1 and declined).
 DUMMY = {"batch": 2, "s0*s1": 8}
 
 
@@ -50,25 +50,29 @@ def _pass(model: onnx.ModelProto, findings: list[Finding], dummy: dict[str, int]
     return repair_pass(model, report, shapes, loaded.read_tensor)
 
 
-def test_a_finding_declined_part_way_leaves_nothing_in_the_kept_output(tmp_path):
-    out = tmp_path / "kept.onnx"
-    report = repair(_one_repaired_one_declined(), out, dummy=DUMMY, keep_failed=True)
-    assert [(c.node, c.after) for c in report.changes] == [("reshape", "[0, 0, 1]")]
-    (refusal,) = report.refusals
-    assert refusal.node == "frozen_expand" and "'s0'" in refusal.reason, refusal
-    written = onnx.load(str(out))
-    assert [n.name for n in written.graph.node] == ["frozen_expand", "add", "reshape"]
-    assert sorted(t.name for t in written.graph.initializer) == [
-        "frozen", "one", "target_repaired"]
+def test_a_dim_named_like_a_product_is_the_input_s_own_symbol_and_is_rebuilt(tmp_path):
+    out = tmp_path / "repaired.onnx"
+    report = repair(_one_repaired_one_declined(), out, dummy=DUMMY)
+    assert [(c.node, c.after) for c in report.changes] == [
+        ("frozen_expand", "[batch, s0*s1]"), ("reshape", "[0, 0, 1]")]
+    assert not report.refusals and report.ok and report.output and out.exists()
 
 
-def test_a_declined_finding_leaves_the_graph_as_if_it_was_never_tried():
+def test_a_rule_that_declines_part_way_leaves_nothing_behind():
     model = _one_repaired_one_declined()
-    findings = check(model, dummy=DUMMY).findings
-    assert [f.node for f in findings] == ["frozen_expand", "reshape"]
-    both, alone = _pass(model, list(findings)), _pass(model, list(findings[1:]))
-    assert len(both.refusals) == 1 and len(both.changes) == len(alone.changes) == 1
-    assert both.model.graph.SerializeToString() == alone.model.graph.SerializeToString()
+    batch = SymbolInfo("batch", "batch", "x", 0, 2)
+    edit = GraphEdit(copy.deepcopy(model), {}, {"batch": batch},
+                     LoadedModel(model, None, "inline").read_tensor)
+
+    def rule(edit: GraphEdit, finding: Finding, index: int):
+        edit.vector([Expr.of("batch"), 4], "frozen_expand")  # Shape, Gather, Concat built
+        edit.release("frozen")
+        return Declined("the second size cannot be built")
+
+    finding = check(model, dummy=DUMMY).findings[0]
+    assert isinstance(edit.attempt(rule, finding, 0), Declined)
+    edit.finish()
+    assert edit.model.SerializeToString() == model.SerializeToString()
 
 
 def test_a_rule_that_raises_part_way_leaves_nothing_behind():
@@ -117,8 +121,8 @@ def test_the_start_of_the_graph_is_no_name_an_unnamed_node_has():
     nodes = [helper.make_node("Identity", ["x"], ["y"])]  # unnamed
     model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [unread]),
                               opset_imports=[helper.make_opsetid("", 17)])
-    frozen = (FrozenValue(0, 2, "batch", "2 = export batch"),
-              FrozenValue(1, 8, "sequence", "8 = export sequence"))
+    frozen = (FrozenValue(0, 2, "batch", "2 = export batch", Expr.of("batch").sympy),
+              FrozenValue(1, 8, "sequence", "8 = export sequence", Expr.of("sequence").sympy))
     finding = Finding("folded-constant", "unread", "", frozen, "made up", tensor="unread")
     result = _pass(model, [finding], dummy={"batch": 2, "sequence": 8})
     assert len(result.changes) == 1, result.refusals
