@@ -16,7 +16,7 @@ export_lazily(__name__, {
                      "Skip", "Source", "SymbolInfo", "TensorInfo"), "findings"),
     "NetronView": "view.netron", "open_in_netron": "view.netron",
     "Report.open_in_netron": "view.netron",  # the view's, not the data's: loads on first call
-    "RepairReport": "repair.results", "repair": "repair.plan",
+    "RepairReport": "repair.results", "repair": "repair.plan", "RepairOptions": "repair.options",
     "compare": "compare.judge", "CompareReport": "compare.results",
 })
 
@@ -37,6 +37,7 @@ __all__ = [
     "compare",
     "CompareReport",
     "repair",
+    "RepairOptions",
     "RepairReport",
     "open_in_netron",
 ]

@@ -31,6 +31,10 @@ class ServeError(DiagnosticsError):
     """Netron could not serve: the port is taken, or the focus node is not in the graph."""
 
 
+class OutputPathError(DiagnosticsError):
+    """The output path is missing, or is the input itself."""
+
+
 class OutputFileError(DiagnosticsError):
     """An output cannot be written: a read-only folder, a full disk, a missing path."""
 

@@ -247,7 +247,7 @@ def _render_failed(console: Console, report: ExtractionReport) -> None:
         problems.insert(
             0,
             f"{len(failed)} of {len(report.parity.results)} comparisons "
-            f"(first: {first.case} {first.batch}x{first.sequence} {first.output})",
+            f"(first: {shown(first.case)} {first.batch}x{first.sequence} {shown(first.output)})",
         )
     kept = "; nothing written"
     if report.output:

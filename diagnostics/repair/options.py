@@ -16,9 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..checker import memory_budget
-from ..errors import ShapeSpecError
+from ..errors import OutputPathError, ShapeSpecError
 from ..limits import MAX_BATCH, MAX_SEQUENCE, MAX_TOKENS
-from .write import OutputPathError
 
 
 @dataclass(frozen=True)

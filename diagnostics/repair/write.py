@@ -17,12 +17,8 @@ from pathlib import Path
 import onnx
 
 from .. import atomic
-from ..errors import DiagnosticsError, OutputFileError
+from ..errors import OutputFileError, OutputPathError
 from ..loading import LoadedModel
-
-
-class OutputPathError(DiagnosticsError):
-    """The output path is missing, or is the input itself."""
 
 
 def output_path(output: str | os.PathLike[str], loaded: LoadedModel) -> Path:

@@ -8,9 +8,8 @@ import pytest
 
 from diagnostics import repair
 from diagnostics.__main__ import EXIT_USAGE, main
-from diagnostics.errors import ShapeSpecError
+from diagnostics.errors import OutputPathError, ShapeSpecError
 from diagnostics.repair.options import RepairOptions
-from diagnostics.repair.write import OutputPathError
 
 BAD = [
     ({"output": ""}, OutputPathError, "the output path is empty"),
