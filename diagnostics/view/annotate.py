@@ -22,9 +22,10 @@ from collections.abc import Iterable, Mapping
 
 import onnx
 import onnx_ir as ir
+import sympy
 
 from ..errors import ServeError
-from ..findings import Finding, Report, SymbolInfo
+from ..findings import Finding, FrozenValue, Report, SymbolInfo
 
 PREFIX = "subgraft."
 # Inline tensors above this are served without their values: Netron draws the graph from
@@ -134,17 +135,19 @@ def suggest_repair(finding: Finding, symbols: Iterable[SymbolInfo]) -> str:
     """One line: what to compute instead of each frozen value."""
     how = {s.name: f"Shape({s.input})[{s.axis}]" for s in symbols}
 
-    def expression(symbol: str | None) -> str:
-        if not symbol:
-            return "?"
-        parts = [how.get(part, part) for part in symbol.split("*")]
-        return f"{symbol} = {' * '.join(parts)}"
+    def expression(frozen: FrozenValue) -> str:
+        if frozen.expr is None:  # no exact size known: name what it should be, if anything
+            return frozen.symbol or "?"
+        # The exact size with each input symbol read off its input: sums and floors too.
+        text = sympy.sstr(frozen.expr.xreplace(
+            {s: sympy.Symbol(how[s.name]) for s in frozen.expr.free_symbols if s.name in how}))
+        return f"{frozen.symbol} = {text.replace('**', '^').replace('*', ' * ')}"
 
     if finding.kind == "static-input":
         axes = ", ".join(f"axis {f.position} -> {f.symbol or '?'}" for f in finding.frozen)
         return f"re-export with dynamic axes for input {finding.node!r}: {axes}"
     values = ", ".join(
-        f"[{f.position}] {f.value} -> {expression(f.symbol)}" for f in finding.frozen
+        f"[{f.position}] {f.value} -> {expression(f)}" for f in finding.frozen
     )
     where = f"input {finding.input_index}" if finding.input_index is not None else "the shape"
     if finding.tensor:
