@@ -57,12 +57,12 @@ from .resolve.architecture import ResolvedConfig, resolve_config
 from .resolve.checkpoint import (
     Checkpoint,
     StateDict,
-    load_checkpoint,
     refuse_unusable,
     strip_prefix,
 )
 from .resolve.config_sources import NO_TOKENIZER_CLASS, TOKENIZER_FILES, tokenizer_dir
 from .resolve.model import KeyReport, build_model
+from .resolve.opening import open_checkpoint
 from .resolve.prefixes import choose_prefix, encoder_match
 from .tiers.accuracy import text_inputs
 from .variants import FUSABLE_NAME, ONNX_NAME, Step, Variant, build_variants
@@ -165,7 +165,7 @@ def extract(
     path = Path(checkpoint)
 
     step("loading checkpoint")
-    ckpt = load_checkpoint(path, trust=options.trust, max_memory=options.budget)
+    ckpt = open_checkpoint(path, trust=options.trust, max_memory=options.budget)
     chosen, weights = _encoder_weights(ckpt, options.prefix)
     destination = _destination(path, chosen, options)
     timer.lap("load")

@@ -1,0 +1,147 @@
+"""LoRA (PEFT) encoders: merged as PEFT merges them, or refused in one line.
+
+The truth is PEFT's own `merge_and_unload()` of the same adapter; every export must
+match it within 1e-4 (tests/builders/peft_like.py builds the files with PEFT itself).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from builders.layouts import assert_matches
+from builders.peft_like import (
+    adapter_config,
+    adapter_folder,
+    base_folder,
+    composite,
+    merged,
+    peft_bert,
+    tiny_bert,
+)
+
+from extractor.__main__ import EXIT_OK, EXIT_USAGE, main
+
+pytest.importorskip("peft")
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _refused(capsys, *argv) -> str:
+    code, out, err = _run(capsys, *argv)
+    assert code == EXIT_USAGE and "Traceback" not in out + err, out + err
+    [line] = err.strip().splitlines()
+    return line
+
+
+def _differs_from_base(truth, seed: int = 0) -> None:
+    """The adapter changes the numbers (else a test of the merge proves nothing)."""
+    ids = torch.tensor([[2, 7, 11, 40, 3]])
+    with torch.no_grad():
+        gap = (truth(ids).last_hidden_state - tiny_bert(seed)(ids).last_hidden_state).abs()
+    assert gap.max() > 1e-2
+
+
+@pytest.mark.parametrize("lora", [
+    {},
+    {"use_rslora": True, "alpha_pattern": {"value": 32}},
+], ids=["plain", "rslora-alpha-pattern"])
+def test_unmerged_lora_in_a_composite_checkpoint_matches_peft_merge(tmp_path, capsys, lora):
+    peft_model = peft_bert(**lora)
+    truth = merged(peft_model)
+    _differs_from_base(truth)
+    path = composite(tmp_path / "run", peft_model)
+    out = tmp_path / "out"
+    code, text, err = _run(capsys, path, "-o", out)
+    assert code == EXIT_OK, text + err
+    assert "LoRA merged into 12 modules" in text
+    report = json.loads((out / "report.json").read_text())
+    assert report["prefix"] == "encoder."
+    assert report["config"]["num_attention_heads"] == 3
+    assert assert_matches(out / "model.onnx", truth) < 1e-4
+
+
+def test_unmerged_lora_with_the_user_prefix(tmp_path, capsys):
+    peft_model = peft_bert(seed=3)
+    path = composite(tmp_path / "run", peft_model, prefix="model.bert.")
+    out = tmp_path / "out"
+    code, text, err = _run(capsys, path, "--prefix", "model.bert.", "-o", out)
+    assert code == EXIT_OK, text + err
+    assert_matches(out / "model.onnx", merged(peft_model))
+
+
+def test_unmerged_lora_without_adapter_config_is_refused(tmp_path, capsys):
+    path = composite(tmp_path / "run", peft_bert(), with_adapter_config=False)
+    line = _refused(capsys, path, "-o", tmp_path / "out")
+    assert line.startswith("error: LoRA weights found")
+    assert "no adapter_config.json" in line and "lora_alpha" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_dora_and_other_peft_methods_are_refused(tmp_path, capsys):
+    peft_model = peft_bert(use_dora=True)
+    path = composite(tmp_path / "run", peft_model)
+    line = _refused(capsys, path, "-o", tmp_path / "out")
+    assert "DoRA" in line and "merge_and_unload" in line
+    config = adapter_config(peft_bert())
+    config["peft_type"] = "IA3"
+    path = composite(tmp_path / "run2", peft_bert())
+    (path.parent / "adapter_config.json").write_text(json.dumps(config))
+    line = _refused(capsys, path, "-o", tmp_path / "out")
+    assert "IA3 adapter, not LoRA" in line
+
+
+def test_several_adapters_are_refused(tmp_path, capsys):
+    peft_model = peft_bert()
+    from peft import LoraConfig
+
+    peft_model.add_adapter("other", LoraConfig(r=2, lora_alpha=4, target_modules=["query"]))
+    path = composite(tmp_path / "run", peft_model)
+    line = _refused(capsys, path, "-o", tmp_path / "out")
+    assert "several LoRA adapters (default, other)" in line
+
+
+def test_adapter_folder_over_a_local_base_matches_peft_merge(tmp_path, capsys):
+    peft_model = peft_bert(seed=5)
+    truth = merged(peft_model)
+    base_folder(tmp_path / "tiny-bert-base", peft_model)
+    folder = adapter_folder(tmp_path / "adapter", peft_model, "../tiny-bert-base")
+    out = tmp_path / "out"
+    code, text, err = _run(capsys, folder, "-o", out)
+    assert code == EXIT_OK, text + err
+    report = json.loads((out / "report.json").read_text())
+    assert report["source"]["format"].startswith("peft-adapter+directory:")
+    assert report["config"]["num_attention_heads"] == 3
+    assert assert_matches(out / "model.onnx", truth) < 1e-4
+
+
+def test_adapter_folder_over_a_base_in_the_local_hf_cache(tmp_path, capsys, monkeypatch):
+    from huggingface_hub import constants
+
+    peft_model = peft_bert(seed=6)
+    snapshot = tmp_path / "hub" / "models--someone--tiny-bert" / "snapshots" / "0123abcd"
+    base_folder(snapshot, peft_model)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    folder = adapter_folder(tmp_path / "adapter", peft_model, "someone/tiny-bert")
+    out = tmp_path / "out"
+    code, text, err = _run(capsys, folder, "-o", out)
+    assert code == EXIT_OK, text + err
+    assert_matches(out / "model.onnx", merged(peft_model))
+
+
+def test_adapter_folder_without_its_base_is_refused_naming_it(tmp_path, capsys):
+    folder = adapter_folder(tmp_path / "adapter", peft_bert(), "someone/not-here")
+    line = _refused(capsys, folder, "-o", tmp_path / "out")
+    assert "LoRA adapter found; base model 'someone/not-here' needed" in line
+    assert "no transformer encoder found" not in line
+    folder = adapter_folder(tmp_path / "adapter2", peft_bert(), None)
+    line = _refused(capsys, folder, "-o", tmp_path / "out")
+    assert "LoRA adapter found; its base model is needed" in line
+    assert not (tmp_path / "out").exists()
