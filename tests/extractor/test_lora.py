@@ -145,3 +145,36 @@ def test_adapter_folder_without_its_base_is_refused_naming_it(tmp_path, capsys):
     line = _refused(capsys, folder, "-o", tmp_path / "out")
     assert "LoRA adapter found; its base model is needed" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_fan_in_fan_out_and_modules_to_save_merge_as_peft_does(tmp_path):
+    """GPT-2-style Conv1D weights are stored (in, out): the update is transposed. PEFT's
+    merge of the same model is the truth, tensor by tensor."""
+    from peft import LoraConfig, get_peft_model
+    from transformers.pytorch_utils import Conv1D
+
+    from extractor.resolve.checkpoint import Checkpoint
+    from extractor.resolve.lora import merge_lora
+
+    class Tiny(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c_attn = Conv1D(12, 8)
+            self.head = torch.nn.Linear(12, 3)
+
+    torch.manual_seed(0)
+    peft_model = get_peft_model(Tiny(), LoraConfig(
+        r=2, lora_alpha=5, target_modules=["c_attn"], fan_in_fan_out=True,
+        modules_to_save=["head"]))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_" in name or "modules_to_save" in name:  # trained: not PEFT's init
+                p.add_(torch.randn_like(p) * 0.3)
+    (tmp_path / "adapter_config.json").write_text(json.dumps(adapter_config(peft_model)))
+    ckpt = Checkpoint(tmp_path / "model.pt", "torch-zip", dict(peft_model.state_dict()),
+                      "top level")
+    ours = merge_lora(ckpt).state_dict
+    truth = merged(peft_model).state_dict()
+    assert sorted(ours) == sorted(truth)
+    for key, tensor in truth.items():
+        torch.testing.assert_close(ours[key], tensor, rtol=0, atol=1e-6)
