@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from diagnostics.file_kinds import read_json
+from diagnostics.limits import MAX_JSON_BYTES
 
 from ..errors import CheckpointError
 from .archives import extracted
@@ -64,7 +65,8 @@ def load_archive(path: Path, trust: bool = False, max_memory: int | None = None)
             root, or a config that is not AllenNLP's), or anything the archive's safety
             checks refuse.
     """
-    with extracted(path, (CONFIG_NAME, *WEIGHTS_NAMES), max_memory) as files:
+    with extracted(path, (CONFIG_NAME, *WEIGHTS_NAMES), max_memory,
+                   {CONFIG_NAME: MAX_JSON_BYTES}) as files:
         weights = next((files[n] for n in WEIGHTS_NAMES if n in files), None)
         if CONFIG_NAME not in files or weights is None:
             missing = " and ".join(n for n, ok in ((CONFIG_NAME, CONFIG_NAME in files),

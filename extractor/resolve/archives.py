@@ -44,11 +44,12 @@ def is_tar(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def extracted(path: Path, wanted: tuple[str, ...], max_memory: int | None = None
-              ) -> Iterator[dict[str, Path]]:
+def extracted(path: Path, wanted: tuple[str, ...], max_memory: int | None = None,
+              max_sizes: dict[str, int] | None = None) -> Iterator[dict[str, Path]]:
     """The wanted root-level regular files of the archive, copied into a temporary folder.
 
     Yields a mapping of each name found to its copy; the folder is removed on exit.
+    `max_sizes` caps single members (a config.json of 10 GiB is refused unread).
 
     Raises:
         CheckpointError: not a readable tar, a member that escapes the archive's folder,
@@ -57,6 +58,12 @@ def extracted(path: Path, wanted: tuple[str, ...], max_memory: int | None = None
     """
     with _open(path) as archive:
         chosen = _chosen(path, archive, wanted)
+        for name, member in chosen.items():
+            cap = (max_sizes or {}).get(name)
+            if cap is not None and member.size > cap:
+                raise CheckpointError(f"{path}: member {name!r} declares "
+                                      f"{limits.human(member.size)}, over the "
+                                      f"{limits.human(cap)} such a file may take; refused")
         total = sum(m.size for m in chosen.values())
         problem = limits.too_large(f"{path.name}'s {', '.join(chosen)} unpacked", total,
                                    max_memory)

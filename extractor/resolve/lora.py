@@ -1,6 +1,7 @@
 """LoRA (PEFT) weights saved unmerged: merge them, as PEFT's `merge_and_unload` does.
 
-A PEFT-wrapped encoder's `state_dict()` holds `<m>.base_layer.weight` with
+loralib's layers (`lora.Linear`) keep `weight` beside `lora_A`/`lora_B`, the same
+merge. A PEFT-wrapped encoder's `state_dict()` holds `<m>.base_layer.weight` with
 `<m>.lora_A.<adapter>.weight` and `<m>.lora_B.<adapter>.weight` (embeddings:
 `lora_embedding_A/B.<adapter>`) under `base_model.model.`; an adapter folder
 (`save_pretrained`) holds only the LoRA tensors (no adapter name) in
@@ -28,6 +29,7 @@ from ..errors import CheckpointError
 from .checkpoint import Checkpoint, StateDict, attributes, load_checkpoint
 
 ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 _WRAPPER = "base_model.model."
 # <module>.lora_A[.<adapter>].weight | <module>.lora_embedding_A[.<adapter>] (and B; B's bias)
 _LORA = re.compile(r"^(?P<module>.+)\.(?P<part>lora_A|lora_B|lora_embedding_A|lora_embedding_B)"
@@ -52,6 +54,14 @@ class LoraSettings:
     where: str
 
 
+def adapter_weights(directory: Path) -> Path | None:
+    """A PEFT adapter folder's weights (`save_pretrained`; a Trainer's `checkpoint-N/`
+    beside optimizer.pt and training_args.bin), else None."""
+    if not directory.is_dir() or not (directory / ADAPTER_CONFIG).is_file():
+        return None
+    return next((directory / n for n in ADAPTER_WEIGHTS if (directory / n).is_file()), None)
+
+
 def has_lora(state_dict: StateDict) -> bool:
     return any(_LORA.match(k) for k in state_dict)
 
@@ -70,7 +80,7 @@ def merge_lora(ckpt: Checkpoint, trust: bool = False, max_memory: int | None = N
         return ckpt
     _refuse_other_methods(ckpt.state_dict)
     settings = _settings(ckpt)
-    if any(".base_layer." in k for k in ckpt.state_dict):
+    if _holds_base(ckpt.state_dict):
         merged, count = _merge(ckpt.state_dict, settings, {})
         return replace(ckpt, state_dict=_unwrapped(merged), notes=(*ckpt.notes, _note(
             count, settings)))
@@ -81,6 +91,15 @@ def merge_lora(ckpt: Checkpoint, trust: bool = False, max_memory: int | None = N
                    location=f"{ckpt.weights_file.name if ckpt.weights_file else ckpt.path} "
                             f"over {base.path}",
                    state_dict=merged, notes=(*base.notes, _note(count, settings)))
+
+
+def _holds_base(state_dict: StateDict) -> bool:
+    """Whether the base weights are here: PEFT's `base_layer`, or loralib's layers, which
+    keep `weight` beside `lora_A`/`lora_B`. Else it is an adapter without its base."""
+    if any(".base_layer." in k for k in state_dict):
+        return True
+    modules = {m["module"] for k in state_dict if (m := _LORA.match(k))}
+    return all(f"{m}.weight" in state_dict for m in modules)
 
 
 def _note(count: int, settings: LoraSettings) -> str:

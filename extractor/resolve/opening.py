@@ -2,8 +2,9 @@
 
 `checkpoint.load_checkpoint` reads weight files and model folders. Two wrappings are
 unwrapped first, here: an AllenNLP `model.tar.gz` (or serialization folder with
-`best.th`; `allennlp`), and LoRA weights saved unmerged or as a PEFT adapter folder,
-merged into their base weights (`lora`). Everything after sees a plain state dict.
+`best.th`; `allennlp`), and LoRA weights saved unmerged or as a PEFT adapter folder
+(also a Trainer's `checkpoint-N/`), merged into their base weights (`lora`).
+Everything after sees a plain state dict.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from .allennlp import load_archive, serialization_weights
 from .archives import is_tar
 from .checkpoint import Checkpoint, load_checkpoint
-from .lora import merge_lora
+from .lora import adapter_weights, merge_lora
 
 
 def open_checkpoint(path: str | Path, trust: bool = False, max_memory: int | None = None,
@@ -28,7 +29,7 @@ def open_checkpoint(path: str | Path, trust: bool = False, max_memory: int | Non
     path = Path(path)
     if is_tar(path):
         ckpt = load_archive(path, trust, max_memory)
-    elif (weights := serialization_weights(path)) is not None:
+    elif (weights := serialization_weights(path) or adapter_weights(path)) is not None:
         inner = load_checkpoint(weights, trust, max_memory)
         ckpt = replace(inner, path=path, format=f"directory:{inner.format}")
     else:

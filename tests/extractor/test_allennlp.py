@@ -173,6 +173,9 @@ def test_declared_sizes_are_checked_before_unpacking(tmp_path):
     with pytest.raises(CheckpointError, match="over the memory limit"), \
             extracted(path, ("config.json", "weights.th"), max_memory=1024):
         pass
+    with pytest.raises(CheckpointError, match="'weights.th' declares 4.0 KiB, over the 1.0 KiB"), \
+            extracted(path, ("config.json", "weights.th"), max_sizes={"weights.th": 1024}):
+        pass
     with extracted(path, ("config.json", "weights.th"), max_memory=1 << 20) as files:
         assert files["weights.th"].stat().st_size == 4096
         folder = files["weights.th"].parent

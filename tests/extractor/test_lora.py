@@ -106,11 +106,14 @@ def test_several_adapters_are_refused(tmp_path, capsys):
     assert "several LoRA adapters (default, other)" in line
 
 
-def test_adapter_folder_over_a_local_base_matches_peft_merge(tmp_path, capsys):
+def test_adapter_folder_or_trainer_checkpoint_over_a_local_base_matches_peft_merge(tmp_path,
+                                                                                  capsys):
     peft_model = peft_bert(seed=5)
     truth = merged(peft_model)
     base_folder(tmp_path / "tiny-bert-base", peft_model)
     folder = adapter_folder(tmp_path / "adapter", peft_model, "../tiny-bert-base")
+    for other in ("optimizer.pt", "training_args.bin", "rng_state.pth"):  # a Trainer's
+        torch.save({"state": {}}, folder / other)
     out = tmp_path / "out"
     code, text, err = _run(capsys, folder, "-o", out)
     assert code == EXIT_OK, text + err
@@ -178,3 +181,23 @@ def test_fan_in_fan_out_and_modules_to_save_merge_as_peft_does(tmp_path):
     assert sorted(ours) == sorted(truth)
     for key, tensor in truth.items():
         torch.testing.assert_close(ours[key], tensor, rtol=0, atol=1e-6)
+
+
+def test_loralib_layers_with_alpha_in_hyper_parameters_merge_as_peft_does(tmp_path, capsys):
+    """loralib's `lora.Linear` keeps weight, lora_A and lora_B side by side (no base_layer,
+    no adapter name); its lora_alpha and r are in the training arguments."""
+    peft_model = peft_bert(seed=8, target_modules=["query", "value", "dense"])
+    truth = merged(peft_model)
+    state = {}
+    for key, tensor in peft_model.state_dict().items():
+        key = key.removeprefix("base_model.model.").replace(".base_layer.", ".")
+        state["encoder." + key.replace(".default.weight", "").replace(".default", "")] = tensor
+    assert "encoder.encoder.layer.0.attention.self.query.lora_A" in state
+    (tmp_path / "config.json").write_text(json.dumps(truth.config.to_dict()))
+    path = tmp_path / "model.pt"
+    torch.save({"model": state, "args": {"lora_alpha": 8, "r": 4, "lr": 1e-4}}, path)
+    out = tmp_path / "out"
+    code, text, err = _run(capsys, path, "-o", out)
+    assert code == EXIT_OK, text + err
+    assert "from checkpoint['args']" in text
+    assert assert_matches(out / "model.onnx", truth) < 1e-4
