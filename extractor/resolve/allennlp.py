@@ -75,9 +75,11 @@ def load_archive(path: Path, trust: bool = False, max_memory: int | None = None)
                                   "an AllenNLP model archive")
         config = _read_config(files[CONFIG_NAME], f"{path}:{CONFIG_NAME}")
         inner = load_checkpoint(weights, trust, max_memory)  # memory-mapped: outlives the copy
+    note = (f"an AllenNLP archive: {weights.name} and {CONFIG_NAME} read from a temporary "
+            "copy, since removed (nothing else in it was unpacked)")
     return replace(inner, path=path, format=f"allennlp-archive:{inner.format}",
                    location=f"{weights.name} {inner.location}", weights_file=path,
-                   extra={**inner.extra, EXTRA_KEY: config})
+                   extra={**inner.extra, EXTRA_KEY: config}, notes=(*inner.notes, note))
 
 
 def serialization_weights(directory: Path) -> Path | None:

@@ -215,3 +215,24 @@ def test_dygie_default_bert_base_cased_comes_from_the_built_in_table(tmp_path):
     assert resolved.kind == "builtin"
     assert resolved.source.endswith("['model_name']='bert-base-cased', built-in table")
     assert resolved.config.num_attention_heads == 12
+
+
+def test_allennlp_0_9_bert_pretrained_embedder(tmp_path, capsys):
+    """AllenNLP 0.9 (the first DyGIE): `bert-pretrained` names its model in
+    `pretrained_model`; pytorch-pretrained-bert's BertModel sits under `bert_model.`."""
+    encoder = tiny_bert(seed=17)
+    model_dir = _model_dir(tmp_path / "tiny-bert", encoder)
+    config = dygie_config("unused")
+    config["model"]["text_field_embedder"] = {
+        "allow_unmatched_keys": True, "embedder_to_indexer_map": {"bert": ["bert", "bert-offsets"]},
+        "token_embedders": {"bert": {"type": "bert-pretrained", "pretrained_model": str(model_dir),
+                                     "requires_grad": True}}}
+    state = {f"_text_field_embedder.token_embedder_bert.bert_model.{k}": v
+             for k, v in encoder.state_dict().items()}
+    path = archive(tmp_path, config, state)
+    out = tmp_path / "out"
+    code, text, err = _run(capsys, path, "-o", out)
+    assert code == EXIT_OK, text + err
+    report = json.loads((out / "report.json").read_text())
+    assert "['bert']['pretrained_model']=" in report["config"]["source"]
+    assert assert_matches(out / "model.onnx", encoder) < 1e-4
