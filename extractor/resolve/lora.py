@@ -40,6 +40,8 @@ _SAVED_COPY = re.compile(r"^(?P<module>.+)\.(?:modules_to_save\.(?P<adapter>[^.]
 _REFUSED = ("lora_magnitude_vector", "lora_dropout", "hada_w", "lokr_w", "ia3_l",
             "vera_lambda", "oft_r", "boft_R", "lora_E", "trainable_tokens_delta")
 _MAX_DEPTH = 3
+_MAX_PATTERN = 300
+_NESTED_REPEAT = re.compile(r"\)[*+{]")  # a repeated group: (a+)+ and its kin
 
 
 @dataclass(frozen=True)
@@ -222,18 +224,28 @@ def _merge_module(merged: StateDict, module: str, parts: dict[str, Any],
     if weight is None:
         raise CheckpointError(f"{module}: LoRA weights for a module whose base weight "
                               f"{module}.weight is not in the base model's weights")
-    rank = int(a.shape[0])
+    rank = int(a.shape[0]) if a.dim() == 2 else 0
     if a.dim() != 2 or b.dim() != 2 or b.shape[1] != rank or rank == 0:
         raise CheckpointError(f"{module}: LoRA shapes {list(a.shape)} and {list(b.shape)} do "
                               "not multiply")
+    transposed = parts["embedding"] or settings.fan_in_fan_out
+    update = (int(a.shape[1]), int(b.shape[0])) if transposed else (int(b.shape[0]),
+                                                                      int(a.shape[1]))
+    # Checked before multiplying: two thin matrices of a few KB can declare a product of TBs.
+    if tuple(weight.shape) != update:
+        raise CheckpointError(f"{module}: LoRA update {list(update)} does not fit its weight "
+                              f"{list(weight.shape)}")
+    unusable = next((t for t in (weight, a, b) if t.is_meta or not t.is_floating_point()), None)
+    if unusable is not None:
+        what = ("a meta tensor (no data)" if unusable.is_meta
+                else str(unusable.dtype).removeprefix("torch."))
+        raise CheckpointError(f"{module}: a LoRA merge needs real floating-point tensors, and "
+                              f"one is {what}")
     alpha = _alpha(module, settings)
     scale = alpha / math.sqrt(rank) if settings.rslora else alpha / rank
     delta = b.float() @ a.float()
-    if parts["embedding"] or settings.fan_in_fan_out:
+    if transposed:
         delta = delta.T
-    if delta.shape != weight.shape:
-        raise CheckpointError(f"{module}: LoRA update {list(delta.shape)} does not fit its "
-                              f"weight {list(weight.shape)}")
     merged[f"{module}.weight"] = (weight.float() + delta * scale).to(weight.dtype)
     bias = parts.get("lora_B.bias")
     if bias is not None:  # lora_bias: B's bias is scaled into the layer's bias
@@ -246,6 +258,10 @@ def _alpha(module: str, settings: LoraSettings) -> float:
     """PEFT's `get_pattern_key`: a pattern names a module when it matches its end."""
     name = module.split(_WRAPPER)[-1]
     for pattern, alpha in settings.alpha_pattern.items():
+        if len(pattern) > _MAX_PATTERN or _NESTED_REPEAT.search(pattern):
+            raise CheckpointError(f"{settings.where}: alpha_pattern key {pattern[:60]!r} is "
+                                  "longer than a module name or repeats a repeated group (a "
+                                  "pattern that can take hours to match); refused")
         try:
             if re.match(rf"(.*\.)?({pattern})$", name):
                 return alpha

@@ -22,6 +22,7 @@ from builders.peft_like import (
 )
 
 from extractor.__main__ import EXIT_OK, EXIT_USAGE, main
+from extractor.errors import CheckpointError
 
 pytest.importorskip("peft")
 
@@ -201,3 +202,24 @@ def test_loralib_layers_with_alpha_in_hyper_parameters_merge_as_peft_does(tmp_pa
     assert code == EXIT_OK, text + err
     assert "from checkpoint['args']" in text
     assert assert_matches(out / "model.onnx", truth) < 1e-4
+
+
+def test_hostile_lora_shapes_and_patterns_are_refused_before_any_work(tmp_path):
+    """Two thin LoRA matrices may declare a product of terabytes: shapes are checked
+    against the weight first. A repeated group in alpha_pattern could match for hours."""
+    from extractor.resolve.checkpoint import Checkpoint
+    from extractor.resolve.lora import merge_lora
+
+    (tmp_path / "adapter_config.json").write_text(json.dumps(
+        {"peft_type": "LORA", "r": 1, "lora_alpha": 2}))
+    state = {"m.base_layer.weight": torch.zeros(4, 4),
+             "m.lora_A.default.weight": torch.zeros(1, 1 << 20),
+             "m.lora_B.default.weight": torch.zeros(1 << 20, 1)}
+    with pytest.raises(CheckpointError, match=r"LoRA update \[1048576, 1048576\] does not fit"):
+        merge_lora(Checkpoint(tmp_path / "x.pt", "torch-zip", state, "top level"))
+    (tmp_path / "adapter_config.json").write_text(json.dumps(
+        {"peft_type": "LORA", "r": 1, "lora_alpha": 2, "alpha_pattern": {"(a+)+$": 4}}))
+    state = {"m.base_layer.weight": torch.zeros(4, 4), "m.lora_A.default.weight": torch.zeros(
+        1, 4), "m.lora_B.default.weight": torch.zeros(4, 1)}
+    with pytest.raises(CheckpointError, match="repeats a repeated group"):
+        merge_lora(Checkpoint(tmp_path / "x.pt", "torch-zip", state, "top level"))
