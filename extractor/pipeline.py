@@ -46,9 +46,10 @@ from .parity import (
     reference_outputs,
 )
 from .resolve.architecture import ResolvedConfig, resolve_config
-from .resolve.checkpoint import Checkpoint, load_checkpoint
+from .resolve.checkpoint import Checkpoint
 from .resolve.config_sources import NO_TOKENIZER_CLASS, TOKENIZER_FILES, tokenizer_dir
 from .resolve.model import KeyReport, build_model
+from .resolve.opening import open_checkpoint
 from .resolve.prefixes import choose_prefix, encoder_match
 from .resolve.state_dicts import StateDict, refuse_unusable, strip_prefix
 from .tiers.accuracy import text_inputs
@@ -152,7 +153,7 @@ def extract(
     path = Path(checkpoint)
 
     step("loading checkpoint")
-    ckpt = load_checkpoint(path, trust=options.trust, max_memory=options.budget)
+    ckpt = open_checkpoint(path, trust=options.trust, max_memory=options.budget)
     chosen, weights = _encoder_weights(ckpt, options.prefix)
     destination = _destination(path, chosen, options)
     timer.lap("load")

@@ -215,10 +215,10 @@ def _overrides(items: list[str]) -> dict[str, object]:
 
 def _list(args: argparse.Namespace, console: Console) -> int:
     from ..report import render_prefixes, to_json
-    from ..resolve.checkpoint import load_checkpoint
+    from ..resolve.opening import open_checkpoint
     from ..resolve.prefixes import prefix_summary
 
-    ckpt = load_checkpoint(args.checkpoint, trust=args.trust_checkpoint,
+    ckpt = open_checkpoint(args.checkpoint, trust=args.trust_checkpoint,
                            max_memory=args.max_memory)
     rows = prefix_summary(ckpt.state_dict)
     if args.json:

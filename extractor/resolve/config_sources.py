@@ -7,6 +7,8 @@ there is it known (shapes cannot tell the number of attention heads):
 - nested in the project's own config: SpanMarker's `config.json["encoder"]`,
   GLiNER's `gliner_config.json["encoder_config"]`, and similar `*_config`,
   `encoder` or `backbone` entries;
+- an AllenNLP training config (in `model.tar.gz` or beside `best.th`): the
+  `model_name` of its transformer token embedders (`allennlp.embedder_names`);
 - inside the checkpoint: OneIE's `config` (a dict or a pickled object) naming
   `bert_model_name`, Lightning's `hyper_parameters`, and the like.
 Each place gives a full config or a model name, in that order; the caller
@@ -24,6 +26,7 @@ from transformers import PretrainedConfig
 
 from diagnostics.file_kinds import read_json
 
+from .allennlp import embedder_names
 from .checkpoint import Checkpoint
 from .encoders import ENCODER_TYPES
 from .safe_unpickle import attributes
@@ -104,8 +107,9 @@ class Candidate:
 
 def candidates(checkpoint: Checkpoint) -> list[Candidate]:
     """Every config or name the checkpoint's files carry, most specific first."""
-    found: list[Candidate] = []
     base = checkpoint.weights_dir
+    found = [Candidate(e.where, name=e.name, problem=e.problem, base_dir=base)
+             for e in embedder_names(checkpoint)]  # an AllenNLP config's token embedders
     config_json = base / "config.json"
     if config_json.is_file():
         found += _search_file(config_json, base)
