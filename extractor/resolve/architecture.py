@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from ..errors import ArchitectureError
 from .checkpoint import Checkpoint, StateDict
 from .config_checks import memory_problem, new_config, one_layer
 from .config_sources import VOCABULARY_FILES, Candidate, candidates, tokenizer_dir
+from .converted import is_typeless_encoder_config, type_from_weights
 from .encoders import build_meta, find_encoders, normalise
 from .keys import POOLER, compare_keys
 from .known_configs import builtin_config, hub_aliases
@@ -150,6 +151,14 @@ def _from_candidates(
     max_memory: int | None,
 ) -> ResolvedConfig | None:
     for candidate in sorted(candidates(checkpoint), key=lambda c: not _shares_words(c, prefix)):
+        if candidate.values is not None and is_typeless_encoder_config(candidate.values):
+            model_type, why = type_from_weights(state_dict)
+            if model_type is None:
+                rejected.append(f"{candidate.where}: no model_type, and {why}")
+                continue
+            candidate = replace(candidate, values={**candidate.values, "model_type": model_type},
+                                where=f"{candidate.where} (model_type {model_type}: the "
+                                      "weights' names)")
         try:
             config, kind, source, tokenizers, read_from = _candidate_config(candidate, cache_dir)
         except ArchitectureError as exc:

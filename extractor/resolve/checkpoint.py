@@ -2,7 +2,9 @@
 
 Pickles are loaded with `torch.load(weights_only=True)` (memory-mapped when the
 file is a zip archive), so a checkpoint that needs arbitrary code is refused
-unless the caller trusts it. The state dict is searched for wherever it sits.
+unless the caller trusts it. The state dict is searched for wherever it sits; a
+pickled model's `config` objects are kept beside it. A dynamically quantized
+checkpoint (packed int8 weights no fresh encoder holds) is named and refused.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import pickle
 import re
 import warnings
 import zipfile
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +26,7 @@ from diagnostics import limits
 from diagnostics.file_kinds import describe, read_json, safetensors_problem, torch_zip_problem
 
 from ..errors import CheckpointError, UnsafeCheckpointError
+from .converted import legacy_names
 
 StateDict = dict[str, torch.Tensor]
 
@@ -52,6 +56,8 @@ class Checkpoint:
     stand_ins: tuple[str, ...] = ()  # pickled classes read as data, none of their code run
     weights_file: Path | None = None  # the file the weights came from (inside a directory)
     notes: tuple[str, ...] = ()  # how it was read, where that differs from the usual way
+    # A pickled model's configs (`model.config`, `model.bert.config`), by where they sit.
+    module_configs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def weights_dir(self) -> Path:
@@ -63,6 +69,9 @@ def load_checkpoint(path: str | Path, trust: bool = False,
                     max_memory: int | None = None) -> Checkpoint:
     """Load a checkpoint file or a directory holding weights.
 
+    LayerNorm weights named `gamma`/`beta` (TensorFlow and Paddle conversions) are read
+    as `weight`/`bias`, as transformers' loader reads them, and a note says so.
+
     Args:
         path: a `.bin/.pt/.pth/.ckpt/.mdl` pickle (zip or legacy), a `.safetensors`
             file, or a directory (Hugging Face layout, sharded index, a single weights
@@ -72,7 +81,15 @@ def load_checkpoint(path: str | Path, trust: bool = False,
         max_memory: bytes the weights read into memory may take (default:
             `limits.default_max_memory()`); a memory-mapped zip takes none.
     """
-    path = Path(path)
+    checkpoint = _load(Path(path), trust, max_memory)
+    checkpoint.state_dict, renamed = legacy_names(checkpoint.state_dict)
+    if renamed:
+        checkpoint.notes += (f"{renamed} LayerNorm weights named gamma/beta (a TensorFlow or "
+                             "Paddle conversion) read as weight/bias, as transformers does",)
+    return checkpoint
+
+
+def _load(path: Path, trust: bool, max_memory: int | None) -> Checkpoint:
     if not path.exists():
         raise CheckpointError(f"no such file or directory: {path}")
     if path.is_dir():
@@ -95,7 +112,8 @@ def load_checkpoint(path: str | Path, trust: bool = False,
     state_dict, location = find_state_dict(obj, path)
     extra = _extra_entries(obj, state_dict)
     return Checkpoint(path, fmt, state_dict, location, extra, trusted=trust, mmap=mmap,
-                      stand_ins=stand_ins, weights_file=path, notes=notes)
+                      stand_ins=stand_ins, weights_file=path, notes=notes,
+                      module_configs=module_configs(obj))
 
 
 def _mappable_zip(path: Path, max_memory: int | None) -> bool:
@@ -162,7 +180,7 @@ def _load_directory(path: Path, trust: bool, max_memory: int | None) -> Checkpoi
         inner = Checkpoint(path, "sharded", _load_sharded(weights, trust, max_memory),
                            "top level", trusted=trust, weights_file=weights)
     else:
-        inner = load_checkpoint(weights, trust, max_memory)
+        inner = _load(weights, trust, max_memory)
     inner.path, inner.format = path, f"directory:{inner.format}"
     return inner
 
@@ -226,7 +244,7 @@ def _load_sharded(index_file: Path, trust: bool, max_memory: int | None) -> Stat
     _refuse_too_large(index_file, sum(p.stat().st_size for p in shards), max_memory,
                       "(its shards) read into memory")
     for shard_path in shards:
-        state_dict.update(load_checkpoint(shard_path, trust, max_memory).state_dict)
+        state_dict.update(_load(shard_path, trust, max_memory).state_dict)
     missing = [name for name in weight_map if name not in state_dict]
     if missing:
         raise CheckpointError(f"{index_file} lists {len(missing)} tensors its shards do not "
@@ -373,6 +391,12 @@ def find_state_dict(obj: Any, path: Path | str = "checkpoint") -> tuple[StateDic
     `model_state_dict`, ...) and nested dicts; a pickled `nn.Module` gives its
     `state_dict()`, and so does the stand-in of one whose class was not loaded.
     """
+    quantized = dynamically_quantized(obj)
+    if quantized:
+        raise CheckpointError(
+            f"{path} is a dynamically quantized checkpoint (torch.ao.quantization."
+            f"quantize_dynamic: packed int8 weights at {quantized}), which no fresh encoder "
+            "can hold; extract from the float checkpoint it came from")
     candidates: list[tuple[int, int, StateDict, str]] = []
     _collect_state_dicts(obj, "checkpoint", 0, candidates)
     if not candidates:
@@ -409,8 +433,75 @@ def _collect_state_dicts(obj: Any, where: str, depth: int, out: list) -> None:
             _collect_state_dicts(value, f"{where}[{key!r}]", depth + 1, out)
 
 
-def _module_state_dict(module: StandIn, prefix: str = "") -> StateDict:
-    """What `state_dict()` would give for a pickled module read as a stand-in."""
+_QUANTIZED_MODULES = ("torch.ao.nn.quantized.dynamic.", "torch.nn.quantized.dynamic.")
+_PACKED = "_packed_params._packed_params"  # quantize_dynamic's Linear: (int8 weight, bias)
+_MAX_MODULES = 100_000  # a pickled model's modules, walked once each (a pickle may loop)
+_MAX_CONFIGS = 16
+
+
+def dynamically_quantized(obj: Any) -> str | None:
+    """Where `obj` holds `quantize_dynamic`'s packed weights (a state-dict key, or a
+    quantized module of a pickled model, loaded or stand-in), else None."""
+    for where, item in _walk(obj, modules_only=False):
+        if _is_module(item):
+            name = (item.pickled_name if isinstance(item, StandIn)
+                    else f"{type(item).__module__}.{type(item).__qualname__}")
+            if name.startswith(_QUANTIZED_MODULES):
+                return f"{where} ({name})"
+        elif isinstance(item, Mapping):
+            packed = next((k for k in item if isinstance(k, str) and k.endswith(_PACKED)), None)
+            if packed is not None:
+                return packed
+    return None
+
+
+def module_configs(obj: Any) -> dict[str, Any]:
+    """The `config` objects a pickled model and its submodules hold (`model.config`,
+    `model.bert.config`), by where they sit, each once (its shallowest place)."""
+    found: dict[str, Any] = {}
+    for where, module in _walk(obj, modules_only=True):
+        config = module.__dict__.get("config")
+        if config is not None and not _is_module(config) and all(
+                c is not config for c in found.values()):
+            found[f"{where}.config"] = config
+            if len(found) >= _MAX_CONFIGS:
+                break
+    return found
+
+
+def _walk(obj: Any, modules_only: bool) -> Iterator[tuple[str, Any]]:
+    """Breadth first: `obj`, the modules it holds (loaded or stand-ins) at any depth, and
+    (unless `modules_only`) the mappings it nests; each once, however a pickle links them."""
+    queue: deque[tuple[str, Any, int]] = deque([("checkpoint", obj, 0)])
+    seen: set[int] = set()
+    while queue and len(seen) < _MAX_MODULES:
+        where, item, depth = queue.popleft()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if _is_module(item):
+            yield where, item
+            children = item.__dict__.get("_modules") or {}
+            queue += [(f"{where}.{name}", child, depth) for name, child in children.items()
+                      if isinstance(name, str) and _is_module(child)]
+        elif isinstance(item, Mapping) and depth <= _MAX_DEPTH:
+            if not modules_only:
+                yield where, item
+            queue += [(f"{where}[{key!r}]", value, depth + 1) for key, value in item.items()
+                      if isinstance(key, str) and (isinstance(value, Mapping) or _is_module(value))]
+
+
+def _is_module(obj: Any) -> bool:
+    return isinstance(obj, torch.nn.Module) or (
+        isinstance(obj, StandIn) and isinstance(obj.__dict__.get("_modules"), Mapping))
+
+
+def _module_state_dict(module: StandIn, prefix: str = "",
+                       ancestors: frozenset[int] = frozenset()) -> StateDict:
+    """What `state_dict()` would give for a pickled module read as a stand-in. A module
+    shared by two parents is listed under both, as torch lists it; one that holds its
+    own ancestor (a pickle may link it so) is not followed into that loop."""
+    ancestors = ancestors | {id(module)}
     found: StateDict = {}
     for kind in ("_parameters", "_buffers"):
         for name, tensor in (module.__dict__.get(kind) or {}).items():
@@ -419,8 +510,8 @@ def _module_state_dict(module: StandIn, prefix: str = "") -> StateDict:
             ):
                 found[prefix + name] = tensor
     for name, child in (module.__dict__.get("_modules") or {}).items():
-        if isinstance(child, StandIn):
-            found.update(_module_state_dict(child, f"{prefix}{name}."))
+        if isinstance(child, StandIn) and id(child) not in ancestors:
+            found.update(_module_state_dict(child, f"{prefix}{name}.", ancestors))
     return found
 
 
