@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from .config_lookup import (
     read_config_file,
 )
 from .config_sources import Candidate, candidates, tokenizer_dir
+from .converted import is_typeless_encoder_config, type_from_weights
 from .encoders import build_meta, find_encoders
 from .shape_config import MissingValues, config_from_shapes, with_values
 from .state_dicts import StateDict
@@ -152,6 +153,14 @@ def _from_candidates(
     max_memory: int | None,
 ) -> ResolvedConfig | None:
     for candidate in sorted(candidates(checkpoint), key=lambda c: not _shares_words(c, prefix)):
+        if candidate.values is not None and is_typeless_encoder_config(candidate.values):
+            model_type, why = type_from_weights(state_dict)
+            if model_type is None:
+                rejected.append(f"{candidate.where}: no model_type, and {why}")
+                continue
+            candidate = replace(candidate, values={**candidate.values, "model_type": model_type},
+                                where=f"{candidate.where} (model_type {model_type}: the "
+                                      "weights' names)")
         try:
             config, kind, source, tokenizers, read_from = candidate_config(candidate, cache_dir)
         except ArchitectureError as exc:

@@ -3,6 +3,8 @@
 A file is recognised by its bytes: safetensors, or a PyTorch pickle unpickled by
 `safe_unpickle` (memory-mapped when a zip stores its members); a directory is read in the
 Hugging Face, sharded or sentence-transformers layout. Sizes are checked before reading.
+A pickled model's `config` objects are kept beside its weights (`pickled_models`), and
+LayerNorm weights named `gamma`/`beta` are read as transformers reads them (`converted`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from diagnostics import limits
 from diagnostics.file_kinds import describe, read_json, safetensors_problem, torch_zip_problem
 
 from ..errors import CheckpointError
+from .converted import legacy_names
+from .pickled_models import module_configs
 from .safe_unpickle import first_line, torch_load
 from .state_dicts import StateDict, extra_entries, find_state_dict
 
@@ -42,6 +46,8 @@ class Checkpoint:
     stand_ins: tuple[str, ...] = ()  # pickled classes read as data, none of their code run
     weights_file: Path | None = None  # the file the weights came from (inside a directory)
     notes: tuple[str, ...] = ()  # how it was read, where that differs from the usual way
+    # A pickled model's configs (`model.config`, `model.bert.config`), by where they sit.
+    module_configs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def weights_dir(self) -> Path:
@@ -61,8 +67,19 @@ def load_checkpoint(path: str | Path, trust: bool = False,
             it, classes torch does not allow are read as inert stand-ins.
         max_memory: bytes the weights read into memory may take (default:
             `limits.default_max_memory()`); a memory-mapped zip takes none.
+
+    LayerNorm weights named `gamma`/`beta` (TensorFlow and Paddle conversions) are read
+    as `weight`/`bias`, as transformers' loader reads them, and a note says so.
     """
-    path = Path(path)
+    checkpoint = _load(Path(path), trust, max_memory)
+    checkpoint.state_dict, renamed = legacy_names(checkpoint.state_dict)
+    if renamed:
+        checkpoint.notes += (f"{renamed} LayerNorm weights named gamma/beta (a TensorFlow or "
+                             "Paddle conversion) read as weight/bias, as transformers does",)
+    return checkpoint
+
+
+def _load(path: Path, trust: bool, max_memory: int | None) -> Checkpoint:
     if not path.exists():
         raise CheckpointError(f"no such file or directory: {path}")
     if path.is_dir():
@@ -85,7 +102,8 @@ def load_checkpoint(path: str | Path, trust: bool = False,
     state_dict, location = find_state_dict(obj, path)
     extra = extra_entries(obj, state_dict)
     return Checkpoint(path, fmt, state_dict, location, extra, trusted=trust, mmap=mmap,
-                      stand_ins=stand_ins, weights_file=path, notes=notes)
+                      stand_ins=stand_ins, weights_file=path, notes=notes,
+                      module_configs=module_configs(obj))
 
 
 def _mappable_zip(path: Path, max_memory: int | None) -> bool:
@@ -152,7 +170,7 @@ def _load_directory(path: Path, trust: bool, max_memory: int | None) -> Checkpoi
         inner = Checkpoint(path, "sharded", _load_sharded(weights, trust, max_memory),
                            "top level", trusted=trust, weights_file=weights)
     else:
-        inner = load_checkpoint(weights, trust, max_memory)
+        inner = _load(weights, trust, max_memory)
     inner.path, inner.format = path, f"directory:{inner.format}"
     return inner
 
@@ -216,7 +234,7 @@ def _load_sharded(index_file: Path, trust: bool, max_memory: int | None) -> Stat
     _refuse_too_large(index_file, sum(p.stat().st_size for p in shards), max_memory,
                       "(its shards) read into memory")
     for shard_path in shards:
-        state_dict.update(load_checkpoint(shard_path, trust, max_memory).state_dict)
+        state_dict.update(_load(shard_path, trust, max_memory).state_dict)
     missing = [name for name in weight_map if name not in state_dict]
     if missing:
         raise CheckpointError(f"{index_file} lists {len(missing)} tensors its shards do not "

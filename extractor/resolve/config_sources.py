@@ -9,10 +9,15 @@ there is it known (shapes cannot tell the number of attention heads):
   `encoder` or `backbone` entries;
 - an AllenNLP training config (in `model.tar.gz` or beside `best.th`): the
   `model_name` of its transformer token embedders (`allennlp.embedder_names`);
+- a whole pickled model (`torch.save(model)`): the `config` objects it and its
+  submodules hold (`model.bert.config`), a transformers config read as data from
+  its stand-in when the file is not trusted (its type from its class's name);
 - inside the checkpoint: OneIE's `config` (a dict or a pickled object) naming
   `bert_model_name`, Lightning's `hyper_parameters`, and the like.
 Each place gives a full config or a model name, in that order; the caller
-checks each against the weights.
+checks each against the weights. A config with an encoder's sizes but no
+`model_type` (a TensorFlow or Paddle conversion's) is a candidate too: the caller
+takes its type from the weights, where their names single one out.
 """
 
 from __future__ import annotations
@@ -22,14 +27,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import PretrainedConfig
 
 from diagnostics.file_kinds import read_json
 
 from .allennlp import embedder_names
 from .checkpoint import Checkpoint
+from .converted import is_typeless_encoder_config
 from .encoders import ENCODER_TYPES
-from .safe_unpickle import attributes
+from .safe_unpickle import StandIn, attributes
 
 # Keys under which a config names its encoder (OneIE: bert_model_name; GLiNER: model_name).
 NAME_KEYS = (
@@ -120,6 +127,8 @@ def candidates(checkpoint: Checkpoint) -> list[Candidate]:
             found += _search_file(other, base)
     outer = checkpoint.path if checkpoint.path.is_dir() else checkpoint.path.parent
     inside: list[Candidate] = []
+    for where, config in checkpoint.module_configs.items():  # what the model was built with
+        inside += _search(config, where, outer)
     for key in CHECKPOINT_CONTAINERS:
         if key in checkpoint.extra:
             inside += _search(checkpoint.extra[key], f"checkpoint[{key!r}]", outer)
@@ -146,29 +155,80 @@ def _search_file(path: Path, base: Path) -> list[Candidate]:
     except ValueError as exc:  # listed with the reason; the weights decide what else fits
         return [Candidate(path.name, problem=f"not readable JSON: {exc}", base_dir=base)]
     return [replace(c, file=path.resolve()) if c.values is not None else c
-            for c in _search(values, path.name, base)]
+            for c in _search(values, path.name, base, typeless=True)]
 
 
-def _search(obj: Any, where: str, base: Path, depth: int = 0) -> Iterator[Candidate]:
-    """Full encoder configs first (this level, then nested), then names."""
-    if isinstance(obj, PretrainedConfig):
-        obj = obj.to_dict()
-    values = attributes(obj)
+def _search(obj: Any, where: str, base: Path, depth: int = 0, typeless: bool = False
+            ) -> Iterator[Candidate]:
+    """Full encoder configs first (this level, then nested), then names. With `typeless`
+    (a config file: what a conversion writes) a config without `model_type` is one too;
+    a training run's hyper-parameters with a few sizes are not."""
+    values = pickled_config_values(obj) or attributes(obj)
     if values is None or depth > _MAX_DEPTH:
         return []
     found: list[Candidate] = []
-    if is_encoder_config(values):
+    if is_encoder_config(values) or (typeless and is_typeless_encoder_config(values)):
         found.append(Candidate(where, values=values, base_dir=base))
     nested = [k for k in (*NESTED_KEYS, *CHECKPOINT_CONTAINERS) if k in values] + sorted(
         k for k in values if isinstance(k, str) and k.endswith("_config") and k not in NESTED_KEYS
     )
     for key in nested:
-        found += _search(values[key], f"{where}[{key!r}]", base, depth + 1)
+        found += _search(values[key], f"{where}[{key!r}]", base, depth + 1, typeless)
     for key in NAME_KEYS:
         name = values.get(key)
         if isinstance(name, str) and name.strip():
             found.append(Candidate(f"{where}[{key!r}]={name!r}", name=name.strip(), base_dir=base))
     return found
+
+
+def pickled_config_values(obj: Any) -> dict[str, Any] | None:
+    """A transformers config object's values with its `model_type`, whether it was
+    unpickled (trusted) or read as a stand-in (its recorded attributes, none of its code
+    run: the type is found by the class's name among transformers' own); else None."""
+    if isinstance(obj, PretrainedConfig):
+        return obj.to_dict()
+    if not isinstance(obj, StandIn):
+        return None
+    model_type = _transformers_config_type(obj.pickled_name)
+    values = attributes(obj)
+    if model_type is None or values is None:
+        return None
+    # What its to_dict() would write: dtypes by name; objects of other classes are no
+    # config value (a stand-in's own attributes would reach config.json).
+    values = {k: str(v).removeprefix("torch.") if isinstance(v, torch.dtype) else v
+              for k, v in values.items()}
+    return {**{k: v for k, v in values.items() if _json_like(v)}, "model_type": model_type}
+
+
+def _json_like(value: Any, depth: int = 0) -> bool:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return True
+    if depth > _MAX_DEPTH:
+        return False
+    if isinstance(value, (list, tuple)):
+        return all(_json_like(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, (str, int)) and _json_like(v, depth + 1)
+                   for k, v in value.items())
+    return False
+
+
+def _transformers_config_type(pickled_name: str) -> str | None:
+    """`transformers.models.bert.configuration_bert.BertConfig` -> "bert" (also the older
+    `transformers.configuration_bert.BertConfig`); None for any other class."""
+    from transformers.models.auto.configuration_auto import (
+        CONFIG_MAPPING_NAMES,
+        model_type_to_module_name,
+    )
+
+    module, _, name = pickled_name.rpartition(".")
+    if module.split(".")[0] != "transformers":
+        return None
+    types = [t for t, class_name in CONFIG_MAPPING_NAMES.items() if class_name == name]
+    if len(types) > 1:  # a class several types share: the module says which
+        types = [t for t in types if f".configuration_{model_type_to_module_name(t)}"
+                 in module]
+    return types[0] if len(types) == 1 else None
 
 
 def is_encoder_config(values: Mapping[str, Any]) -> bool:

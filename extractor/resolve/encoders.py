@@ -80,9 +80,10 @@ VARIANTS: dict[str, tuple[dict[str, Any], ...]] = {
     "electra": ({"embedding_size": 256},),  # no projection when it equals the hidden size
     "funnel": ({"architectures": ["FunnelBaseModel"]},),
     "bert": ({"position_embedding_type": "relative_key"},),
+    "ernie": ({"use_task_id": True},),  # ERNIE 3.0 and UIE: task-type embeddings
 }
 _LAYER_INDEX = re.compile(r"(?<=\.)\d+(?=\.)|^\d+(?=\.)")
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)

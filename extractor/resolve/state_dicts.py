@@ -14,13 +14,13 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
+from .pickled_models import MAX_DEPTH, dynamically_quantized
 from .safe_unpickle import StandIn
 
 StateDict = dict[str, torch.Tensor]
 
 # Keys under which training code usually stores the model's state dict, best first.
 _STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "module", "network", "net")
-_MAX_DEPTH = 4
 
 
 def find_state_dict(obj: Any, path: Path | str = "checkpoint") -> tuple[StateDict, str]:
@@ -30,6 +30,12 @@ def find_state_dict(obj: Any, path: Path | str = "checkpoint") -> tuple[StateDic
     `model_state_dict`, ...) and nested dicts; a pickled `nn.Module` gives its
     `state_dict()`, and so does the stand-in of one whose class was not loaded.
     """
+    quantized = dynamically_quantized(obj)
+    if quantized:
+        raise CheckpointError(
+            f"{path} is a dynamically quantized checkpoint (torch.ao.quantization."
+            f"quantize_dynamic: packed int8 weights at {quantized}), which no fresh encoder "
+            "can hold; extract from the float checkpoint it came from")
     candidates: list[tuple[int, int, StateDict, str]] = []
     _collect_state_dicts(obj, "checkpoint", 0, candidates)
     if not candidates:
@@ -41,7 +47,7 @@ def find_state_dict(obj: Any, path: Path | str = "checkpoint") -> tuple[StateDic
 
 
 def _collect_state_dicts(obj: Any, where: str, depth: int, out: list) -> None:
-    if depth > _MAX_DEPTH:
+    if depth > MAX_DEPTH:
         return
     if isinstance(obj, torch.nn.Module):
         out.append((len(obj.state_dict()), 0, dict(obj.state_dict()), f"{where}.state_dict()"))
@@ -66,8 +72,12 @@ def _collect_state_dicts(obj: Any, where: str, depth: int, out: list) -> None:
             _collect_state_dicts(value, f"{where}[{key!r}]", depth + 1, out)
 
 
-def _module_state_dict(module: StandIn, prefix: str = "") -> StateDict:
-    """What `state_dict()` would give for a pickled module read as a stand-in."""
+def _module_state_dict(module: StandIn, prefix: str = "",
+                       ancestors: frozenset[int] = frozenset()) -> StateDict:
+    """What `state_dict()` would give for a pickled module read as a stand-in. A module
+    shared by two parents is listed under both, as torch lists it; one that holds its
+    own ancestor (a pickle may link it so) is not followed into that loop."""
+    ancestors = ancestors | {id(module)}
     found: StateDict = {}
     for kind in ("_parameters", "_buffers"):
         for name, tensor in (module.__dict__.get(kind) or {}).items():
@@ -76,8 +86,8 @@ def _module_state_dict(module: StandIn, prefix: str = "") -> StateDict:
             ):
                 found[prefix + name] = tensor
     for name, child in (module.__dict__.get("_modules") or {}).items():
-        if isinstance(child, StandIn):
-            found.update(_module_state_dict(child, f"{prefix}{name}."))
+        if isinstance(child, StandIn) and id(child) not in ancestors:
+            found.update(_module_state_dict(child, f"{prefix}{name}.", ancestors))
     return found
 
 
