@@ -223,3 +223,31 @@ def test_hostile_lora_shapes_and_patterns_are_refused_before_any_work(tmp_path):
         1, 4), "m.lora_B.default.weight": torch.zeros(4, 1)}
     with pytest.raises(CheckpointError, match="repeats a repeated group"):
         merge_lora(Checkpoint(tmp_path / "x.pt", "torch-zip", state, "top level"))
+
+
+def test_unmerged_lora_over_real_minilm_weights_matches_peft_merge(tmp_path, capsys, minilm_dir):
+    """GLiNER fine-tuned with LoRA on all-MiniLM-L6-v2 (12 heads of 32, 6 layers), its
+    encoder saved unmerged under GLiNER's attribute: merged as PEFT merges it."""
+    from builders.layouts import minilm
+    from peft import LoraConfig, get_peft_model
+
+    peft_model = get_peft_model(minilm(minilm_dir), LoraConfig(
+        r=8, lora_alpha=16, target_modules=["query", "value"], lora_dropout=0.0)).eval()
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:  # PEFT starts it at zero; training moves it
+                p.copy_(torch.randn_like(p) * 0.05)
+    truth = merged(peft_model)
+    ids = torch.tensor([[101, 7592, 2088, 2003, 102]])
+    with torch.no_grad():  # the adapter changes the numbers: a merge that dropped it fails
+        gap = truth(ids).last_hidden_state - minilm(minilm_dir)(ids).last_hidden_state
+    assert gap.abs().max() > 1e-2
+    path = composite(tmp_path / "run", peft_model, prefix="token_rep_layer.bert_layer.model.")
+    out = tmp_path / "out"
+    code, text, err = _run(capsys, path, "-o", out)
+    assert code == EXIT_OK, text + err
+    assert "LoRA merged into 12 modules" in text
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["num_attention_heads"] == 12
+    assert assert_matches(out / "model.onnx", truth) < 1e-4
