@@ -1,10 +1,13 @@
 """What inside a diverging module explains it, where that can be shown from the file.
 
-Three causes are looked for, in order: a LayerNormalization whose epsilon is not the
+Four causes are looked for, in order: a LayerNormalization whose epsilon is not the
 module's `eps`; an integer constant holding the export dummy's batch or sequence size
-(recorded as `subgraft.dummy_*`: a size frozen at export); a weight that differs
-from the module's parameter (the same shape, or transposed as exporters store
-Linear weights). None found is None: a cause is never guessed.
+(recorded as `subgraft.dummy_*`: a size frozen at export), an index that picks an
+axis (of a Shape, or an Unsqueeze's axes) aside; upstream of the module's inputs, in
+nodes no agreeing module holds, an integer constant sized for the dummy's sequence (a
+dim of k x the recorded sequence: position tables computed from Python ints); a weight
+that differs from the module's parameter (the same shape, or transposed as exporters
+store Linear weights). None found is None: a cause is never guessed.
 """
 
 from __future__ import annotations
@@ -22,12 +25,22 @@ _INTS = {onnx.TensorProto.INT64, onnx.TensorProto.INT32}
 _SMALL = 16
 
 
+_AXES = {"Unsqueeze": 1, "Squeeze": 1, "Slice": 3, "ReduceSum": 1, "ReduceMean": 1,
+         "ReduceMax": 1, "ReduceMin": 1, "ReduceProd": 1, "ReduceL2": 1}
+_UPSTREAM = 400  # nodes walked back from a module's inputs
+_MULTIPLES = 4  # a dim of 1..4 x the dummy's sequence counts as sized for it
+
+
 def find_cause(module: str, nodes: list[onnx.NodeProto], modules: dict, loaded: LoadedModel,
-               prefix: tuple[str, str], atol: float) -> str | None:
+               prefix: tuple[str, str], atol: float, inputs: list[str] = (),
+               agreed: frozenset[str] = frozenset()) -> str | None:
     """Args:
         modules: the reference's modules by name.
+        inputs: the values entering the module's scope.
+        agreed: values that agreed with their module's output: the upstream walk stops there.
     """
     return (_epsilon(nodes, modules, prefix) or _dummy_constant(nodes, loaded)
+            or _sized_upstream(inputs, agreed, loaded)
             or _weights(module, nodes, modules, loaded, atol))
 
 
@@ -60,8 +73,11 @@ def _dummy_constant(nodes, loaded: LoadedModel) -> str | None:
     initializers = {t.name: t for t in loaded.model.graph.initializer}
     constants = {n.output[0]: n for n in loaded.model.graph.node
                  if n.op_type == "Constant" and n.output}
+    shapes = {n.output[0] for n in loaded.model.graph.node if n.op_type == "Shape"}
     for node in nodes:
-        for name in node.input:
+        for position, name in enumerate(node.input):
+            if _picks_axis(node, position, shapes):
+                continue
             values = _small_ints(initializers.get(name), constants.get(name))
             if values is None:
                 continue
@@ -73,6 +89,60 @@ def _dummy_constant(nodes, loaded: LoadedModel) -> str | None:
                     return (f"constant {name} = {values} read by {node.op_type} {node.name} "
                             f"holds the export dummy's {role} {size}{how}: a size frozen at "
                             "export (python -m diagnostics check finds it, repair rewrites it)")
+    return None
+
+
+def _picks_axis(node: onnx.NodeProto, position: int, shapes: set[str]) -> bool:
+    """The input names an axis (an Unsqueeze's axes, an index into a Shape), not a size."""
+    if node.op_type == "Gather" and position == 1:
+        return bool(node.input) and node.input[0] in shapes
+    return _AXES.get(node.op_type) == position
+
+
+def _sized_upstream(inputs, agreed: frozenset[str], loaded: LoadedModel) -> str | None:
+    """An integer constant with a dim of k x the recorded dummy sequence, in the nodes
+    that compute the module's inputs (stopping at values that agreed)."""
+    signature = read_signature(loaded.model)
+    sequence = signature.dummy.get("sequence")
+    if signature.dummy_source not in ("metadata", "static inputs") or not sequence \
+            or sequence < 5:
+        return None  # a guessed or tiny sequence size is everywhere
+    graph = loaded.model.graph
+    producer = {o: n for n in graph.node for o in n.output if o}
+    initializers = {t.name: t for t in graph.initializer}
+    queue, seen, walked = list(inputs), set(inputs), 0
+    while queue and walked < _UPSTREAM:
+        value = queue.pop(0)
+        node = producer.get(value)
+        tensor = initializers.get(value)
+        if node is not None and node.op_type == "Constant":
+            attrs = {a.name: a for a in node.attribute}
+            tensor = attrs["value"].t if "value" in attrs else None
+        if tensor is not None:
+            found = _sized_for(tensor, sequence)
+            if found:
+                return (f"constant {value} of shape {list(tensor.dims)} ({found}) computes "
+                        f"an input of this module: values computed for the export dummy's "
+                        f"sequence {sequence} in Python and frozen at export")
+            continue
+        if node is None:
+            continue
+        walked += 1
+        for name in node.input:
+            if name and name not in seen and name not in agreed:
+                seen.add(name)
+                queue.append(name)
+    return None
+
+
+def _sized_for(tensor: onnx.TensorProto, sequence: int) -> str | None:
+    if tensor.data_type not in _INTS:
+        return None
+    for dim in tensor.dims:
+        for k in range(1, _MULTIPLES + 1):
+            if dim == k * sequence:
+                return f"{dim} = the dummy's sequence" if k == 1 else \
+                    f"{dim} = {k} x the dummy's sequence {sequence}"
     return None
 
 

@@ -259,7 +259,9 @@ def _first_divergence(diffs: list[ModuleDiff], calls: list[Call], inputs: dict[s
             continue
         nodes = scopes.nodes[diff.module]
         onnx_source = next((s for s in (node_source(n).location for n in nodes) if s), None)
-        cause = find_cause(diff.module, nodes, named, loaded, scopes.prefix, atol)
+        agreed = frozenset(d.onnx_value for d in diffs if d.agrees)
+        cause = find_cause(diff.module, nodes, named, loaded, scopes.prefix, atol,
+                           scopes.inputs.get(diff.module, []), agreed)
         return Divergence(diff.module, diff.module_class,
                           tuple(n.name for n in nodes[:_MAX_NODES]),
                           by_name[diff.module].source, onnx_source, diff.max_abs,
