@@ -1,9 +1,11 @@
 """What inside a diverging module explains it, where that can be shown from the file.
 
-Four causes are looked for, in order: a LayerNormalization whose epsilon is not the
+Causes looked for, in order: a LayerNormalization whose epsilon is not the
 module's `eps`; an integer constant holding the export dummy's batch or sequence size
 (recorded as `subgraft.dummy_*`: a size frozen at export), an index that picks an
-axis (of a Shape, or an Unsqueeze's axes) aside; upstream of the module's inputs, in
+axis (of a Shape, or an Unsqueeze's axes) aside, or a float scalar equal to a recorded
+dummy size of 5 or more (a size frozen into arithmetic); a Div cast to an integer
+(ONNX truncates where PyTorch's floor_divide floors); upstream of the module's inputs, in
 nodes no agreeing module holds, an integer constant sized for the dummy's sequence (a
 dim of k x the recorded sequence: position tables computed from Python ints); a weight
 that differs from the module's parameter (the same shape, or transposed as exporters
@@ -22,6 +24,12 @@ from ..loading import LoadedModel
 from .align import rename
 
 _INTS = {onnx.TensorProto.INT64, onnx.TensorProto.INT32}
+_ALL_INTS = {onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.INT16,
+             onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.UINT16,
+             onnx.TensorProto.UINT32, onnx.TensorProto.UINT64}
+_FLOATS = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16}
+_ARITHMETIC = 5  # a float constant counts as a frozen size only from this size up (2.0, 3.0
+# are exponents and factors everywhere)
 _SMALL = 16
 
 
@@ -40,8 +48,28 @@ def find_cause(module: str, nodes: list[onnx.NodeProto], modules: dict, loaded: 
         agreed: values that agreed with their module's output: the upstream walk stops there.
     """
     return (_epsilon(nodes, modules, prefix) or _dummy_constant(nodes, loaded)
-            or _sized_upstream(inputs, agreed, loaded)
+            or _truncating_division(nodes, loaded) or _sized_upstream(inputs, agreed, loaded)
             or _weights(module, nodes, modules, loaded, atol))
+
+
+def _truncating_division(nodes, loaded: LoadedModel) -> str | None:
+    """A Div whose quotient is cast to an integer type: ONNX's Cast (and integer Div)
+    truncate toward zero where PyTorch's floor_divide and `//` floor, so every negative
+    non-integral quotient is 1 off (the TorchScript exporter writes floor_divide so)."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in loaded.model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    for node in nodes:
+        if node.op_type != "Div" or not node.output:
+            continue
+        for cast in consumers.get(node.output[0], ()):
+            attrs = {a.name: a.i for a in cast.attribute}
+            if cast.op_type == "Cast" and attrs.get("to") in _ALL_INTS:
+                return (f"Div {node.name} is cast to an integer by {cast.name}: ONNX truncates "
+                        "toward zero where PyTorch's floor_divide (//) floors, so negative "
+                        "quotients differ by 1")
+    return None
 
 
 def _epsilon(nodes, modules: dict, prefix) -> str | None:
@@ -79,17 +107,37 @@ def _dummy_constant(nodes, loaded: LoadedModel) -> str | None:
             if _picks_axis(node, position, shapes):
                 continue
             values = _small_ints(initializers.get(name), constants.get(name))
-            if values is None:
-                continue
-            if not recorded and values[:2] != [dummy.get("batch"), dummy.get("sequence")]:
-                continue
+            if values is not None and (recorded or values[:2] == [dummy.get("batch"),
+                                                                  dummy.get("sequence")]):
+                for role, size in dummy.items():
+                    if size in values:
+                        how = "" if recorded else " (the usual default; the file records none)"
+                        return (f"constant {name} = {values} read by {node.op_type} "
+                                f"{node.name} holds the export dummy's {role} {size}{how}: a "
+                                "size frozen at export (python -m diagnostics check finds it, "
+                                "repair rewrites it)")
+            number = _float_scalar(initializers.get(name), constants.get(name))
             for role, size in dummy.items():
-                if size in values:
-                    how = "" if recorded else " (the usual default; the file records none)"
-                    return (f"constant {name} = {values} read by {node.op_type} {node.name} "
-                            f"holds the export dummy's {role} {size}{how}: a size frozen at "
-                            "export (python -m diagnostics check finds it, repair rewrites it)")
+                if recorded and number == size and size >= _ARITHMETIC:
+                    return (f"constant {name} = {number:g} read by {node.op_type} {node.name} "
+                            f"is the export dummy's {role} {size}: a size taken as a Python "
+                            "number and frozen into arithmetic at export (not a shape: check "
+                            "does not see it; compute it from the tensor, e.g. x.size(1), "
+                            "not int(x.size(1)))")
     return None
+
+
+def _float_scalar(tensor: onnx.TensorProto | None, constant: onnx.NodeProto | None
+                  ) -> float | None:
+    if tensor is None and constant is not None:
+        attrs = {a.name: a for a in constant.attribute}
+        if "value_float" in attrs:
+            return float(attrs["value_float"].f)
+        tensor = attrs["value"].t if "value" in attrs else None
+    if tensor is None or tensor.data_type not in _FLOATS or np.prod(tensor.dims) != 1 \
+            or tensor.data_location == onnx.TensorProto.EXTERNAL:
+        return None
+    return float(numpy_helper.to_array(tensor).reshape(-1)[0])
 
 
 def _picks_axis(node: onnx.NodeProto, position: int, shapes: set[str]) -> bool:

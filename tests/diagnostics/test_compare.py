@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -228,3 +235,61 @@ def test_render_names_the_divergence_and_escapes_file_strings():
     assert "first divergence" in text and "encoder.[red]x[/].\\x1b[2J" in text
     assert "[bold]node" in text and "initializer [w] differs" in text and "f.py:3" in text
     assert "\x1b" not in text
+
+
+def _served(url: str) -> onnx.ModelProto:
+    """The page names the model as /data/<name>; fetch and parse those bytes."""
+    with urllib.request.urlopen(url + "/", timeout=10) as page:
+        path = re.search(r'<meta name="file" content="(/data/[^"]+)">', page.read().decode())[1]
+    with urllib.request.urlopen(url + path, timeout=10) as data:
+        return onnx.load_from_string(data.read())
+
+
+def test_netron_marks_every_node_of_the_divergent_module_and_only_those(cases, tmp_path):
+    from diagnostics.view.netron import open_compare_in_netron
+
+    report = compare(cases["torchscript", "weight"], cases["reference"])
+    first = report.first_divergence
+    with open_compare_in_netron(report, browse=False, directory=tmp_path) as view:
+        served = _served(view.url)
+        marked = {n.name: {p.key: p.value for p in n.metadata_props}
+                  for n in served.graph.node if any(p.key.startswith("subgraft.")
+                                                    for p in n.metadata_props)}
+        assert set(marked) == set(first.onnx_nodes) and view.flagged == first.onnx_nodes
+        props = marked[first.onnx_nodes[0]]
+        assert props["subgraft.divergence"] == (f"first divergent module: {compare_cases.DENSE} "
+                                                "(Linear)")
+        assert "differs from parameter" in props["subgraft.cause"]
+        assert props["subgraft.source"].startswith(first.source.rsplit(":", 1)[0])
+        assert view.focus in first.onnx_nodes and view.neighbourhood_nodes > 0
+        assert not served.graph.initializer or all(  # weights are never served
+            t.data_location == onnx.TensorProto.EXTERNAL or not t.raw_data
+            or len(t.raw_data) <= 64 * 1024 for t in served.graph.initializer)
+    host, port = view.address
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        assert probe.connect_ex((host, port)) != 0  # stopped on leaving the block
+
+
+def test_compare_netron_cli_serves_until_ctrl_c_and_exits_1(cases):
+    argv = [sys.executable, "-m", "diagnostics", "compare", str(cases["torchscript", "weight"]),
+            "--reference", str(cases["reference"]), "--netron", "--no-browser"]
+    process = subprocess.Popen(argv, cwd=Path(__file__).resolve().parents[2],
+                               env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        text = ""
+        while "Serving until Ctrl+C" not in text:
+            line = process.stdout.readline()
+            assert line, f"exited early: {process.stderr.read()}"
+            text += line
+        url = re.search(r"Netron: (http://127\.0\.0\.1:\d+)", text)[1]
+        assert '"/model/encoder/layer.1/attention/output/dense/MatMul"' in text
+        node = next(n for n in _served(url).graph.node
+                    if n.name == "/model/encoder/layer.1/attention/output/dense/MatMul")
+        assert {p.key for p in node.metadata_props} >= {"subgraft.divergence", "subgraft.cause"}
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == EXIT_FAILED
+    finally:
+        if process.poll() is None:
+            process.kill()
