@@ -293,3 +293,23 @@ def test_compare_netron_cli_serves_until_ctrl_c_and_exits_1(cases):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_length_frozen_into_arithmetic_names_the_module_and_the_dummy_constant(tmp_path):
+    """`x / int(x.size(1))`: the trace keeps the dummy's 17 as a Div operand (no shape is
+    involved, so `check` sees nothing); at 2x13 that module's output is off by 17/13."""
+    model, path, module = compare_cases.arithmetic_case(tmp_path, "python-length")
+    first = compare(path, model).first_divergence
+    assert first is not None and first.module == module
+    assert first.input_max_abs < 1e-5 < first.max_abs
+    assert "= 17 read by Div" in first.cause and "dummy's sequence 17" in first.cause
+    assert "frozen into arithmetic" in first.cause
+
+
+def test_floor_divide_truncated_by_onnx_names_the_module_and_the_cast(tmp_path):
+    model, path, module = compare_cases.arithmetic_case(tmp_path, "floor-divide")
+    first = compare(path, model).first_divergence
+    assert first is not None and first.module == module
+    assert first.input_max_abs < 1e-5 < first.max_abs
+    assert first.cause.startswith("Div /model/encoder/layer.1/intermediate/Div is cast")
+    assert "truncates toward zero" in first.cause
