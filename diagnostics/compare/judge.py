@@ -90,9 +90,11 @@ def compare(
     seen = _Measured()
     types, exposed = float_types(loaded.model), scopes.crossing()
     for _, feed in runs:
-        calls, counts = capture_torch(module, feed)
-        seen.add_run(calls, counts, run_exposed(loaded, feed, exposed, types), scopes, named,
-                     atol, rtol)
+        # onnxruntime first, its session (a copy of every weight) gone before PyTorch's
+        # forward touches the reference's; then each module is measured as its hook fires.
+        values = run_exposed(loaded, feed, exposed, types)
+        seen.add_run(module, feed, values, scopes, named, atol, rtol)
+        del values
     diffs = []
     for call in seen.calls:
         if call.module in seen.chosen:
@@ -124,31 +126,52 @@ class _Measured:
     inputs: dict[str, _Stats] = field(default_factory=dict)
     unaligned: dict[str, str] = field(default_factory=dict)
 
-    def add_run(self, calls: list[Call], counts: dict[str, int], values: dict[str, np.ndarray],
+    def add_run(self, module, feed: dict[str, np.ndarray], values: dict[str, np.ndarray],
                 scopes: Scopes, named: dict, atol: float, rtol: float) -> None:
-        if not self.called:
+        """Run the reference on `feed`, measuring each call against `values` as it completes
+        (only the numbers are kept, never the tensors). A module called more than once is
+        measured too, and dropped once the forward's counts show it (the graph cannot tell
+        its calls apart)."""
+        first = not self.called
+        calls: list[Call] = []
+        measured: set[str] = set()
+        skip = set(self.unaligned) | self.identities
+
+        def on_call(call: Call) -> None:
+            calls.append(replace(call, inputs=(), outputs=()))
+            if call.module in measured:
+                return  # a second call in this forward: the counts drop the module below
+            if call.identity and call.module not in scopes.nodes:
+                return  # a dropout in eval: nothing of its own
+            if call.module not in skip and call.module in scopes.nodes:
+                measured.add(call.module)
+                self._add_call(call, scopes, values, atol, rtol)
+
+        counts = capture_torch(module, feed, on_call)
+        if first:
             self.calls, self.called = [c for c in calls if counts[c.module] == 1], set(counts)
             self.identities = {c.module for c in calls
                                if c.identity and c.module not in scopes.nodes}
             self.unaligned.update(_not_aligned(named, counts, scopes, self.identities))
-        for call in calls:
-            if call.module in self.unaligned or call.module in self.identities \
-                    or counts[call.module] != 1:
-                continue
-            value = self.chosen.get(call.module) or _pick_output(call, scopes, values)
-            if isinstance(value, Unaligned):
-                self.unaligned[call.module] = value.reason
-                continue
-            if not call.outputs or values[value].shape != call.outputs[0].shape:
-                self.unaligned[call.module] = (f"{value}, its value on the first inputs, has "
-                                               "another shape than its output on later ones")
-                self.chosen.pop(call.module, None)
-                continue
-            self.chosen[call.module] = value
-            self.outputs.setdefault(call.module, _Stats()).add(values[value], call.outputs[0],
-                                                               atol, rtol)
-            _add_inputs(call, scopes, values, self.inputs.setdefault(call.module, _Stats()),
-                        atol, rtol)
+        for name in [n for n in self.chosen if counts.get(n, 0) != 1]:
+            self.chosen.pop(name)
+
+    def _add_call(self, call: Call, scopes: Scopes, values: dict[str, np.ndarray], atol: float,
+                  rtol: float) -> None:
+        value = self.chosen.get(call.module) or _pick_output(call, scopes, values)
+        if isinstance(value, Unaligned):
+            self.unaligned[call.module] = value.reason
+            return
+        if not call.outputs or values[value].shape != call.outputs[0].shape:
+            self.unaligned[call.module] = (f"{value}, its value on the first inputs, has "
+                                           "another shape than its output on later ones")
+            self.chosen.pop(call.module, None)
+            return
+        self.chosen[call.module] = value
+        self.outputs.setdefault(call.module, _Stats()).add(values[value], call.outputs[0],
+                                                           atol, rtol)
+        _add_inputs(call, scopes, values, self.inputs.setdefault(call.module, _Stats()),
+                    atol, rtol)
 
 
 def _notes(scopes: Scopes, named: dict, called: set[str], identities: set[str]

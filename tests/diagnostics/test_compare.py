@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 from builders import broken_models, compare_cases
 from rich.console import Console
 
@@ -313,3 +314,29 @@ def test_floor_divide_truncated_by_onnx_names_the_module_and_the_cast(tmp_path):
     assert first.input_max_abs < 1e-5 < first.max_abs
     assert first.cause.startswith("Div /model/encoder/layer.1/intermediate/Div is cast")
     assert "truncates toward zero" in first.cause
+
+
+class _Twice(torch.nn.Module):
+    """One Linear called twice in a forward, another once: the graph cannot tell the two
+    calls of the first apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shared, self.head = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.head(self.shared(self.shared(x)))
+
+
+def test_a_module_called_twice_is_unaligned_while_the_rest_is_measured(tmp_path):
+    torch.manual_seed(0)
+    model = _Twice().eval()
+    path = tmp_path / "twice.onnx"
+    torch.onnx.export(model, (torch.randn(2, 8),), str(path), input_names=["x"],
+                      dynamic_axes={"x": {0: "batch"}}, dynamo=False)
+    np.savez(tmp_path / "x.npz", x=np.random.default_rng(0).standard_normal((3, 8), np.float32))
+    report = compare(path, model, inputs=[str(tmp_path / "x.npz")])
+    unaligned = {u.module: u.reason for u in report.unaligned}
+    assert unaligned == {"shared": "called 2 times in one forward: the graph does not tell "
+                                   "its calls apart"}
+    assert [m.module for m in report.modules] == ["head", ""] and report.ok
