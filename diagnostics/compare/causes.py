@@ -9,7 +9,9 @@ dummy size of 5 or more (a size frozen into arithmetic); a Div cast to an intege
 nodes no agreeing module holds, an integer constant sized for the dummy's sequence (a
 dim of k x the recorded sequence: position tables computed from Python ints); a weight
 that differs from the module's parameter (the same shape, or transposed as exporters
-store Linear weights). None found is None: a cause is never guessed.
+store Linear weights; not one another parameter holds exactly). A dummy size every run
+had too explains nothing, and a size divided is never negative. None found is None: a
+cause is never guessed.
 """
 
 from __future__ import annotations
@@ -41,15 +43,27 @@ _MULTIPLES = 4  # a dim of 1..4 x the dummy's sequence counts as sized for it
 
 def find_cause(module: str, nodes: list[onnx.NodeProto], modules: dict, loaded: LoadedModel,
                prefix: tuple[str, str], atol: float, inputs: list[str] = (),
-               agreed: frozenset[str] = frozenset()) -> str | None:
+               agreed: frozenset[str] = frozenset(),
+               run_sizes: dict[str, set[int]] | None = None) -> str | None:
     """Args:
         modules: the reference's modules by name.
         inputs: the values entering the module's scope.
         agreed: values that agreed with their module's output: the upstream walk stops there.
+        run_sizes: role -> the sizes the runs had; a dummy size every run shared cannot
+            explain a divergence, so that role is not looked for.
     """
-    return (_epsilon(nodes, modules, prefix) or _dummy_constant(nodes, loaded)
-            or _truncating_division(nodes, loaded) or _sized_upstream(inputs, agreed, loaded)
+    dummy = _dummy_sizes(loaded, run_sizes or {})
+    return (_epsilon(nodes, modules, prefix) or _dummy_constant(nodes, loaded, dummy)
+            or _truncating_division(nodes, loaded)
+            or _sized_upstream(inputs, agreed, loaded, dummy)
             or _weights(module, nodes, modules, loaded, atol))
+
+
+def _dummy_sizes(loaded: LoadedModel, run_sizes: dict[str, set[int]]) -> dict[str, int]:
+    """The export dummy's sizes by role, less those every run had too."""
+    signature = read_signature(loaded.model)
+    return {r: signature.dummy[r] for r in ROLES if r in signature.dummy
+            and run_sizes.get(r) != {signature.dummy[r]}}
 
 
 def _truncating_division(nodes, loaded: LoadedModel) -> str | None:
@@ -60,9 +74,12 @@ def _truncating_division(nodes, loaded: LoadedModel) -> str | None:
     for node in loaded.model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
+    producer = {o: n for n in loaded.model.graph.node for o in n.output if o}
     for node in nodes:
-        if node.op_type != "Div" or not node.output:
+        if node.op_type != "Div" or not node.output or not node.input:
             continue
+        if _shape_like(node.input[0], producer):
+            continue  # a size divided: never negative, so truncating is flooring
         for cast in consumers.get(node.output[0], ()):
             attrs = {a.name: a.i for a in cast.attribute}
             if cast.op_type == "Cast" and attrs.get("to") in _ALL_INTS:
@@ -89,22 +106,21 @@ def _epsilon(nodes, modules: dict, prefix) -> str | None:
     return None
 
 
-def _dummy_constant(nodes, loaded: LoadedModel) -> str | None:
+def _dummy_constant(nodes, loaded: LoadedModel, dummy: dict[str, int]) -> str | None:
     """Recorded dummy sizes (metadata, static inputs) count anywhere in a small constant;
     guessed ones (the 2x8 default) only as a `[batch, sequence, ...]` shape, since 2 and 8
     are everywhere."""
     signature = read_signature(loaded.model)
-    dummy = {r: signature.dummy[r] for r in ROLES if r in signature.dummy}
     if not dummy:
         return None
     recorded = signature.dummy_source in ("metadata", "static inputs")
     initializers = {t.name: t for t in loaded.model.graph.initializer}
     constants = {n.output[0]: n for n in loaded.model.graph.node
                  if n.op_type == "Constant" and n.output}
-    shapes = {n.output[0] for n in loaded.model.graph.node if n.op_type == "Shape"}
+    producer = {o: n for n in loaded.model.graph.node for o in n.output if o}
     for node in nodes:
         for position, name in enumerate(node.input):
-            if _picks_axis(node, position, shapes):
+            if _picks_axis(node, position, producer):
                 continue
             values = _small_ints(initializers.get(name), constants.get(name))
             if values is not None and (recorded or values[:2] == [dummy.get("batch"),
@@ -140,18 +156,35 @@ def _float_scalar(tensor: onnx.TensorProto | None, constant: onnx.NodeProto | No
     return float(numpy_helper.to_array(tensor).reshape(-1)[0])
 
 
-def _picks_axis(node: onnx.NodeProto, position: int, shapes: set[str]) -> bool:
-    """The input names an axis (an Unsqueeze's axes, an index into a Shape), not a size."""
+def _picks_axis(node: onnx.NodeProto, position: int, producer: dict[str, onnx.NodeProto]
+                ) -> bool:
+    """The input names an axis (an Unsqueeze's axes, an index into a shape), not a size."""
     if node.op_type == "Gather" and position == 1:
-        return bool(node.input) and node.input[0] in shapes
+        return bool(node.input) and _shape_like(node.input[0], producer)
     return _AXES.get(node.op_type) == position
 
 
-def _sized_upstream(inputs, agreed: frozenset[str], loaded: LoadedModel) -> str | None:
+def _shape_like(value: str, producer: dict[str, onnx.NodeProto], depth: int = 8) -> bool:
+    """A vector of sizes: a Shape, or sizes taken from one and put together again (Gather,
+    Unsqueeze, Concat, Slice, Cast), as the TorchScript exporter builds `x.size()`."""
+    node = producer.get(value)
+    if node is None or depth == 0:
+        return False
+    if node.op_type == "Shape":
+        return True
+    if node.op_type == "Concat":  # one size from a shape makes the vector a shape
+        return any(_shape_like(v, producer, depth - 1) for v in node.input)
+    if node.op_type in ("Gather", "Unsqueeze", "Slice", "Cast", "Squeeze") and node.input:
+        return _shape_like(node.input[0], producer, depth - 1)
+    return False
+
+
+def _sized_upstream(inputs, agreed: frozenset[str], loaded: LoadedModel,
+                    dummy: dict[str, int]) -> str | None:
     """An integer constant with a dim of k x the recorded dummy sequence, in the nodes
     that compute the module's inputs (stopping at values that agreed)."""
     signature = read_signature(loaded.model)
-    sequence = signature.dummy.get("sequence")
+    sequence = dummy.get("sequence")
     if signature.dummy_source not in ("metadata", "static inputs") or not sequence \
             or sequence < 5:
         return None  # a guessed or tiny sequence size is everywhere
@@ -219,7 +252,7 @@ def _weights(module: str, nodes, modules: dict, loaded: LoadedModel, atol: float
     initializers = {t.name: t for t in loaded.model.graph.initializer}
     used = [initializers[v] for n in nodes for v in n.input if v in initializers]
     floats = {t.name: t for t in used if t.data_type == onnx.TensorProto.FLOAT}
-    worst = None
+    worst, found = None, set()
     for name, param in list(owner.named_parameters())[:64]:
         if param.numel() < 2:
             continue
@@ -237,9 +270,13 @@ def _weights(module: str, nodes, modules: dict, loaded: LoadedModel, atol: float
                     diff = float(np.max(np.abs(stored - candidate)))
                     if best is None or diff < best[0]:
                         best = (diff, tensor.name)
-        if best and best[0] > atol and (worst is None or best[0] > worst[0]):
+        if best and best[0] <= atol:
+            found.add(best[1])
+        elif best and (worst is None or best[0] > worst[0]):
             worst = (best[0], best[1], name)
-    if worst is None:
+    # An initializer another parameter holds exactly is that parameter's: this one is not
+    # in the graph (Longformer's global-attention weights, unused without a global mask).
+    if worst is None or worst[1] in found:
         return None
     full = f"{module}.{worst[2]}" if module else worst[2]
     return f"initializer {worst[1]} differs from parameter {full} by max abs {worst[0]:.3g}"

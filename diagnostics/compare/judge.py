@@ -104,7 +104,14 @@ def compare(
                 out.max_abs / out.scale if out.scale else 0.0, out.cosine,
                 inputs_seen.max_abs if inputs_seen.count else None, out.agrees))
     diffs = _with_added(diffs)
-    first = _first_divergence(diffs, seen.calls, seen.inputs, scopes, named, loaded, atol)
+    run_sizes = {"batch": set(), "sequence": set()}
+    for _, feed in runs:  # the text inputs' [batch, sequence]
+        for array in feed.values():
+            if array.ndim == 2:
+                run_sizes["batch"].add(array.shape[0])
+                run_sizes["sequence"].add(array.shape[1])
+    first = _first_divergence(diffs, seen.calls, seen.inputs, scopes, named, loaded, atol,
+                              run_sizes)
     return CompareReport(
         model=loaded.name, reference=reference_label, runs=tuple(label for label, _ in runs),
         atol=atol, rtol=rtol, modules=tuple(diffs),
@@ -274,8 +281,8 @@ def _add_inputs(call: Call, scopes: Scopes, values: dict[str, np.ndarray], seen:
 
 
 def _first_divergence(diffs: list[ModuleDiff], calls: list[Call], inputs: dict[str, _Stats],
-                      scopes: Scopes, named: dict, loaded: LoadedModel, atol: float
-                      ) -> Divergence | None:
+                      scopes: Scopes, named: dict, loaded: LoadedModel, atol: float,
+                      run_sizes: dict[str, set[int]]) -> Divergence | None:
     by_name = {c.module: c for c in calls}
     for diff in diffs:
         if diff.agrees or not inputs[diff.module].agrees:
@@ -284,7 +291,7 @@ def _first_divergence(diffs: list[ModuleDiff], calls: list[Call], inputs: dict[s
         onnx_source = next((s for s in (node_source(n).location for n in nodes) if s), None)
         agreed = frozenset(d.onnx_value for d in diffs if d.agrees)
         cause = find_cause(diff.module, nodes, named, loaded, scopes.prefix, atol,
-                           scopes.inputs.get(diff.module, []), agreed)
+                           scopes.inputs.get(diff.module, []), agreed, run_sizes)
         return Divergence(diff.module, diff.module_class,
                           tuple(n.name for n in nodes[:_MAX_NODES]),
                           by_name[diff.module].source, onnx_source, diff.max_abs,
