@@ -114,6 +114,9 @@ def _dummy_constant(nodes, loaded: LoadedModel, dummy: dict[str, int]) -> str | 
     if not dummy:
         return None
     recorded = signature.dummy_source in ("metadata", "static inputs")
+    # guessed sizes count only as the whole [batch, sequence] pair, even when one of them
+    # is a size the runs shared (only the other is then reported)
+    pattern = [signature.dummy.get("batch"), signature.dummy.get("sequence")]
     initializers = {t.name: t for t in loaded.model.graph.initializer}
     constants = {n.output[0]: n for n in loaded.model.graph.node
                  if n.op_type == "Constant" and n.output}
@@ -123,8 +126,7 @@ def _dummy_constant(nodes, loaded: LoadedModel, dummy: dict[str, int]) -> str | 
             if _picks_axis(node, position, producer):
                 continue
             values = _small_ints(initializers.get(name), constants.get(name))
-            if values is not None and (recorded or values[:2] == [dummy.get("batch"),
-                                                                  dummy.get("sequence")]):
+            if values is not None and (recorded or values[:2] == pattern):
                 for role, size in dummy.items():
                     if size in values:
                         how = "" if recorded else " (the usual default; the file records none)"
