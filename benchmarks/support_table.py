@@ -41,6 +41,9 @@ def row(model_type: str, exporter: str) -> str:
                    f" (first: {failed[0].case} {failed[0].batch}x{failed[0].sequence}"
                    f"{', ' + failed[0].error[:80] if failed[0].error else ''})"
                    if failed else f"{len(report.frozen.findings)} frozen shapes")
+            first = report.comparison.first_divergence if report.comparison else None
+            if first:
+                why += f"; first divergent module {first['module']}: {first['cause']}"
             return f"| {model_type} | {exporter} | FAILS verification | {worst:.1e} | - | {why} |"
         try:
             assert_matches(report.output / "model.onnx", encoder)

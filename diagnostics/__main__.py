@@ -235,8 +235,17 @@ def _serve_netron(
     view = open_in_netron(
         report, focus=args.focus, port=args.port, browse=not args.no_browser, repairs=repairs
     )
-    render_netron(out, view, report)
-    view.wait()
+    _until_ctrl_c(view, lambda: render_netron(out, view, report))
+
+
+def _until_ctrl_c(view, render) -> None:
+    """Render, then serve until Ctrl+C; a Ctrl+C that lands while rendering (the line
+    saying to press it is already out) stops the servers too, never exit 130."""
+    try:
+        render()
+        view.wait()
+    except KeyboardInterrupt:
+        view.stop()
 
 
 def _add_repair(subparsers: argparse._SubParsersAction) -> None:
@@ -341,6 +350,7 @@ def _add_compare(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     _add_inputs(parser, "compare")
     _add_max_memory(parser)
+    _add_netron_flags(parser, focus="--focus")
     parser.set_defaults(handler=_compare)
 
 
@@ -362,6 +372,14 @@ def _compare(args: argparse.Namespace, out: Console) -> int:
         print(compare_to_json(report))
     else:
         render_compare(out, report)
+    if args.netron:  # the model, each node of the first divergent module marked
+        from .report import render_compare_netron
+        from .view.netron import open_compare_in_netron
+
+        view = open_compare_in_netron(report, focus=args.focus, port=args.port,
+                                      browse=not args.no_browser)
+        console = Console(stderr=True) if args.json else out
+        _until_ctrl_c(view, lambda: render_compare_netron(console, view, report))
     return EXIT_OK if report.ok else EXIT_FAILED
 
 

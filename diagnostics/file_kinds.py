@@ -54,10 +54,13 @@ def describe(path: Path) -> str:
         return "a PyTorch checkpoint (legacy format)"
     if len(data) > 1 and data[0] == 0x80 and 2 <= data[1] <= 5:
         return "a Python pickle (not one torch.save wrote)"
-    if _is_text(data):
-        return "a JSON file" if _is_json(path, data) else "a text file"
+    # Before the text test: an ONNX file with external data opens with its initializers'
+    # names and locations, printable enough to pass for text (bert-base by TorchScript),
+    # and no text starts with the byte 0x08.
     if looks_like_onnx(data):
         return "an ONNX model"
+    if _is_text(data):
+        return "a JSON file" if _is_json(path, data) else "a text file"
     return f"binary data of no known kind (starts {data[:8].hex(' ')})"
 
 

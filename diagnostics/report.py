@@ -161,10 +161,24 @@ def _render_probe(console: Console, report: Report) -> None:
         console.print(rows)
 
 
-def render_netron(console: Console, view: NetronView, report: Report) -> None:
-    """Where Netron serves, and the exact names to paste into its find box."""
+def render_compare_netron(console: Console, view: NetronView, report: CompareReport) -> None:
+    """Where Netron serves the compared model, and the divergent module's nodes to find."""
+    _render_served(console, view, report.model)
+    first = report.first_divergence
+    if first:
+        console.print(
+            f"{len(first.onnx_nodes)} node(s) of {shown(first.module or '<root>')} carry the "
+            "divergence under subgraft.*; in Netron press Ctrl+F and paste a name, e.g.:",
+            highlight=False, soft_wrap=True)
+        for name in first.onnx_nodes[:_MAX_ROWS]:
+            console.print(plain(f"  {find_query(name)}", None), markup=False, highlight=False,
+                          soft_wrap=True)
+    _render_files(console, view)
+
+
+def _render_served(console: Console, view: NetronView, model: str) -> None:
     console.print(
-        f"[bold]Netron[/]: {shown(view.url)}  (annotated copy; {shown(report.model)} is "
+        f"[bold]Netron[/]: {shown(view.url)}  (annotated copy; {shown(model)} is "
         "untouched)",
         highlight=False,
         soft_wrap=True,
@@ -178,6 +192,19 @@ def render_netron(console: Console, view: NetronView, report: Report) -> None:
         )
     if not view.browsed:
         console.print("[dim]no browser opened: open the URL yourself[/]", highlight=False)
+
+
+def _render_files(console: Console, view: NetronView) -> None:
+    files = f"files: {shown(view.annotated)}"
+    if view.neighbourhood:
+        files += f", {shown(view.neighbourhood)}"
+    console.print(f"[dim]{files}[/]", highlight=False, soft_wrap=True)
+    console.print("Serving until Ctrl+C.", highlight=False)
+
+
+def render_netron(console: Console, view: NetronView, report: Report) -> None:
+    """Where Netron serves, and the exact names to paste into its find box."""
+    _render_served(console, view, report.model)
     if report.findings:
         console.print(
             "In Netron press Ctrl+F and paste a name (the quotes ask for that exact name); "
@@ -193,11 +220,7 @@ def render_netron(console: Console, view: NetronView, report: Report) -> None:
             )
         if len(report.findings) > _MAX_ROWS:
             console.print(f"  ... {len(report.findings) - _MAX_ROWS} more in --json")
-    files = f"files: {shown(view.annotated)}"
-    if view.neighbourhood:
-        files += f", {shown(view.neighbourhood)}"
-    console.print(f"[dim]{files}[/]", highlight=False, soft_wrap=True)
-    console.print("Serving until Ctrl+C.", highlight=False)
+    _render_files(console, view)
 
 
 # -- repair ------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from diagnostics import Report as FrozenCheck
 from diagnostics import check
 
 from . import __version__
+from .divergence import COMPARE_NAME, FailureComparison, compare_failure
 from .errors import ExtractorError
 from .export import ExportSettings, refuse_unexportable
 from .export_child import ExportJob, export_saved_model, run_export_jobs
@@ -101,6 +102,8 @@ class ExtractionReport:
     # Where config.json's values and each copied tokenizer file came from (absolute paths).
     provenance: dict[str, Any] = field(default_factory=dict)
     tokenizer: TokenizerCopy = field(default_factory=TokenizerCopy)
+    # When parity failed: the first divergent module, or why the comparison could not run.
+    comparison: FailureComparison | None = None
 
     @property
     def ok(self) -> bool:
@@ -117,6 +120,8 @@ class ExtractionReport:
             "keys": self.keys.to_dict(),
             "export": self.export.to_dict(),
             "parity": self.parity.to_dict(),
+            "first_divergence": self.comparison.first_divergence if self.comparison else None,
+            "first_divergence_error": self.comparison.error if self.comparison else None,
             "frozen_shapes": [f["node"] for f in self.frozen.to_dict()["findings"]],
             "variants": [v.to_dict() for v in self.variants],
             "int8_choice": self.int8_choice,
@@ -183,6 +188,12 @@ def extract(
 
         parity, frozen = _verify(staging, references, options, step)
         timer.lap("verify")
+        comparison = None
+        if not parity.ok:
+            step("comparing module by module")
+            comparison = compare_failure(staging / ONNX_NAME, staging, parity, options.atol,
+                                         options.rtol)
+            timer.lap("compare")
         variants, int8_choice = build_variants(staging, resolved, references, text, options, step)
         if variants:
             timer.lap("optimize")
@@ -193,6 +204,7 @@ def extract(
             provenance=_provenance(resolved, copied, ckpt_dir),
             tokenizer=TokenizerCopy(tuple(copied), resolved.tokenizer_dir if copied else None,
                                     options.given_tokenizer is not None),
+            comparison=comparison,
         )
         _publish(report, staging, destination, options)
     return report
@@ -294,6 +306,8 @@ def _publish(report: ExtractionReport, staging: Path, destination: Destination,
     if not report.ok:
         check_output(target, list(destination.inputs), options.force)  # output: checked up front
     report.output = target
+    if report.comparison and report.comparison.report:  # kept beside the failed export
+        write_json(staging / COMPARE_NAME, report.comparison.report)
     report.files = sorted([str(p.relative_to(staging)) for p in staging.rglob("*")
                            if p.is_file()] + [REPORT_NAME])
     write_json(staging / REPORT_NAME, report.to_dict())

@@ -249,12 +249,28 @@ def _render_failed(console: Console, report: ExtractionReport) -> None:
             f"{len(failed)} of {len(report.parity.results)} comparisons "
             f"(first: {shown(first.case)} {first.batch}x{first.sequence} {shown(first.output)})",
         )
+    problems.extend(_divergence_text(report))
     kept = "; nothing written"
     if report.output:
         kept = (f"; kept for inspection in {shown(report.output, None)} (try python -m "
                 f"diagnostics check {shown(report.output / 'model.onnx', None)} --probe)")
     console.print(f"[bold red]verification failed[/]: {'; '.join(problems)}{kept}",
                   soft_wrap=True)
+
+
+def _divergence_text(report: ExtractionReport) -> list[str]:
+    """Where the module-by-module comparison says the failure starts, or why it could not."""
+    comparison = report.comparison
+    if comparison is None:
+        return []
+    if comparison.error:
+        return [f"module comparison could not run ({shown(comparison.error)})"]
+    found = comparison.first_divergence
+    if found is None:
+        return ["module comparison found no single module where it starts"]
+    cause = f", {shown(found['cause'])}" if found.get("cause") else ""
+    return [f"first divergent module: {shown(found['module'] or '<root>')} "
+            f"({shown(found['module_class'])}, max abs {found['max_abs']:.2g}{cause})"]
 
 
 def _render_provenance(console: Console, provenance: dict) -> None:

@@ -11,7 +11,7 @@ where its element type is a float type onnx's shape inference (or the file) know
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,9 +37,11 @@ class Call:
     identity: bool = False  # returned its input itself (a dropout in eval)
 
 
-def capture_torch(module, feed: dict[str, np.ndarray]) -> tuple[list[Call], dict[str, int]]:
-    """The calls in forward-completion order (innermost first), and each module's call count."""
-    calls: list[Call] = []
+def capture_torch(module, feed: dict[str, np.ndarray], on_call: Callable[[Call], None]
+                  ) -> dict[str, int]:
+    """Each module's call count; `on_call` is given every call as it completes (innermost
+    first), its arrays views of the live tensors: nothing is kept here, so a forward holds
+    no more activations than it would without the hooks."""
     counts: dict[str, int] = {}
     handles = []
 
@@ -47,8 +49,8 @@ def capture_torch(module, feed: dict[str, np.ndarray]) -> tuple[list[Call], dict
         def hook(mod, args, kwargs, output):
             counts[name] = counts.get(name, 0) + 1
             identity = any(output is a for a in (*args, *kwargs.values()))
-            calls.append(Call(name, type(mod).__name__, tuple(_floats((args, kwargs))),
-                              tuple(_floats(output)), forward_source(mod), identity))
+            on_call(Call(name, type(mod).__name__, tuple(_floats((args, kwargs))),
+                         tuple(_floats(output)), forward_source(mod), identity))
         return hook
 
     for name, sub in module.named_modules():
@@ -62,7 +64,7 @@ def capture_torch(module, feed: dict[str, np.ndarray]) -> tuple[list[Call], dict
     finally:
         for handle in handles:
             handle.remove()
-    return calls, counts
+    return counts
 
 
 def _floats(value) -> Iterable[np.ndarray]:

@@ -90,9 +90,11 @@ def compare(
     seen = _Measured()
     types, exposed = float_types(loaded.model), scopes.crossing()
     for _, feed in runs:
-        calls, counts = capture_torch(module, feed)
-        seen.add_run(calls, counts, run_exposed(loaded, feed, exposed, types), scopes, named,
-                     atol, rtol)
+        # onnxruntime first, its session (a copy of every weight) gone before PyTorch's
+        # forward touches the reference's; then each module is measured as its hook fires.
+        values = run_exposed(loaded, feed, exposed, types)
+        seen.add_run(module, feed, values, scopes, named, atol, rtol)
+        del values
     diffs = []
     for call in seen.calls:
         if call.module in seen.chosen:
@@ -102,7 +104,14 @@ def compare(
                 out.max_abs / out.scale if out.scale else 0.0, out.cosine,
                 inputs_seen.max_abs if inputs_seen.count else None, out.agrees))
     diffs = _with_added(diffs)
-    first = _first_divergence(diffs, seen.calls, seen.inputs, scopes, named, loaded, atol)
+    run_sizes = {"batch": set(), "sequence": set()}
+    for _, feed in runs:  # the text inputs' [batch, sequence]
+        for array in feed.values():
+            if array.ndim == 2:
+                run_sizes["batch"].add(array.shape[0])
+                run_sizes["sequence"].add(array.shape[1])
+    first = _first_divergence(diffs, seen.calls, seen.inputs, scopes, named, loaded, atol,
+                              run_sizes)
     return CompareReport(
         model=loaded.name, reference=reference_label, runs=tuple(label for label, _ in runs),
         atol=atol, rtol=rtol, modules=tuple(diffs),
@@ -124,31 +133,52 @@ class _Measured:
     inputs: dict[str, _Stats] = field(default_factory=dict)
     unaligned: dict[str, str] = field(default_factory=dict)
 
-    def add_run(self, calls: list[Call], counts: dict[str, int], values: dict[str, np.ndarray],
+    def add_run(self, module, feed: dict[str, np.ndarray], values: dict[str, np.ndarray],
                 scopes: Scopes, named: dict, atol: float, rtol: float) -> None:
-        if not self.called:
+        """Run the reference on `feed`, measuring each call against `values` as it completes
+        (only the numbers are kept, never the tensors). A module called more than once is
+        measured too, and dropped once the forward's counts show it (the graph cannot tell
+        its calls apart)."""
+        first = not self.called
+        calls: list[Call] = []
+        measured: set[str] = set()
+        skip = set(self.unaligned) | self.identities
+
+        def on_call(call: Call) -> None:
+            calls.append(replace(call, inputs=(), outputs=()))
+            if call.module in measured:
+                return  # a second call in this forward: the counts drop the module below
+            if call.identity and call.module not in scopes.nodes:
+                return  # a dropout in eval: nothing of its own
+            if call.module not in skip and call.module in scopes.nodes:
+                measured.add(call.module)
+                self._add_call(call, scopes, values, atol, rtol)
+
+        counts = capture_torch(module, feed, on_call)
+        if first:
             self.calls, self.called = [c for c in calls if counts[c.module] == 1], set(counts)
             self.identities = {c.module for c in calls
                                if c.identity and c.module not in scopes.nodes}
             self.unaligned.update(_not_aligned(named, counts, scopes, self.identities))
-        for call in calls:
-            if call.module in self.unaligned or call.module in self.identities \
-                    or counts[call.module] != 1:
-                continue
-            value = self.chosen.get(call.module) or _pick_output(call, scopes, values)
-            if isinstance(value, Unaligned):
-                self.unaligned[call.module] = value.reason
-                continue
-            if not call.outputs or values[value].shape != call.outputs[0].shape:
-                self.unaligned[call.module] = (f"{value}, its value on the first inputs, has "
-                                               "another shape than its output on later ones")
-                self.chosen.pop(call.module, None)
-                continue
-            self.chosen[call.module] = value
-            self.outputs.setdefault(call.module, _Stats()).add(values[value], call.outputs[0],
-                                                               atol, rtol)
-            _add_inputs(call, scopes, values, self.inputs.setdefault(call.module, _Stats()),
-                        atol, rtol)
+        for name in [n for n in self.chosen if counts.get(n, 0) != 1]:
+            self.chosen.pop(name)
+
+    def _add_call(self, call: Call, scopes: Scopes, values: dict[str, np.ndarray], atol: float,
+                  rtol: float) -> None:
+        value = self.chosen.get(call.module) or _pick_output(call, scopes, values)
+        if isinstance(value, Unaligned):
+            self.unaligned[call.module] = value.reason
+            return
+        if not call.outputs or values[value].shape != call.outputs[0].shape:
+            self.unaligned[call.module] = (f"{value}, its value on the first inputs, has "
+                                           "another shape than its output on later ones")
+            self.chosen.pop(call.module, None)
+            return
+        self.chosen[call.module] = value
+        self.outputs.setdefault(call.module, _Stats()).add(values[value], call.outputs[0],
+                                                           atol, rtol)
+        _add_inputs(call, scopes, values, self.inputs.setdefault(call.module, _Stats()),
+                    atol, rtol)
 
 
 def _notes(scopes: Scopes, named: dict, called: set[str], identities: set[str]
@@ -251,15 +281,17 @@ def _add_inputs(call: Call, scopes: Scopes, values: dict[str, np.ndarray], seen:
 
 
 def _first_divergence(diffs: list[ModuleDiff], calls: list[Call], inputs: dict[str, _Stats],
-                      scopes: Scopes, named: dict, loaded: LoadedModel, atol: float
-                      ) -> Divergence | None:
+                      scopes: Scopes, named: dict, loaded: LoadedModel, atol: float,
+                      run_sizes: dict[str, set[int]]) -> Divergence | None:
     by_name = {c.module: c for c in calls}
     for diff in diffs:
         if diff.agrees or not inputs[diff.module].agrees:
             continue
         nodes = scopes.nodes[diff.module]
         onnx_source = next((s for s in (node_source(n).location for n in nodes) if s), None)
-        cause = find_cause(diff.module, nodes, named, loaded, scopes.prefix, atol)
+        agreed = frozenset(d.onnx_value for d in diffs if d.agrees)
+        cause = find_cause(diff.module, nodes, named, loaded, scopes.prefix, atol,
+                           scopes.inputs.get(diff.module, []), agreed, run_sizes)
         return Divergence(diff.module, diff.module_class,
                           tuple(n.name for n in nodes[:_MAX_NODES]),
                           by_name[diff.module].source, onnx_source, diff.max_abs,

@@ -24,6 +24,7 @@ import onnx
 import onnx_ir as ir
 import sympy
 
+from ..compare.results import Divergence
 from ..errors import ServeError
 from ..findings import Finding, FrozenValue, Report, SymbolInfo
 
@@ -47,26 +48,56 @@ def annotate(
     The copy keeps external data references and drops the values of large inline tensors,
     so it stays small whatever the size of the model; `model` itself is not modified.
     """
+    marks = []
+    for index, finding in enumerate(report.findings):
+        props = finding_props(index, finding, report.symbols, (repairs or {}).get(finding.node))
+        marks.append((finding.node, props, _doc(index, finding, props)))
+    flagged = len({f.node for f in report.findings})
+    return mark(model, marks, "findings", (
+        f"{len(report.findings)} finding(s) on {flagged} node(s); find them by name "
+        "(Ctrl+F) or by searching for 'subgraft'"))
+
+
+def mark(model: onnx.ModelProto, marks: Iterable[tuple[str, Mapping[str, str], str]],
+         key: str, summary: str) -> ir.Model:
+    """A light IR copy of `model` with each `(node or graph input, metadata_props, doc)` of
+    `marks` on its target (a node marked twice keeps both), and `summary` in the model's
+    `subgraft.<key>` metadata. Names that are not in the graph are skipped."""
     copy = _light_model(model)
     graph = copy.graph
     nodes = {node.name: node for node in graph if node.name}
     inputs = {value.name: value for value in graph.inputs}
-    for index, finding in enumerate(report.findings):
-        target = nodes.get(finding.node) or inputs.get(finding.node)
+    for name, props, doc in marks:
+        target = nodes.get(name) or inputs.get(name)
         if target is None:
             continue
-        props = finding_props(index, finding, report.symbols, (repairs or {}).get(finding.node))
-        for key, value in props.items():
-            old = target.metadata_props.get(key)  # a node flagged twice: keep both findings
-            target.metadata_props[key] = f"{old}\n{value}" if old is not None else value
-        summary = _doc(index, finding, props)
-        target.doc_string = f"{summary}\n\n{target.doc_string}" if target.doc_string else summary
-    flagged = len({f.node for f in report.findings})
-    copy.metadata_props[f"{PREFIX}findings"] = (
-        f"{len(report.findings)} finding(s) on {flagged} node(s); find them by name "
-        "(Ctrl+F) or by searching for 'subgraft'"
-    )
+        for prop, value in props.items():
+            old = target.metadata_props.get(prop)
+            target.metadata_props[prop] = f"{old}\n{value}" if old is not None else value
+        target.doc_string = f"{doc}\n\n{target.doc_string}" if target.doc_string else doc
+    copy.metadata_props[f"{PREFIX}{key}"] = summary
     return copy
+
+
+def divergence_marks(divergence: Divergence) -> list[tuple[str, dict[str, str], str]]:
+    """What `compare` found, on each ONNX node of the first divergent module."""
+    first = divergence
+    where = f"{first.module or '<root>'} ({first.module_class})"
+    inputs = "none aligned" if first.input_max_abs is None else f"{first.input_max_abs:.3g}"
+    props = {
+        "divergence": f"first divergent module: {where}",
+        "error": f"max abs {first.max_abs:.3g}, relative {first.relative:.3g}, cosine "
+                 f"{first.cosine:.6f}; its inputs max abs {inputs}",
+        "cause": first.cause or "none shown (never guessed)",
+    }
+    if first.source:
+        props["source"] = first.source
+    if first.onnx_source:
+        props["location"] = first.onnx_source
+    props = {f"{PREFIX}{key}": value for key, value in props.items()}
+    doc = "\n".join([f"subgraft: first divergent module {where}", props[PREFIX + "error"],
+                     f"cause: {props[PREFIX + 'cause']}"])
+    return [(name, props, doc) for name in first.onnx_nodes]
 
 
 def _light_model(model: onnx.ModelProto) -> ir.Model:

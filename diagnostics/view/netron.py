@@ -1,4 +1,5 @@
-"""Serve a checked model in Netron: the annotated copy, and the neighbourhood of one node.
+"""Serve a checked (or compared) model in Netron: the annotated copy, and the neighbourhood
+of one node.
 
 Netron cannot be deep-linked to a node, so the node around which the failure sits is also
 served alone (both models come from `annotate`). The user's file is never written; each
@@ -30,10 +31,11 @@ import onnx
 import onnx_ir as ir
 
 from .. import atomic
+from ..compare.results import CompareReport
 from ..errors import ServeError
 from ..findings import Report
-from ..loading import load_model
-from .annotate import annotate, neighbourhood
+from ..loading import LoadedModel, load_model
+from .annotate import annotate, divergence_marks, mark, neighbourhood
 
 HOST = "127.0.0.1"
 
@@ -136,6 +138,45 @@ def open_in_netron(
     annotated = annotate(loaded.model, report, repairs)
     focus = focus if focus is not None else default_focus(report)
     near = neighbourhood(annotated, focus, report, hops) if focus else None
+    flagged = tuple(dict.fromkeys(f.node for f in report.findings))
+    return _serve_views(loaded, annotated, near, focus, flagged, port, browse, directory)
+
+
+def open_compare_in_netron(
+    report: CompareReport,
+    model: str | os.PathLike[str] | onnx.ModelProto | None = None,
+    *,
+    focus: str | None = None,
+    port: int = 0,
+    browse: bool = True,
+    hops: int = 2,
+    directory: str | os.PathLike[str] | None = None,
+) -> NetronView:
+    """Serve the compared model with each ONNX node of the first divergent module marked
+    (`subgraft.divergence`, `.error`, `.cause`, `.source`), and the neighbourhood of `focus`
+    (default: the node the cause names, else the module's first node). Arguments as
+    `open_in_netron`'s; `report` is what `compare` returned."""
+    if model is None and not Path(report.model).exists():
+        raise ServeError(f"{report.model!r} is not a file: pass the model compared in memory")
+    loaded = load_model(report.model if model is None else model)
+    first = report.first_divergence
+    marks = divergence_marks(first) if first else []
+    summary = (f"first divergent module {first.module or '<root>'}: {len(marks)} node(s) "
+               "marked; find them by searching for 'subgraft'" if first
+               else "no divergent module")
+    annotated = mark(loaded.model, marks, "divergence", summary)
+    if focus is None and first and first.onnx_nodes:
+        named = [n for n in first.onnx_nodes if n in set((first.cause or "").split())]
+        focus = (named or list(first.onnx_nodes))[0]
+    near = neighbourhood(annotated, focus, None, hops) if focus else None
+    flagged = first.onnx_nodes if first else ()
+    return _serve_views(loaded, annotated, near, focus, flagged, port, browse, directory)
+
+
+def _serve_views(loaded: LoadedModel, annotated: ir.Model, near: ir.Model | None,
+                 focus: str | None, flagged: tuple[str, ...], port: int, browse: bool,
+                 directory: str | os.PathLike[str] | None) -> NetronView:
+    """Write and serve the annotated copy (and the neighbourhood); stop all on failure."""
     data = _serialize(annotated)
     del annotated  # only the bytes are needed from here on
     scratch = None if directory else Path(tempfile.mkdtemp(prefix="subgraft-netron-"))
@@ -154,7 +195,7 @@ def open_in_netron(
             url=_url(address),
             address=address,
             annotated=annotated_path,
-            flagged=tuple(dict.fromkeys(f.node for f in report.findings)),
+            flagged=flagged,
             served_bytes=len(data),
             _addresses=view_addresses,
             _scratch=scratch,

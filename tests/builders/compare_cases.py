@@ -2,15 +2,19 @@
 
 Each case edits a healthy export after the fact, so the module that differs is known
 exactly: one layer's weight perturbed, one LayerNorm's epsilon changed, the whole
-file quantized to int8 (meant to differ everywhere, a little).
+file quantized to int8 (meant to differ everywhere, a little). Two more differ by the
+real mechanisms, one module's forward patched before a TorchScript export: a length
+taken as a Python int into arithmetic, and floor_divide (which ONNX truncates).
 """
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
 import numpy as np
 import onnx
+import torch
 from onnx import numpy_helper
 
 from diagnostics.analysis.source import node_source
@@ -29,6 +33,37 @@ def reference(directory: Path):
     path = directory / "reference"
     model.save_pretrained(path)
     return model, path
+
+
+def _divide_by_python_length(self, hidden_states, input_tensor):
+    """BertSelfOutput.forward, its dense output divided by the length as a Python int: the
+    trace records the dummy's 17 as a constant Div operand."""
+    hidden_states = self.dense(hidden_states) / int(hidden_states.size(1)) * 8
+    return self.LayerNorm(self.dropout(hidden_states) + input_tensor)
+
+
+def _floor_divide(self, hidden_states):
+    """BertIntermediate.forward plus a floor_divide term: PyTorch floors, the TorchScript
+    export truncates (Div, Cast to int64), so negative quotients are 1 off."""
+    hidden_states = self.dense(hidden_states)
+    steps = torch.floor_divide(hidden_states, 0.25) * 0.25
+    return self.intermediate_act_fn(hidden_states) + 0.1 * steps
+
+
+def arithmetic_case(directory: Path, kind: str):
+    """A tiny BERT with one module's forward patched (`"python-length"`: layer 1's
+    attention output divides by `int(x.size(1))`; `"floor-divide"`: layer 1's
+    intermediate adds a floor_divide term), exported by TorchScript; (model, path, module).
+    The model is the reference: its forward is the patched one at every length."""
+    model = tiny_encoder("bert", num_hidden_layers=LAYERS)
+    layer = model.encoder.layer[1]
+    if kind == "python-length":
+        target, name = layer.attention.output, "encoder.layer.1.attention.output"
+        target.forward = types.MethodType(_divide_by_python_length, target)
+    else:
+        target, name = layer.intermediate, "encoder.layer.1.intermediate"
+        target.forward = types.MethodType(_floor_divide, target)
+    return model, export(model, directory / kind, "torchscript"), name
 
 
 def export(model, directory: Path, exporter: str) -> Path:

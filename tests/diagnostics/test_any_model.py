@@ -273,3 +273,15 @@ def test_gliner_with_python_ints_is_repaired_on_its_own_inputs(corpus, tmp_path)
             (want,) = model(*(torch.from_numpy(v) for v in feed.values()))
         got = session.run(None, feed)[0]
         assert abs(got - want.numpy()).max() < 1e-4
+
+
+def test_external_data_model_whose_head_reads_like_text_is_an_onnx_model(tmp_path):
+    """bert-base exported by TorchScript with external data opens with ir_version, the
+    producer, a graph length whose varint bytes happen to be valid UTF-8 (cb 9e 10) and
+    then input names: its first 4 KB passed for text, and compare refused the model."""
+    from diagnostics.file_kinds import describe
+
+    names = b"".join(b"\n\x1fmodel.embeddings.LayerNorm.bias" for _ in range(150))
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"\x08\x08\x12\x07pytorch\x1a\x062.13.0:\xcb\x9e\x10\n\x52" + names)
+    assert describe(path) == "an ONNX model"

@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+import torch
 from builders import broken_models, compare_cases
 from rich.console import Console
 
@@ -228,3 +236,125 @@ def test_render_names_the_divergence_and_escapes_file_strings():
     assert "first divergence" in text and "encoder.[red]x[/].\\x1b[2J" in text
     assert "[bold]node" in text and "initializer [w] differs" in text and "f.py:3" in text
     assert "\x1b" not in text
+
+
+def _served(url: str) -> onnx.ModelProto:
+    """The page names the model as /data/<name>; fetch and parse those bytes."""
+    with urllib.request.urlopen(url + "/", timeout=10) as page:
+        path = re.search(r'<meta name="file" content="(/data/[^"]+)">', page.read().decode())[1]
+    with urllib.request.urlopen(url + path, timeout=10) as data:
+        return onnx.load_from_string(data.read())
+
+
+def test_netron_marks_every_node_of_the_divergent_module_and_only_those(cases, tmp_path):
+    from diagnostics.view.netron import open_compare_in_netron
+
+    report = compare(cases["torchscript", "weight"], cases["reference"])
+    first = report.first_divergence
+    with open_compare_in_netron(report, browse=False, directory=tmp_path) as view:
+        served = _served(view.url)
+        marked = {n.name: {p.key: p.value for p in n.metadata_props}
+                  for n in served.graph.node if any(p.key.startswith("subgraft.")
+                                                    for p in n.metadata_props)}
+        assert set(marked) == set(first.onnx_nodes) and view.flagged == first.onnx_nodes
+        props = marked[first.onnx_nodes[0]]
+        assert props["subgraft.divergence"] == (f"first divergent module: {compare_cases.DENSE} "
+                                                "(Linear)")
+        assert "differs from parameter" in props["subgraft.cause"]
+        assert props["subgraft.source"].startswith(first.source.rsplit(":", 1)[0])
+        assert view.focus in first.onnx_nodes and view.neighbourhood_nodes > 0
+        assert not served.graph.initializer or all(  # weights are never served
+            t.data_location == onnx.TensorProto.EXTERNAL or not t.raw_data
+            or len(t.raw_data) <= 64 * 1024 for t in served.graph.initializer)
+    host, port = view.address
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        assert probe.connect_ex((host, port)) != 0  # stopped on leaving the block
+
+
+def test_compare_netron_cli_serves_until_ctrl_c_and_exits_1(cases):
+    argv = [sys.executable, "-m", "diagnostics", "compare", str(cases["torchscript", "weight"]),
+            "--reference", str(cases["reference"]), "--netron", "--no-browser"]
+    process = subprocess.Popen(argv, cwd=Path(__file__).resolve().parents[2],
+                               env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        text = ""
+        while "Serving until Ctrl+C" not in text:
+            line = process.stdout.readline()
+            assert line, f"exited early: {process.stderr.read()}"
+            text += line
+        url = re.search(r"Netron: (http://127\.0\.0\.1:\d+)", text)[1]
+        assert '"/model/encoder/layer.1/attention/output/dense/MatMul"' in text
+        node = next(n for n in _served(url).graph.node
+                    if n.name == "/model/encoder/layer.1/attention/output/dense/MatMul")
+        assert {p.key for p in node.metadata_props} >= {"subgraft.divergence", "subgraft.cause"}
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == EXIT_FAILED
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_length_frozen_into_arithmetic_names_the_module_and_the_dummy_constant(tmp_path):
+    """`x / int(x.size(1))`: the trace keeps the dummy's 17 as a Div operand (no shape is
+    involved, so `check` sees nothing); at 2x13 that module's output is off by 17/13."""
+    model, path, module = compare_cases.arithmetic_case(tmp_path, "python-length")
+    first = compare(path, model).first_divergence
+    assert first is not None and first.module == module
+    assert first.input_max_abs < 1e-5 < first.max_abs
+    assert "= 17 read by Div" in first.cause and "dummy's sequence 17" in first.cause
+    assert "frozen into arithmetic" in first.cause
+
+
+def test_floor_divide_truncated_by_onnx_names_the_module_and_the_cast(tmp_path):
+    model, path, module = compare_cases.arithmetic_case(tmp_path, "floor-divide")
+    first = compare(path, model).first_divergence
+    assert first is not None and first.module == module
+    assert first.input_max_abs < 1e-5 < first.max_abs
+    assert first.cause.startswith("Div /model/encoder/layer.1/intermediate/Div is cast")
+    assert "truncates toward zero" in first.cause
+
+
+class _Twice(torch.nn.Module):
+    """One Linear called twice in a forward, another once: the graph cannot tell the two
+    calls of the first apart."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shared, self.head = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.head(self.shared(self.shared(x)))
+
+
+def test_a_module_called_twice_is_unaligned_while_the_rest_is_measured(tmp_path):
+    torch.manual_seed(0)
+    model = _Twice().eval()
+    path = tmp_path / "twice.onnx"
+    torch.onnx.export(model, (torch.randn(2, 8),), str(path), input_names=["x"],
+                      dynamic_axes={"x": {0: "batch"}}, dynamo=False)
+    np.savez(tmp_path / "x.npz", x=np.random.default_rng(0).standard_normal((3, 8), np.float32))
+    report = compare(path, model, inputs=[str(tmp_path / "x.npz")])
+    unaligned = {u.module: u.reason for u in report.unaligned}
+    assert unaligned == {"shared": "called 2 times in one forward: the graph does not tell "
+                                   "its calls apart"}
+    assert [m.module for m in report.modules] == ["head", ""] and report.ok
+
+
+def test_longformer_torchscript_names_its_attention_and_guesses_no_cause(tmp_path):
+    """At 3x18 (the dummy's batch; 18 tokens padded to the dummy's 24) the TorchScript
+    export of a tiny Longformer runs and diverges in layer 0's self-attention. Nothing in
+    the file shows why, and no cause is claimed: not the [3] that indexes a shape vector,
+    not a size divided and cast (sizes are never negative), not the batch 3 this run
+    shares with the dummy, not the global-attention weights the graph never holds."""
+    from builders.tiny_encoders import tiny_encoder
+
+    from extractor.export import export_onnx
+
+    model = tiny_encoder("longformer")
+    path = tmp_path / "model.onnx"
+    export_onnx(model, path, exporter="torchscript", external_data=True)
+    first = compare(path, model, shapes=[(3, 18)]).first_divergence
+    assert first is not None and first.module == "encoder.layer.0.attention.self"
+    assert first.input_max_abs < 1e-5 < first.max_abs and first.cause is None
