@@ -4,6 +4,11 @@ The model is staged under a hidden name beside the output; weights that must tra
 are written once, under a name that carries their hash, so committing is one rename
 of the model: a reader sees the old output or the new one, never a mix. Whether to
 commit is `plan`'s call, once `verify` has run on the staged file.
+
+Moving the weights is onnx-ir's: `ir.from_proto` wraps the repaired protos (external
+tensors become `ir.ExternalTensor` references to the original's data file) and `ir.save`
+streams them, one tensor at a time, into the staged data file, so the weights are never
+all in memory. The staging names and the commit stay `atomic`'s.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
+import onnx_ir as ir
 
 from .. import atomic
 from ..errors import OutputFileError, OutputPathError
@@ -63,17 +69,14 @@ def write_staged(model: onnx.ModelProto, path: Path, loaded: LoadedModel, final:
     Returns:
         Notes on where the output's weights are.
     """
-    model = copy.deepcopy(model)
     notes = []
     external = loaded.weights != "inline" and loaded.path is not None
     same_dir = external and path.parent.resolve() == loaded.path.parent.resolve()
     data = atomic.staged_name(path.with_name(final), "data")
     try:
         if external and not same_dir and loaded.weights == "external":
-            onnx.load_external_data_for_model(model, str(loaded.path.parent))
-            onnx.save_model(model, str(path), save_as_external_data=True,
-                            all_tensors_to_one_file=True, location=data.name)
-            model = onnx.load(str(path), load_external_data=False)
+            _save_moving_weights(model, path, loaded.path.parent, data.name)
+            model = onnx.load(str(path), load_external_data=False)  # the graph only
             hashed = atomic.hashed_data_name(final, data)
             _point_data(model, data.name, hashed)
             if (path.parent / hashed).is_file():  # the same weights are already there
@@ -98,6 +101,15 @@ def write_staged(model: onnx.ModelProto, path: Path, loaded: LoadedModel, final:
         if data.exists():
             data.unlink()
     return notes
+
+
+def _save_moving_weights(model: onnx.ModelProto, path: Path, source: Path, data: str) -> None:
+    """Save `model` to `path` with every weight in the data file `data` beside it, read
+    tensor by tensor from the original's data files in `source` (memory-mapped, not loaded).
+    `model` is not modified: its protos are wrapped, not copied."""
+    moved = ir.from_proto(model)
+    ir.external_data.set_base_dir(moved.graph, source)
+    ir.save(moved, path, external_data=data)
 
 
 def data_files(path: Path) -> set[str] | None:
