@@ -10,6 +10,15 @@ rule to `repair_pass`, which makes it a refusal. Exceptions are left for bad inp
 Each finding's rule runs as one transaction (`GraphEdit.attempt`): nothing it builds
 reaches the model unless it returns a change. An anchor is a name exactly one node
 has, or `START`, an object no name can equal.
+
+The graph is onnx-ir's (`ir.from_proto`: external weights stay `ir.ExternalTensor`
+references, never read): kept nodes go in with `Graph.insert_before`, readers are
+rewired with `Node.replace_input_with`, and an orphan is what has no `Value.uses()` left
+(readers inside subgraphs count). What stays ours: the pending set (an `ir.Node` built
+with its inputs is already one of their uses, so a declined rule's nodes are kept as
+plans and built only on commit), the anchors, and which orphans to drop: only the
+constants a repair released, never dead code the model came with (onnx-ir's
+`RemoveUnusedNodesPass` would drop all of it).
 """
 
 from __future__ import annotations
@@ -20,8 +29,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 import sympy
-from onnx import helper, numpy_helper
+from onnx import helper
 
 from ..analysis.dims import Derived, Expr, Shape, from_sympy
 from ..findings import Finding, FrozenValue, SymbolInfo
@@ -77,18 +87,40 @@ def vector_text(values: list) -> str:
     return "[" + ", ".join(str(v) for v in values) + "]"
 
 
+def inputs(node: ir.Node) -> list[str]:
+    """The names `node` reads ("" for an omitted optional input), as a NodeProto lists them."""
+    return [value.name or "" if value is not None else "" for value in node.inputs]
+
+
+def outputs(node: ir.Node) -> list[str]:
+    return [value.name or "" for value in node.outputs]
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """A node to build on commit: before `anchor`, reading the tensors named `inputs`."""
+
+    anchor: Anchor
+    op_type: str
+    inputs: tuple[str, ...]
+    name: str
+    output: str
+    attrs: dict[str, object]
+    purpose: str
+
+
 @dataclass
 class _Pending:
     """What the rule being tried has built, kept apart from the model until it returns a
-    change: the nodes (with their anchors), initializers, names, cached `Shape` nodes,
-    rewired inputs, notes, released tensors and rebuilt constants."""
+    change: the nodes (planned, with their anchors), initializers, names, cached `Shape`
+    nodes, rewired inputs, notes, released tensors and rebuilt constants."""
 
-    nodes: list[tuple[Anchor, onnx.NodeProto]] = field(default_factory=list)
-    initializers: list[onnx.TensorProto] = field(default_factory=list)
+    nodes: list[_Planned] = field(default_factory=list)
+    initializers: list[tuple[str, np.ndarray]] = field(default_factory=list)
     names: set[str] = field(default_factory=set)
     shape_of: dict[tuple[Anchor, str], str] = field(default_factory=dict)
-    inputs: list[tuple[onnx.NodeProto, int, str]] = field(default_factory=list)
-    notes: list[tuple[onnx.NodeProto, str]] = field(default_factory=list)
+    inputs: list[tuple[ir.Node, int, str]] = field(default_factory=list)
+    notes: list[tuple[ir.Node, str]] = field(default_factory=list)
     orphans: set[str] = field(default_factory=set)
     replaced: dict[str, int] = field(default_factory=dict)
 
@@ -100,14 +132,14 @@ class GraphEdit:
     Each finding's edit is one transaction (`attempt`): what its rule builds and rewires
     waits in a pending set and reaches the model only when the rule returns a change; a
     rule that declines, or raises, leaves the model as if it had never run. Kept nodes
-    wait in `inserts` until `finish` puts them before their anchors.
+    go in before their anchors when kept; `finish` drops the constants they orphaned.
     """
 
-    model: onnx.ModelProto
+    model: ir.Model
     shapes: dict[str, Shape]
     symbols: dict[str, SymbolInfo]
     read_tensor: Callable[[onnx.TensorProto], np.ndarray | None]
-    inserts: dict[Anchor, list[onnx.NodeProto]] = field(default_factory=dict)
+    kept: int = 0  # transactions kept
     _names: set[str] = field(default_factory=set)
     _shape_of: dict[tuple[Anchor, str], str] = field(default_factory=dict)
     _orphans: set[str] = field(default_factory=set)
@@ -116,17 +148,15 @@ class GraphEdit:
 
     def __post_init__(self) -> None:
         graph = self.model.graph
-        self.nodes = {n.name: n for n in graph.node if n.name}
-        self._named = Counter(n.name for n in graph.node)
-        self.initializers = {t.name: t for t in graph.initializer}
-        self.constant_nodes = {
-            n.output[0]: n for n in graph.node if n.op_type == "Constant" and n.output
-        }
-        for node in graph.node:
-            self._names.add(node.name)
-            self._names.update(node.output)
-        self._names.update(self.initializers)
-        self._names.update(i.name for i in graph.input)
+        self.nodes = {n.name: n for n in graph if n.name}
+        self._named = Counter(n.name or "" for n in graph)
+        self._start = next(iter(graph), None)  # START: before the graph's first node
+        self.values: dict[str, ir.Value] = {v.name: v for v in graph.inputs if v.name}
+        self.values.update(graph.initializers)
+        for node in graph:
+            self._names.add(node.name or "")
+            self.values.update((v.name, v) for v in node.outputs if v.name)
+        self._names.update(self.values)
 
     # -- one finding, one transaction ------------------------------------------------------
 
@@ -143,7 +173,7 @@ class GraphEdit:
 
     def added(self) -> tuple[str, ...]:
         """The names of the nodes the rule being tried has added so far."""
-        return tuple(node.name for _, node in self._open().nodes)
+        return tuple(planned.name for planned in self._open().nodes)
 
     def _open(self) -> _Pending:
         if self._pending is None:
@@ -152,21 +182,38 @@ class GraphEdit:
 
     def _commit(self) -> None:
         pending = self._open()
+        graph = self.model.graph
         self._names |= pending.names
-        self.model.graph.initializer.extend(pending.initializers)
-        for anchor, node in pending.nodes:
-            self.inserts.setdefault(anchor, []).append(node)
+        for name, array in pending.initializers:
+            value = ir.Value(name=name, const_value=ir.tensor(array, name=name))
+            graph.register_initializer(value)
+            self.values[name] = value
+        for planned in pending.nodes:
+            node = ir.Node(
+                "", planned.op_type, [self.values[name] for name in planned.inputs],
+                ir.convenience.convert_attributes(planned.attrs),
+                outputs=[ir.Value(name=planned.output)], name=planned.name,
+                metadata_props={REPAIR_KEY: f"added: {planned.purpose}"},
+            )
+            self.values[planned.output] = node.outputs[0]
+            anchor = self._start if planned.anchor is START else self.nodes[planned.anchor]
+            if anchor is None:
+                graph.append(node)
+            else:
+                graph.insert_before(anchor, node)
         self._shape_of.update(pending.shape_of)
         for node, position, name in pending.inputs:
-            node.input[position] = name
+            node.replace_input_with(position, self.values[name])
         for node, text in pending.notes:
-            _append_note(node, text)
+            old = node.metadata_props.get(REPAIR_KEY)
+            node.metadata_props[REPAIR_KEY] = text if old is None else f"{old}; {text}"
         self._orphans |= pending.orphans
         self.replaced.update(pending.replaced)
+        self.kept += 1
 
     # -- reading ---------------------------------------------------------------------------
 
-    def node(self, name: str) -> onnx.NodeProto | Declined:
+    def node(self, name: str) -> ir.Node | Declined:
         """The node named `name`; declined where none has it, or several do (an ambiguous
         anchor: which one to rewrite and insert before is not known)."""
         if self._named.get(name, 0) > 1:
@@ -178,22 +225,34 @@ class GraphEdit:
 
     def constant(self, name: str) -> np.ndarray | None:
         """The values of an initializer or a Constant node's output; None when computed."""
-        if name in self.initializers:
-            return self.read_tensor(self.initializers[name])
-        node = self.constant_nodes.get(name)
-        if node is None:
+        value = self.values.get(name)
+        if value is None:
             return None
-        for attr in node.attribute:
-            if attr.name == "value":
-                return numpy_helper.to_array(attr.t)
-            if attr.name == "value_ints":
-                return np.array(list(attr.ints), np.int64)
-            if attr.name == "value_int":
-                return np.array(attr.i, np.int64)
+        if value.is_initializer():
+            # through our loader, which checks where external data may be read from
+            tensor = value.const_value
+            if isinstance(tensor, ir.serde.TensorProtoTensor):
+                return self.read_tensor(tensor.raw)
+            return None if tensor is None else self.read_tensor(ir.serde.serialize_tensor(tensor))
+        node = value.producer()
+        if node is None or node.op_type != "Constant" or node.domain not in ("", "ai.onnx"):
+            return None
+        # not `ir.convenience.get_const_tensor`: it names the tensor, and so writes into the
+        # proto it shares with the model it was read from
+        attributes = node.attributes
+        if "value" in attributes:
+            return attributes["value"].as_tensor().numpy()
+        if "value_ints" in attributes:
+            return np.array(list(attributes["value_ints"].as_ints()), np.int64)
+        if "value_int" in attributes:
+            return np.array(attributes["value_int"].as_int(), np.int64)
         return None
 
-    def consumers(self, tensor: str) -> list[onnx.NodeProto]:
-        return [n for n in self.model.graph.node if tensor in n.input]
+    def consumers(self, tensor: str) -> list[ir.Node]:
+        """The graph's nodes that read `tensor`, in graph order (not those of subgraphs)."""
+        value = self.values.get(tensor)
+        return [] if value is None else [n for n in self.model.graph
+                                         if any(v is value for v in n.inputs)]
 
     def first_consumer(self, tensor: str) -> Anchor | Declined:
         """The anchor before which what replaces `tensor` is built: its first reader, or the
@@ -225,7 +284,7 @@ class GraphEdit:
 
     def add_initializer(self, base: str, array: np.ndarray) -> str:
         name = self.unique(base)
-        self._open().initializers.append(numpy_helper.from_array(array, name))
+        self._open().initializers.append((name, array))
         return name
 
     def add_node(
@@ -236,18 +295,16 @@ class GraphEdit:
             raise ValueError(f"{anchor!r} is not the name of exactly one node: no anchor")
         prefix = "/subgraft" if anchor is START else anchor
         name = self.unique(f"{prefix}/subgraft_{op_type}")
-        node = helper.make_node(op_type, list(inputs), [self.unique(name + "_output_0")], name=name)
-        node.attribute.extend(helper.make_attribute(k, v) for k, v in attrs.items())
-        entry = node.metadata_props.add()
-        entry.key, entry.value = REPAIR_KEY, f"added: {purpose}"
-        self._open().nodes.append((anchor, node))
-        return node.output[0]
+        output = self.unique(name + "_output_0")
+        self._open().nodes.append(
+            _Planned(anchor, op_type, tuple(inputs), name, output, dict(attrs), purpose))
+        return output
 
-    def set_input(self, node: onnx.NodeProto, position: int, name: str) -> None:
+    def set_input(self, node: ir.Node, position: int, name: str) -> None:
         """`node` reads `name` as its input `position`, once the change is kept."""
         self._open().inputs.append((node, position, name))
 
-    def note(self, node: onnx.NodeProto, text: str) -> None:
+    def note(self, node: ir.Node, text: str) -> None:
         """Record what was done in the node's metadata_props (appended if already there)."""
         self._open().notes.append((node, text))
 
@@ -371,55 +428,33 @@ class GraphEdit:
     # -- finishing -------------------------------------------------------------------------
 
     def finish(self) -> None:
-        """Put inserted nodes before their anchors; drop constants nothing reads any more."""
+        """Drop the constants a kept change released that nothing reads any more."""
         if self._pending is not None:
             raise RuntimeError("finish() inside attempt()")
         graph = self.model.graph
-        ordered = list(self.inserts.get(START, []))
-        for node in graph.node:
-            if node.name:  # an anchor is a name exactly one node has, never ""
-                ordered.extend(self.inserts.get(node.name, []))
-            ordered.append(node)
-        used = {name for node in ordered for name in node.input}
-        used.update(o.name for o in graph.output)
-        kept = [
-            n
-            for n in ordered
-            if not (n.op_type == "Constant" and n.output and n.output[0] not in used)
-            or n.name not in self._orphans
-        ]
-        del graph.node[:]
-        graph.node.extend(kept)
-        stale = [t for t in graph.initializer if t.name in self._orphans and t.name not in used]
-        for tensor in stale:
-            graph.initializer.remove(tensor)
-        self.inserts.clear()
+        for name in sorted(self._orphans):
+            value = self.values.get(name)
+            if value is None or value.uses() or value.is_graph_output():
+                continue
+            producer = value.producer()
+            if producer is not None and producer.op_type == "Constant" and producer.graph is graph:
+                graph.remove(producer)
+            elif value.is_initializer() and not value.is_graph_input():
+                graph.initializers.pop(name)
 
-    def replace_everywhere(self, tensor: str, new: str) -> list[onnx.NodeProto]:
-        """Every reader of `tensor` reads `new` instead (once kept); returns the readers."""
-        readers = []
-        for node in self.model.graph.node:
-            for position, name in enumerate(node.input):
+    def replace_everywhere(self, tensor: str, new: str) -> list[ir.Node]:
+        """Every reader of `tensor` in the graph reads `new` instead (once kept); returns
+        the readers. Readers inside subgraphs keep `tensor`: `new` is built before the
+        graph's first reader, which may come after them."""
+        readers = self.consumers(tensor)
+        for node in readers:
+            for position, name in enumerate(inputs(node)):
                 if name == tensor:
                     self.set_input(node, position, new)
-                    if not readers or readers[-1] is not node:
-                        readers.append(node)
         self.release(tensor)
         return readers
 
     def release(self, tensor: str) -> None:
         """`tensor` may have lost its last reader: drop it (and its Constant node) at finish."""
-        orphans = self._open().orphans
-        orphans.add(tensor)
-        node = self.constant_nodes.get(tensor)
-        if node is not None:
-            orphans.add(node.name)
+        self._open().orphans.add(tensor)
 
-
-def _append_note(node: onnx.NodeProto, text: str) -> None:
-    for entry in node.metadata_props:
-        if entry.key == REPAIR_KEY:
-            entry.value = f"{entry.value}; {text}"
-            return
-    entry = node.metadata_props.add()
-    entry.key, entry.value = REPAIR_KEY, text

@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 import onnx
+import onnx_ir as ir
 
 from ..analysis.dims import Shape
 from ..analysis.frozen import interpret
@@ -128,8 +129,14 @@ def repair_pass(
 ) -> RepairResult:
     """Apply a rule to every finding of `report`, on a copy of `model`; a rule that
     declines returns `Declined(reason)`, which becomes the finding's refusal, and leaves
-    the copy as if it had not run (`GraphEdit.attempt`)."""
-    edit = GraphEdit(copy.deepcopy(model), shapes, {s.name: s for s in report.symbols}, read_tensor)
+    the copy as if it had not run (`GraphEdit.attempt`).
+
+    The edit works on `ir.from_proto(model)`, which shares `model`'s tensors and changes
+    nothing of it; the repaired model is `ir.to_proto` of it, or a copy of `model` when no
+    change was kept (onnx-ir writes a model back in its own order: opset imports,
+    value_info)."""
+    edit = GraphEdit(ir.from_proto(model), shapes, {s.name: s for s in report.symbols},
+                     read_tensor)
     changes: list[Change] = []
     refusals: list[Refusal] = []
     for index, finding in enumerate(report.findings):
@@ -146,16 +153,17 @@ def repair_pass(
         else:
             changes.append(outcome)
     edit.finish()
+    repaired = ir.to_proto(edit.model) if edit.kept else copy.deepcopy(model)
     statics = [(i, f) for i, f in enumerate(report.findings) if f.kind == "static-input"]
     if statics:
-        done, refused = _free_inputs(edit.model, statics, refusals, report)
+        done, refused = _free_inputs(repaired, statics, refusals, report)
         changes += done
         refusals += refused
     modified = bool(changes)
     if modified:
-        entry = edit.model.metadata_props.add()
+        entry = repaired.metadata_props.add()
         entry.key, entry.value = REPAIR_KEY, f"{len(changes)} change(s), {len(refusals)} refused"
-    return RepairResult(edit.model, modified, tuple(changes), tuple(refusals))
+    return RepairResult(repaired, modified, tuple(changes), tuple(refusals))
 
 
 def _options(output: str | os.PathLike[str] | None, options: RepairOptions | None,

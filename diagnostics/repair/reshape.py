@@ -15,7 +15,7 @@ import numpy as np
 
 from ..analysis.dims import ONE, Expr
 from ..findings import Finding
-from .edit import Declined, GraphEdit, vector_text
+from .edit import Declined, GraphEdit, inputs, outputs, vector_text
 from .results import Change
 
 
@@ -23,8 +23,8 @@ def repair_reshape(edit: GraphEdit, finding: Finding, index: int) -> Change | De
     node = edit.node(finding.node)
     if isinstance(node, Declined):
         return node
-    target = edit.constant(node.input[1])
-    data, out = edit.shapes.get(node.input[0]), edit.shapes.get(node.output[0])
+    target = edit.constant(inputs(node)[1])
+    data, out = edit.shapes.get(inputs(node)[0]), edit.shapes.get(outputs(node)[0])
     if target is None or target.ndim != 1:
         return _rebuild_computed(edit, node, finding, index, data, out)
     if data is None or any(d.expr is None for d in data):
@@ -38,7 +38,7 @@ def repair_reshape(edit: GraphEdit, finding: Finding, index: int) -> Change | De
     frozen = [f.position for f in finding.frozen]
     if any(f.symbol is None for f in finding.frozen):
         return Declined("the target cannot be rebuilt: no symbol fits its literal dims")
-    allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
+    allowzero = bool(node.attributes.get_int("allowzero", 0))
     literal = [int(v) for v in target]
     new: list[int | Expr] = list(literal)
     for i in frozen:
@@ -53,19 +53,19 @@ def repair_reshape(edit: GraphEdit, finding: Finding, index: int) -> Change | De
             rest = []
     before = vector_text(literal)
     if not rest:
-        name = edit.add_initializer(node.input[1] + "_repaired", np.array(new, np.int64))
+        name = edit.add_initializer(inputs(node)[1] + "_repaired", np.array(new, np.int64))
         action = "literal target: " + _how(new, literal)
         added: tuple[str, ...] = ()
     else:
         for i in rest:
             new[i] = out[i].expr
-        built = edit.vector(new, node.name, data=node.input[0])
+        built = edit.vector(new, node.name, data=inputs(node)[0])
         if isinstance(built, Declined):
             return built
         name = built
         added = edit.added()
         action = "target rebuilt from Shape -> Gather -> Concat of the data"
-    old = node.input[1]
+    old = inputs(node)[1]
     edit.set_input(node, 1, name)
     edit.release(old)
     after = vector_text(new)
@@ -81,17 +81,17 @@ def _rebuild_computed(
     if (data is None or out is None or any(d.expr is None for d in [*data, *out])
             or any(f.symbol is None for f in finding.frozen)):
         return Declined("the target is computed and the output it should give is not known")
-    allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
+    allowzero = bool(node.attributes.get_int("allowzero", 0))
     new: list[int | Expr] = [
         0 if not allowzero and i < len(data) and data[i].expr == d.expr and d.expr.powers
         else d.literal if d.literal is not None else d.expr
         for i, d in enumerate(out)
     ]
-    name = edit.vector(new, node.name, data=node.input[0])
+    name = edit.vector(new, node.name, data=inputs(node)[0])
     if isinstance(name, Declined):
         return name
     added = edit.added()
-    old = node.input[1]
+    old = inputs(node)[1]
     edit.set_input(node, 1, name)
     edit.release(old)
     before, after = finding.frozen_text, vector_text(new)

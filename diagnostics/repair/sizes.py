@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..findings import Finding
-from .edit import Declined, GraphEdit, symbolic_sizes, vector_text
+from .edit import Declined, GraphEdit, inputs, symbolic_sizes, vector_text
 from .results import Change
 
 OPS = ("Slice", "Resize", "Expand", "Tile", "ConstantOfShape", "Range")
@@ -23,9 +23,9 @@ def repair_sizes(edit: GraphEdit, finding: Finding, index: int) -> Change | Decl
     node = edit.node(finding.node)
     if isinstance(node, Declined):
         return node
-    if finding.input_index is None or finding.input_index >= len(node.input):
+    if finding.input_index is None or finding.input_index >= len(node.inputs):
         return Declined("the finding names no input of the node")
-    tensor = node.input[finding.input_index]
+    tensor = inputs(node)[finding.input_index]
     values = edit.constant(tensor)
     if values is None:
         return Declined(f"{tensor!r} is computed, not a literal: its source is not proved")
@@ -35,7 +35,7 @@ def repair_sizes(edit: GraphEdit, finding: Finding, index: int) -> Change | Decl
     if isinstance(sizes, Declined):
         return sizes
     literal, new = sizes
-    data = node.input[0] if node.op_type in _DATA_CARRIES_AXIS else None
+    data = inputs(node)[0] if node.op_type in _DATA_CARRIES_AXIS else None
     name = edit.vector(new, node.name, data=data, dtype=values.dtype)
     if isinstance(name, Declined):
         return name
