@@ -87,6 +87,21 @@ def vector_text(values: list) -> str:
     return "[" + ", ".join(str(v) for v in values) + "]"
 
 
+def to_proto(model: ir.Model, source: onnx.ModelProto) -> onnx.ModelProto:
+    """`model`, edited from `source`, as a proto laid out as `source` is.
+
+    `ir.to_proto` also writes a value_info for every initializer and may order the opset
+    imports its own way; a repair changes neither, so `source`'s are put back, and an edit
+    that kept nothing gives back `source`'s bytes.
+    """
+    proto = ir.to_proto(model)
+    del proto.graph.value_info[:]
+    proto.graph.value_info.extend(source.graph.value_info)
+    del proto.opset_import[:]
+    proto.opset_import.extend(source.opset_import)
+    return proto
+
+
 def inputs(node: ir.Node) -> list[str]:
     """The names `node` reads ("" for an omitted optional input), as a NodeProto lists them."""
     return [value.name or "" if value is not None else "" for value in node.inputs]

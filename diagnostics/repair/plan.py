@@ -31,7 +31,7 @@ from ..loading import LoadedModel, load_model
 from ..probe.given import load_feeds
 from . import write
 from .constants import repair_constant
-from .edit import REPAIR_KEY, Declined, GraphEdit, Rule
+from .edit import REPAIR_KEY, Declined, GraphEdit, Rule, to_proto
 from .options import RepairOptions
 from .reshape import repair_reshape
 from .results import Change, Refusal, RepairReport, RepairResult
@@ -132,9 +132,8 @@ def repair_pass(
     the copy as if it had not run (`GraphEdit.attempt`).
 
     The edit works on `ir.from_proto(model)`, which shares `model`'s tensors and changes
-    nothing of it; the repaired model is `ir.to_proto` of it, or a copy of `model` when no
-    change was kept (onnx-ir writes a model back in its own order: opset imports,
-    value_info)."""
+    nothing of it; the repaired model is written back in `model`'s layout (`to_proto`),
+    or is a copy of `model` when no change was kept."""
     edit = GraphEdit(ir.from_proto(model), shapes, {s.name: s for s in report.symbols},
                      read_tensor)
     changes: list[Change] = []
@@ -153,7 +152,7 @@ def repair_pass(
         else:
             changes.append(outcome)
     edit.finish()
-    repaired = ir.to_proto(edit.model) if edit.kept else copy.deepcopy(model)
+    repaired = to_proto(edit.model, model) if edit.kept else copy.deepcopy(model)
     statics = [(i, f) for i, f in enumerate(report.findings) if f.kind == "static-input"]
     if statics:
         done, refused = _free_inputs(repaired, statics, refusals, report)

@@ -17,7 +17,7 @@ from diagnostics.analysis.frozen import interpret
 from diagnostics.analysis.signature import read_signature
 from diagnostics.findings import Finding, FrozenValue, SymbolInfo
 from diagnostics.loading import LoadedModel
-from diagnostics.repair.edit import Declined, GraphEdit
+from diagnostics.repair.edit import Declined, GraphEdit, to_proto
 from diagnostics.repair.plan import repair_pass
 
 # "s0*s1" is one input's symbol, as the dynamo exporter names a derived dim: the input
@@ -50,12 +50,6 @@ def _pass(model: onnx.ModelProto, findings: list[Finding], dummy: dict[str, int]
     return repair_pass(model, report, shapes, loaded.read_tensor)
 
 
-def _bytes(model: ir.Model) -> bytes:
-    """The graph as onnx-ir writes it back: the untouched model goes through the same
-    `ir.to_proto`, since its order (opset imports, value_info) is not the file's."""
-    return ir.to_proto(model).SerializeToString()
-
-
 def test_a_dim_named_like_a_product_is_the_input_s_own_symbol_and_is_rebuilt(tmp_path):
     out = tmp_path / "repaired.onnx"
     report = repair(_one_repaired_one_declined(), out, dummy=DUMMY)
@@ -78,7 +72,7 @@ def test_a_rule_that_declines_part_way_leaves_nothing_behind():
     finding = check(model, dummy=DUMMY).findings[0]
     assert isinstance(edit.attempt(rule, finding, 0), Declined)
     edit.finish()
-    assert _bytes(edit.model) == _bytes(ir.from_proto(model))
+    assert to_proto(edit.model, model).SerializeToString() == model.SerializeToString()
 
 
 def test_a_rule_that_raises_part_way_leaves_nothing_behind():
@@ -98,7 +92,7 @@ def test_a_rule_that_raises_part_way_leaves_nothing_behind():
     with pytest.raises(ArithmeticError):
         edit.attempt(rule, finding, 0)
     edit.finish()
-    assert _bytes(edit.model) == _bytes(ir.from_proto(model))
+    assert to_proto(edit.model, model).SerializeToString() == model.SerializeToString()
 
 
 def test_a_constant_whose_reader_cannot_anchor_is_refused_before_anything_changes(tiny):
@@ -154,3 +148,40 @@ def test_two_nodes_with_one_name_are_refused_as_an_ambiguous_anchor():
     (refusal,) = report.refusals
     assert "2 nodes are named 'twice'" in refusal.reason, refusal.reason
     assert report.repaired.SerializeToString() == model.SerializeToString()
+
+
+def test_a_released_constant_a_subgraph_still_reads_is_kept():
+    """Rewiring stops at the graph's own readers (what replaces the constant is built before
+    the first of them); a reader inside an `If` branch keeps it, so it is no orphan."""
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", "sequence"])
+    flag = helper.make_tensor_value_info("flag", onnx.TensorProto.BOOL, [])
+    outputs = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in "yz"]
+    frozen = numpy_helper.from_array(np.array([2, 8], np.int64), "frozen")
+    one = numpy_helper.from_array(np.array([1.0], np.float32), "one")
+    branch_out = helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, None)
+    branch = helper.make_graph([helper.make_node("Expand", ["one", "frozen"], ["b"], name="inner")],
+                               "branch", [], [branch_out])
+    nodes = [
+        helper.make_node("Expand", ["one", "frozen"], ["y"], name="frozen_expand"),
+        helper.make_node("If", ["flag"], ["z"], name="if", then_branch=branch, else_branch=branch),
+    ]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x, flag], outputs, [frozen, one]),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    batch = SymbolInfo("batch", "batch", "x", 0, 2)
+    edit = GraphEdit(ir.from_proto(model), {}, {"batch": batch},
+                     LoadedModel(model, None, "inline").read_tensor)
+
+    def rule(edit: GraphEdit, finding: Finding, index: int):
+        new = edit.vector([Expr.of("batch"), 8], "frozen_expand")
+        readers = edit.replace_everywhere("frozen", new)
+        return [node.name for node in readers]
+
+    finding = Finding("folded-constant", "frozen", "", (), "made up", tensor="frozen")
+    assert edit.attempt(rule, finding, 0) == ["frozen_expand"]
+    edit.finish()
+    repaired = to_proto(edit.model, model)
+    assert "frozen" in {t.name for t in repaired.graph.initializer}
+    assert repaired.graph.node[-2].input[1] != "frozen"  # the graph's own reader is rewired
+    inner = repaired.graph.node[-1].attribute[0].g.node[0]
+    assert list(inner.input) == ["one", "frozen"]
+    assert [n.op_type for n in repaired.graph.node][:3] == ["Shape", "Gather", "Concat"]
