@@ -94,7 +94,11 @@ def to_proto(model: ir.Model, source: onnx.ModelProto) -> onnx.ModelProto:
     imports its own way; a repair changes neither, so `source`'s are put back, and an edit
     that kept nothing gives back `source`'s bytes.
     """
-    proto = ir.to_proto(model)
+    return keep_layout(ir.to_proto(model), source)
+
+
+def keep_layout(proto: onnx.ModelProto, source: onnx.ModelProto) -> onnx.ModelProto:
+    """`proto` (written by onnx-ir) with `source`'s value_info and opset imports."""
     del proto.graph.value_info[:]
     proto.graph.value_info.extend(source.graph.value_info)
     del proto.opset_import[:]

@@ -25,6 +25,7 @@ import onnx_ir as ir
 from .. import atomic
 from ..errors import OutputFileError, OutputPathError
 from ..loading import LoadedModel
+from .edit import keep_layout
 
 
 def output_path(output: str | os.PathLike[str], loaded: LoadedModel) -> Path:
@@ -76,7 +77,8 @@ def write_staged(model: onnx.ModelProto, path: Path, loaded: LoadedModel, final:
     try:
         if external and not same_dir and loaded.weights == "external":
             _save_moving_weights(model, path, loaded.path.parent, data.name)
-            model = onnx.load(str(path), load_external_data=False)  # the graph only
+            written = onnx.load(str(path), load_external_data=False)  # the graph only
+            model = keep_layout(written, model)
             hashed = atomic.hashed_data_name(final, data)
             _point_data(model, data.name, hashed)
             if (path.parent / hashed).is_file():  # the same weights are already there
