@@ -16,8 +16,9 @@ import numpy as np
 from onnx import helper
 
 from ..findings import Finding
-from .edit import Anchor, Declined, GraphEdit, frozen_expr, symbolic_sizes, vector_text
+from .edit import Anchor, Declined, GraphEdit
 from .results import Change
+from .size_nodes import frozen_expr, size, symbolic_sizes, vector, vector_text
 
 
 def repair_constant(edit: GraphEdit, finding: Finding, index: int) -> Change | Declined:
@@ -74,11 +75,11 @@ def _arange(
         return Declined(f"constant {described} is not an arange (values {head}, ...)")
     if values.dtype.kind == "f":
         return Declined(f"constant {described} is a float arange: rounding is not proved")
-    size = edit.size(expr, anchor)
-    if isinstance(size, Declined):
-        return size
+    length = size(edit, expr, anchor)
+    if isinstance(length, Declined):
+        return length
     axes0 = edit.add_initializer("/subgraft/axes", np.array([0], np.int64))
-    limit = edit.add_node(anchor, "Squeeze", [size, axes0], f"{expr} as a scalar")
+    limit = edit.add_node(anchor, "Squeeze", [length, axes0], f"{expr} as a scalar")
     if step != 1:
         factor = edit.add_initializer("/subgraft/step", np.array(int(step), np.int64))
         limit = edit.add_node(anchor, "Mul", [limit, factor], "arange end")
@@ -131,10 +132,10 @@ def _affine(
     one = edit.add_initializer("/subgraft/one", np.array(1, np.int64))
     out, terms = None, []
     for axis in [a for a in axes if steps[a] != 0]:
-        size = edit.size(symbols[axis], anchor)
-        if isinstance(size, Declined):
-            return size
-        limit = edit.add_node(anchor, "Squeeze", [size, axes0], f"{symbols[axis]} as a scalar")
+        length = size(edit, symbols[axis], anchor)
+        if isinstance(length, Declined):
+            return length
+        limit = edit.add_node(anchor, "Squeeze", [length, axes0], f"{symbols[axis]} as a scalar")
         term = edit.add_node(anchor, "Range", [zero, limit, one], f"index over {symbols[axis]}")
         layout = [-1 if i == axis else 1 for i in range(len(shape))]
         layout = edit.add_initializer("/subgraft/layout", np.array(layout, np.int64))
@@ -149,7 +150,7 @@ def _affine(
     dims = ", ".join(str(symbols[i]) if i in axes else "1" for i in range(len(shape)))
     if out is None:  # one value everywhere: that value expanded to the runtime sizes
         fill = edit.add_initializer("/subgraft/fill", np.full([1] * len(shape), start, dtype))
-        sizes = edit.vector([symbols[i] if i in axes else 1 for i in range(len(shape))], anchor)
+        sizes = vector(edit, [symbols[i] if i in axes else 1 for i in range(len(shape))], anchor)
         if isinstance(sizes, Declined):
             return sizes
         out = edit.add_node(anchor, "Expand", [fill, sizes], "filled to the runtime sizes")
@@ -170,7 +171,7 @@ def _vector(
     if isinstance(sizes, Declined):
         return sizes
     literal, new = sizes
-    out = edit.vector(new, anchor, dtype=values.dtype)
+    out = vector(edit, new, anchor, dtype=values.dtype)
     if isinstance(out, Declined):
         return out
     if values.ndim == 0:

@@ -1,11 +1,8 @@
 """Edit a graph for repair: fresh names, new initializers, nodes inserted before an anchor.
 
-Sizes that must follow the input are computed at run time: `Shape -> Gather` of the
-tensor that carries the axis (or of the graph input that defines the symbol), `Mul`
-for products, `Add`/`Sub`/`Div` for a derived size's terms (walked off its exact sympy
-expression, never parsed from its text), `Concat` for a whole shape vector. A check
-that declines returns `Declined(reason)`, as data: helpers return it to the rule, the
-rule to `repair_pass`, which makes it a refusal. Exceptions are left for bad input and bugs.
+The nodes that compute a size at run time are built in `size_nodes`. A check that
+declines returns `Declined(reason)`, as data: helpers return it to the rule, the rule to
+`repair_pass`, which makes it a refusal. Exceptions are left for bad input and bugs.
 
 Each finding's rule runs as one transaction (`GraphEdit.attempt`): nothing it builds
 reaches the model unless it returns a change. An anchor is a name exactly one node
@@ -30,11 +27,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 import onnx_ir as ir
-import sympy
-from onnx import helper
 
-from ..analysis.dims import Derived, Expr, Shape, from_sympy
-from ..findings import Finding, FrozenValue, SymbolInfo
+from ..analysis.dims import Shape
+from ..findings import Finding, SymbolInfo
 from .results import Change
 
 REPAIR_KEY = "subgraft.repair"
@@ -61,30 +56,6 @@ class Declined:
 
 
 Rule = Callable[["GraphEdit", Finding, int], Change | Declined]
-
-
-def frozen_expr(frozen: FrozenValue) -> Expr | None:
-    """What a frozen value should be, as the analysis' exact `Expr`; None where it knows none."""
-    return None if frozen.expr is None else from_sympy(frozen.expr)
-
-
-def symbolic_sizes(
-    finding: Finding, values: np.ndarray
-) -> tuple[list[int], list[int | Expr]] | Declined:
-    """The literal size vector, and the same with each frozen position's symbol put in."""
-    literal = [int(v) for v in values.reshape(-1)]
-    sizes: list[int | Expr] = list(literal)
-    for frozen in finding.frozen:
-        expr = frozen_expr(frozen)
-        position = max(frozen.position, 0)
-        if expr is None or position >= len(sizes):
-            return Declined(f"no symbol known for the literal {frozen.value}")
-        sizes[position] = expr
-    return literal, sizes
-
-
-def vector_text(values: list) -> str:
-    return "[" + ", ".join(str(v) for v in values) + "]"
 
 
 def to_proto(model: ir.Model, source: onnx.ModelProto) -> onnx.ModelProto:
@@ -331,118 +302,13 @@ class GraphEdit:
         """The constant `tensor` is rebuilt by finding `index`: later findings reuse it."""
         self._open().replaced[tensor] = index
 
-    # -- sizes at run time -----------------------------------------------------------------
-
-    def size(self, expr: Expr, anchor: Anchor, data: str | None = None) -> str | Declined:
-        """An int64 [1] tensor holding `expr` at run time, taken from `data`'s shape if it can."""
-        shape = self.shapes.get(data) if data else None
-        if shape is not None:
-            for axis, dim in enumerate(shape):
-                if dim.expr == expr:
-                    return self._gather(anchor, data, axis, f"{expr} from {data}")
-        if not expr.valid:
-            return Declined(f"{expr} is not a size that can be computed")
-        result = None
-        for atom, power in expr.powers:
-            if isinstance(atom, Derived):
-                piece = self._derived(atom.value, anchor, str(atom))
-                if isinstance(piece, Declined):
-                    return piece
-            elif atom in self.symbols:
-                info = self.symbols[atom]
-                piece = self._gather(anchor, info.input, info.axis, f"{atom} from {info.input}")
-            else:
-                return Declined(f"no graph input defines the symbol {atom!r}")
-            for _ in range(power):
-                result = (
-                    piece
-                    if result is None
-                    else self.add_node(anchor, "Mul", [result, piece], f"{expr}")
-                )
-        if result is None:
-            return Declined(f"{expr} has no symbol")
-        if expr.coef != 1:
-            factor = self.add_initializer("/subgraft/factor", np.array([int(expr.coef)], np.int64))
-            result = self.add_node(anchor, "Mul", [result, factor], f"{expr}")
-        return result
-
-    def _derived(self, value: sympy.Expr, anchor: Anchor, purpose: str) -> str | Declined:
-        """A derived size built from its exact expression: a sum term by term (`Sub` for the
-        negative ones), each product by `size`, a floor of a sum of positive terms by `Div`."""
-        if value.is_Integer:
-            return self.add_initializer("/subgraft/literal", np.array([int(value)], np.int64))
-        if isinstance(value, sympy.floor):
-            top, bottom = sympy.fraction(sympy.together(value.args[0]))
-            top = sympy.expand(top)
-            if not bottom.is_Integer or any(t.could_extract_minus_sign()
-                                            for t in sympy.Add.make_args(top)):
-                return Declined(f"{purpose} is a floor of what may be negative: not rebuilt")
-            piece = self._derived(top, anchor, purpose)
-            if isinstance(piece, Declined):
-                return piece
-            divisor = self.add_initializer("/subgraft/divisor", np.array([int(bottom)], np.int64))
-            return self.add_node(anchor, "Div", [piece, divisor], purpose)
-        if not value.is_Add:
-            term = from_sympy(value)
-            if term is None:
-                return Declined(f"{purpose} is not a size that can be computed")
-            return self.size(term, anchor)
-        # The positive terms first: a size is built up, then what it loses taken off.
-        terms = sorted(sympy.Add.make_args(value), key=lambda t: t.could_extract_minus_sign())
-        result = None
-        for term in terms:
-            negative = term.could_extract_minus_sign()
-            piece = self._derived(-term if negative else term, anchor, purpose)
-            if isinstance(piece, Declined):
-                return piece
-            if result is None and not negative:
-                result = piece
-                continue
-            if result is None:
-                result = self.add_initializer("/subgraft/literal", np.array([0], np.int64))
-            result = self.add_node(anchor, "Sub" if negative else "Add", [result, piece], purpose)
-        return result
-
-    def vector(
-        self, values: Sequence[int | Expr], anchor: Anchor, data: str | None = None,
-        dtype=np.int64,
-    ) -> str | Declined:
-        """A 1-D shape-like tensor: literals stay literal, exprs are computed; one Concat."""
-        pieces: list[str] = []
-        run: list[int] = []
-
-        def flush() -> None:
-            if run:
-                pieces.append(self.add_initializer("/subgraft/literal", np.array(run, np.int64)))
-                run.clear()
-
-        for value in values:
-            if isinstance(value, Expr) and value.literal is None:
-                flush()
-                size = self.size(value, anchor, data)
-                if isinstance(size, Declined):
-                    return size
-                pieces.append(size)
-            else:
-                run.append(int(value.literal if isinstance(value, Expr) else value))
-        flush()
-        if len(pieces) == 1:
-            out = pieces[0]
-        else:
-            out = self.add_node(anchor, "Concat", pieces, "shape vector", axis=0)
-        if np.dtype(dtype) != np.int64:
-            to = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
-            out = self.add_node(anchor, "Cast", [out], "shape vector dtype", to=to)
-        return out
-
-    def _gather(self, anchor: Anchor, data: str, axis: int, purpose: str) -> str:
+    def shape_of(self, anchor: Anchor, data: str) -> str:
+        """The output of one `Shape` of `data` before `anchor`, shared by the findings."""
         key = (anchor, data)
         pending = self._open().shape_of
         if key not in self._shape_of and key not in pending:
             pending[key] = self.add_node(anchor, "Shape", [data], f"shape of {data}")
-        shape = pending.get(key, self._shape_of.get(key))
-        index = self.add_initializer("/subgraft/axis", np.array([axis], np.int64))
-        return self.add_node(anchor, "Gather", [shape, index], purpose, axis=0)
+        return pending.get(key, self._shape_of.get(key))
 
     # -- finishing -------------------------------------------------------------------------
 

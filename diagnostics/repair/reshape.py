@@ -15,8 +15,9 @@ import numpy as np
 
 from ..analysis.dims import ONE, Expr
 from ..findings import Finding
-from .edit import Declined, GraphEdit, inputs, outputs, vector_text
+from .edit import Declined, GraphEdit, inputs, outputs
 from .results import Change
+from .size_nodes import vector, vector_text
 
 
 def repair_reshape(edit: GraphEdit, finding: Finding, index: int) -> Change | Declined:
@@ -59,7 +60,7 @@ def repair_reshape(edit: GraphEdit, finding: Finding, index: int) -> Change | De
     else:
         for i in rest:
             new[i] = out[i].expr
-        built = edit.vector(new, node.name, data=inputs(node)[0])
+        built = vector(edit, new, node.name, data=inputs(node)[0])
         if isinstance(built, Declined):
             return built
         name = built
@@ -87,7 +88,7 @@ def _rebuild_computed(
         else d.literal if d.literal is not None else d.expr
         for i, d in enumerate(out)
     ]
-    name = edit.vector(new, node.name, data=inputs(node)[0])
+    name = vector(edit, new, node.name, data=inputs(node)[0])
     if isinstance(name, Declined):
         return name
     added = edit.added()

@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..findings import Finding
-from .edit import Declined, GraphEdit, inputs, symbolic_sizes, vector_text
+from .edit import Declined, GraphEdit, inputs
 from .results import Change
+from .size_nodes import symbolic_sizes, vector, vector_text
 
 OPS = ("Slice", "Resize", "Expand", "Tile", "ConstantOfShape", "Range")
 _DATA_CARRIES_AXIS = ("Slice", "Resize")
@@ -36,7 +37,7 @@ def repair_sizes(edit: GraphEdit, finding: Finding, index: int) -> Change | Decl
         return sizes
     literal, new = sizes
     data = inputs(node)[0] if node.op_type in _DATA_CARRIES_AXIS else None
-    name = edit.vector(new, node.name, data=data, dtype=values.dtype)
+    name = vector(edit, new, node.name, data=data, dtype=values.dtype)
     if isinstance(name, Declined):
         return name
     if values.ndim == 0:

@@ -19,6 +19,7 @@ from diagnostics.findings import Finding, FrozenValue, SymbolInfo
 from diagnostics.loading import LoadedModel
 from diagnostics.repair.edit import Declined, GraphEdit, to_proto
 from diagnostics.repair.plan import repair_pass
+from diagnostics.repair.size_nodes import vector
 
 # "s0*s1" is one input's symbol, as the dynamo exporter names a derived dim: the input
 # defines it, so `Shape -> Gather` of that input rebuilds it (before sizes were exact
@@ -65,7 +66,7 @@ def test_a_rule_that_declines_part_way_leaves_nothing_behind():
                      LoadedModel(model, None, "inline").read_tensor)
 
     def rule(edit: GraphEdit, finding: Finding, index: int):
-        edit.vector([Expr.of("batch"), 4], "frozen_expand")  # Shape, Gather, Concat built
+        vector(edit, [Expr.of("batch"), 4], "frozen_expand")  # Shape, Gather, Concat built
         edit.release("frozen")
         return Declined("the second size cannot be built")
 
@@ -84,7 +85,7 @@ def test_a_rule_that_raises_part_way_leaves_nothing_behind():
                      LoadedModel(model, None, "inline").read_tensor)
 
     def rule(edit: GraphEdit, finding: Finding, index: int):
-        edit.vector([Expr.of("batch"), 4], "frozen_expand")
+        vector(edit, [Expr.of("batch"), 4], "frozen_expand")
         edit.release("frozen")
         raise ArithmeticError("a size no graph can have")
 
@@ -172,7 +173,7 @@ def test_a_released_constant_a_subgraph_still_reads_is_kept():
                      LoadedModel(model, None, "inline").read_tensor)
 
     def rule(edit: GraphEdit, finding: Finding, index: int):
-        new = edit.vector([Expr.of("batch"), 8], "frozen_expand")
+        new = vector(edit, [Expr.of("batch"), 8], "frozen_expand")
         readers = edit.replace_everywhere("frozen", new)
         return [node.name for node in readers]
 
