@@ -88,9 +88,18 @@ def quantize_within_gate(source: str | Path, target: str | Path, text: RealText,
     Args:
         quantize: writes the int8 file keeping the named nodes in fp32; dynamic by default.
     """
-    quantize = quantize or quantize_int8
+    return quantize_each_within_gate(source, {Path(target): quantize or quantize_int8}, text,
+                                     margin)[Path(target)]
+
+
+def quantize_each_within_gate(source: str | Path, targets: dict[Path, Quantizer],
+                              text: RealText, margin: tuple[float, float] = INT8_MARGIN
+                              ) -> dict[Path, QuantizeResult]:
+    """`quantize_within_gate` for several quantizers (dynamic, static) of one source,
+    which is merged and ranked once for all of them."""
     inputs, expected = text.selection.inputs, text.selection.expected
-    with tempfile.TemporaryDirectory(dir=Path(target).parent) as scratch:
+    results = {}
+    with tempfile.TemporaryDirectory(dir=next(iter(targets)).parent) as scratch:
         model = onnx.load(str(source))
         merged = merge_projections(model)
         large = is_large(source)
@@ -98,15 +107,18 @@ def quantize_within_gate(source: str | Path, target: str | Path, text: RealText,
         onnx.save(model, str(source), save_as_external_data=large, location="merged.onnx.data")
         del model
         ranking = activation_errors(source, inputs)
-        keep: list[str] = []
-        while True:
-            quantize(source, Path(target), keep)
-            result = agreement(target, inputs, expected)
-            if result.clears(margin) or len(keep) == len(ranking):
-                break
-            keep.append(ranking[len(keep)][0])
-    judged = judge(Path(target).name, onnxruntime_runner(target), text)
-    return QuantizeResult(result, len(ranking) - len(keep), keep, merged, judged)
+        for target, quantize in targets.items():
+            keep: list[str] = []
+            while True:
+                quantize(source, target, keep)
+                result = agreement(target, inputs, expected)
+                if result.clears(margin) or len(keep) == len(ranking):
+                    break
+                keep.append(ranking[len(keep)][0])
+            judged = judge(target.name, onnxruntime_runner(target), text)
+            results[target] = QuantizeResult(result, len(ranking) - len(keep), keep, merged,
+                                              judged)
+    return results
 
 
 def activation_errors(source: str | Path, inputs: dict[str, np.ndarray]) -> list[tuple[str, float]]:
