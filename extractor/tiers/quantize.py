@@ -93,10 +93,16 @@ def quantize_within_gate(source: str | Path, target: str | Path, text: RealText,
 
 
 def quantize_each_within_gate(source: str | Path, targets: dict[Path, Quantizer],
-                              text: RealText, margin: tuple[float, float] = INT8_MARGIN
+                              text: RealText, margin: tuple[float, float] = INT8_MARGIN,
+                              max_kept_share: dict[Path, float] | None = None
                               ) -> dict[Path, QuantizeResult]:
     """`quantize_within_gate` for several quantizers (dynamic, static) of one source,
-    which is merged and ranked once for all of them."""
+    which is merged and ranked once for all of them.
+
+    Args:
+        max_kept_share: per target, the share of nodes the search may keep in fp32
+            before it gives up (the result then misses the gate); all by default.
+    """
     inputs, expected = text.selection.inputs, text.selection.expected
     results = {}
     with tempfile.TemporaryDirectory(dir=next(iter(targets)).parent) as scratch:
@@ -108,11 +114,12 @@ def quantize_each_within_gate(source: str | Path, targets: dict[Path, Quantizer]
         del model
         ranking = activation_errors(source, inputs)
         for target, quantize in targets.items():
+            limit = int(len(ranking) * (max_kept_share or {}).get(target, 1.0))
             keep: list[str] = []
             while True:
                 quantize(source, target, keep)
                 result = agreement(target, inputs, expected)
-                if result.clears(margin) or len(keep) == len(ranking):
+                if result.clears(margin) or len(keep) >= limit:
                     break
                 keep.append(ranking[len(keep)][0])
             judged = judge(target.name, onnxruntime_runner(target), text)

@@ -5,7 +5,8 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from extractor.tiers.quantize import quantize_int8
+from extractor.tiers.corpus import Batch, RealText
+from extractor.tiers.quantize import quantize_each_within_gate, quantize_int8
 from extractor.tiers.runtimes import onnxruntime_runner
 from extractor.tiers.static_int8 import quantize_static_int8
 
@@ -91,3 +92,18 @@ def test_static_int8_keeps_the_named_matmuls_in_fp32_and_quantizes_no_outputs(ti
     made = {o: n.op_type for n in quantized.node for o in n.output}
     node = next(n for n in quantized.node if n.name == kept.name)
     assert made[node.input[0]] != "DequantizeLinear", f"expected {kept.name} left in fp32"
+
+
+def test_a_search_gives_up_once_it_has_kept_its_share_of_nodes(tiny_onnx, tmp_path):
+    feeds = _feeds([SENTENCE, *MATES_A])
+    # fp32 "expected" that no quantization can follow: the gate never passes.
+    wrong = Batch(feeds, np.random.default_rng(0).normal(size=(3, len(SENTENCE), 32))
+                  .astype(np.float32))
+    target = tmp_path / "q.onnx"
+    result = quantize_each_within_gate(tiny_onnx, {target: quantize_int8},
+                                       RealText(wrong, {"padded": [wrong]}),
+                                       max_kept_share={target: 0.25})[target]
+    assert not result.agreement.ok and not result.judged.ok
+    nodes = len(result.kept_fp32) + result.quantized
+    assert len(result.kept_fp32) == int(nodes * 0.25), (
+        f"expected the search to stop at a quarter of {nodes} nodes, saw {result.kept_fp32}")
