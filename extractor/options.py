@@ -54,10 +54,12 @@ class ExtractOptions:
         optimize: also write `model.optimized.onnx` with onnxruntime's transformer
             fusions (exported for fusion: TorchScript, eager attention), parity-checked.
         quantize: "int8": also write `model.int8.onnx` (dynamic int8 of the graph exported
-            for fusion), gated on cosine similarity on real text.
+            for fusion), gated on cosine similarity on real text (selected on one part
+            of the shipped corpus, judged on another), and `model.int8.static.onnx`
+            (onnxruntime's static QDQ int8, same gate; dropped if it misses it).
             With OpenVINO and NNCF installed, also `openvino/model.int8.xml` (static
-            int8 calibrated on real text, same gate); both are timed and the report
-            records which is faster here (`int8_choice`).
+            int8 calibrated on real text, same gate); the passing files are timed and
+            the report records the fastest here (`int8_choice`).
         precision: "bf16": also write `openvino/model.xml`, the model as OpenVINO IR, run
             with bf16 arithmetic, gated on real text (token cosine >= 0.9995, sentence
             >= 0.9999). Needs OpenVINO and a CPU with bf16 instructions.

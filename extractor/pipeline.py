@@ -53,7 +53,7 @@ from .resolve.model import KeyReport, build_model
 from .resolve.opening import open_checkpoint
 from .resolve.prefixes import choose_prefix, encoder_match
 from .resolve.state_dicts import StateDict, refuse_unusable, strip_prefix
-from .tiers.accuracy import text_inputs
+from .tiers.corpus import RealText, real_text
 from .variants import FUSABLE_NAME, ONNX_NAME, Step, Variant, build_variants
 
 ISOLATE_EXPORT_BYTES = 256 << 20
@@ -277,7 +277,7 @@ def _save_model(encoder: PreTrainedModel, resolved: ResolvedConfig, staging: Pat
 
 
 def _pytorch_outputs(encoder: PreTrainedModel, staging: Path, options: ExtractOptions
-                     ) -> tuple[list[Reference], tuple[dict, Any] | None]:
+                     ) -> tuple[list[Reference], RealText | None]:
     """PyTorch's outputs at the parity shapes, and on real text where a gate needs them."""
     # The attention every ONNX file is exported from: sdpa and eager agree on real
     # tokens but not always on padded ones (ModernBERT: 0.04 apart there).
@@ -371,12 +371,14 @@ def _export(encoder: PreTrainedModel, staging: Path, options: ExtractOptions) ->
     return settings
 
 
-def _text_reference(encoder: PreTrainedModel, staging: Path) -> tuple[dict, Any]:
-    """Real sentences (the saved tokenizer's) and fp32 PyTorch's last_hidden_state on them."""
-    inputs = text_inputs(staging, input_names_for(encoder))
-    with torch.no_grad():
-        out = encoder(**{k: torch.from_numpy(v) for k, v in inputs.items()})
-    return inputs, out.last_hidden_state.numpy()
+def _text_reference(encoder: PreTrainedModel, staging: Path) -> RealText:
+    """The real-text corpus (the saved tokenizer's) and fp32 PyTorch's last_hidden_state
+    on each of its batches: selection and judging parts."""
+    def forward(inputs: dict[str, Any]) -> Any:
+        with torch.no_grad():
+            out = encoder(**{k: torch.from_numpy(v) for k, v in inputs.items()})
+        return out.last_hidden_state.numpy()
+    return real_text(staging, input_names_for(encoder), forward)
 
 
 def _weight_bytes(model: torch.nn.Module) -> int:

@@ -64,6 +64,12 @@ class Agreement:
         return (self.token_cosine_mean >= gate["token_cosine_mean"]
                 and self.sentence_cosine_mean >= gate["sentence_cosine_mean"])
 
+    def clears(self, margin: tuple[float, float]) -> bool:
+        """Whether the means pass the gate raised by `margin` (token, sentence)."""
+        gate = self.gate
+        return (self.token_cosine_mean >= gate["token_cosine_mean"] + margin[0]
+                and self.sentence_cosine_mean >= gate["sentence_cosine_mean"] + margin[1])
+
     def tiers_met(self) -> list[str]:
         """Every tier whose gate these numbers pass, strictest first."""
         return [tier for tier in TIERS if replace(self, tier=tier).ok]
@@ -99,6 +105,12 @@ def compare_embeddings(
     tier: str = "int8",
 ) -> Agreement:
     """Token and mean-pooled sentence cosine of any runtime's output against fp32."""
+    return summarise(name, [cosines(got, expected, attention_mask)], tier)
+
+
+def cosines(got: np.ndarray, expected: np.ndarray, attention_mask: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per real token and per mean-pooled sentence cosine, and max abs on real tokens."""
     got, want = got.astype(np.float64), expected.astype(np.float64)
     mask = attention_mask.astype(bool)
     tokens = _cosine(got[mask], want[mask])
@@ -106,6 +118,14 @@ def compare_embeddings(
     sentences = _cosine(
         (got * weights).sum(1) / weights.sum(1), (want * weights).sum(1) / weights.sum(1)
     )
+    return tokens, sentences, float(np.abs(got - want)[mask].max())
+
+
+def summarise(name: str, parts: list[tuple[np.ndarray, np.ndarray, float]],
+              tier: str = "int8") -> Agreement:
+    """One `Agreement` over the `cosines` of several batches (means over all of them)."""
+    tokens = np.concatenate([p[0] for p in parts])
+    sentences = np.concatenate([p[1] for p in parts])
     return Agreement(
         name,
         float(tokens.mean()),
@@ -113,7 +133,7 @@ def compare_embeddings(
         float(sentences.mean()),
         float(sentences.min()),
         len(sentences),
-        float(np.abs(got - want)[mask].max()),
+        max(p[2] for p in parts),
         tier,
     )
 

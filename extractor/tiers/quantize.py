@@ -6,11 +6,17 @@ per-tensor uint8 quantization (GELU outputs, with their outliers, usually) is
 kept in fp32 and the model quantized again. Query, key and value are merged into
 one MatMul first, so their input is quantized once. The fused graph needs
 `DefaultTensorType` set or quantization fails (FIELD_NOTES).
+
+The search sees only the corpus's selection part and stops when that clears the
+gate by `INT8_MARGIN`; the file is then judged, once, on the judging part
+(`corpus.judge`), which it must pass too. Static int8 (`static_int8`) goes
+through the same search and judgement.
 """
 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,10 +25,16 @@ import onnx
 
 from ..export import EXTERNAL_DATA_BYTES
 from .accuracy import Agreement, agreement
+from .corpus import Judgement, RealText, judge
 from .merge_projections import merge_projections
+from .runtimes import onnxruntime_runner
 
 INT8_NAME = "model.int8.onnx"
 QUANTIZED_OPS = ("MatMul", "Attention")
+# How far above the int8 gate (token, sentence cosine means) the selection part must
+# be for the judging part to pass: measured with MiniLM (docs/performance.md).
+INT8_MARGIN = (0.001, 0.0005)
+Quantizer = Callable[[Path, Path, list[str]], Path]  # (source, target, keep_fp32)
 
 
 @dataclass
@@ -31,6 +43,7 @@ class QuantizeResult:
     quantized: int  # nodes quantized
     kept_fp32: list[str] = field(default_factory=list)  # in the order they were taken out
     merged: int = 0  # groups of projections merged into one MatMul before quantizing
+    judged: Judgement | None = None  # on the judging part, which the search never saw
 
 
 def quantize_int8(source: str | Path, target: str | Path,
@@ -40,20 +53,20 @@ def quantize_int8(source: str | Path, target: str | Path,
 
     quantize_dynamic(str(source), str(target), per_channel=True, weight_type=QuantType.QInt8,
                      op_types_to_quantize=list(QUANTIZED_OPS), nodes_to_exclude=keep_fp32 or [],
-                     use_external_data_format=_is_large(source),
+                     use_external_data_format=is_large(source),
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-    _drop_shape_annotations(target)
+    drop_shape_annotations(target)
     return Path(target)
 
 
-def _is_large(path: str | Path) -> bool:
+def is_large(path: str | Path) -> bool:
     """Whether the model at `path` keeps (or should keep) its weights in external data."""
     path = Path(path)
     return (path.stat().st_size > EXTERNAL_DATA_BYTES
             or (path.parent / (path.name + ".data")).is_file())
 
 
-def _drop_shape_annotations(path: str | Path) -> None:
+def drop_shape_annotations(path: str | Path) -> None:
     """Remove the intermediate shapes the quantizer wrote into the graph.
 
     With them onnxruntime (1.32) sees that each residual Add's inputs match and fuses
@@ -66,24 +79,53 @@ def _drop_shape_annotations(path: str | Path) -> None:
     onnx.save(model, str(path))
 
 
-def quantize_within_gate(source: str | Path, target: str | Path,
-                         inputs: dict[str, np.ndarray], expected: np.ndarray) -> QuantizeResult:
-    """Quantize as much as the cosine gate allows, measured on `inputs` (real text)."""
-    with tempfile.TemporaryDirectory(dir=Path(target).parent) as scratch:
+def quantize_within_gate(source: str | Path, target: str | Path, text: RealText,
+                         quantize: Quantizer | None = None,
+                         margin: tuple[float, float] = INT8_MARGIN) -> QuantizeResult:
+    """Quantize as much as the cosine gate (raised by `margin`) allows on the selection
+    part of the real text, then judge the file on the judging part.
+
+    Args:
+        quantize: writes the int8 file keeping the named nodes in fp32; dynamic by default.
+    """
+    return quantize_each_within_gate(source, {Path(target): quantize or quantize_int8}, text,
+                                     margin)[Path(target)]
+
+
+def quantize_each_within_gate(source: str | Path, targets: dict[Path, Quantizer],
+                              text: RealText, margin: tuple[float, float] = INT8_MARGIN,
+                              max_kept_share: dict[Path, float] | None = None
+                              ) -> dict[Path, QuantizeResult]:
+    """`quantize_within_gate` for several quantizers (dynamic, static) of one source,
+    which is merged and ranked once for all of them.
+
+    Args:
+        max_kept_share: per target, the share of nodes the search may keep in fp32
+            before it gives up (the result then misses the gate); all by default.
+    """
+    inputs, expected = text.selection.inputs, text.selection.expected
+    results = {}
+    with tempfile.TemporaryDirectory(dir=next(iter(targets)).parent) as scratch:
         model = onnx.load(str(source))
         merged = merge_projections(model)
-        large = _is_large(source)
+        large = is_large(source)
         source = Path(scratch) / "merged.onnx"
         onnx.save(model, str(source), save_as_external_data=large, location="merged.onnx.data")
         del model
         ranking = activation_errors(source, inputs)
-        keep: list[str] = []
-        while True:
-            quantize_int8(source, target, keep)
-            result = agreement(target, inputs, expected)
-            if result.ok or len(keep) == len(ranking):
-                return QuantizeResult(result, len(ranking) - len(keep), keep, merged)
-            keep.append(ranking[len(keep)][0])
+        for target, quantize in targets.items():
+            limit = int(len(ranking) * (max_kept_share or {}).get(target, 1.0))
+            keep: list[str] = []
+            while True:
+                quantize(source, target, keep)
+                result = agreement(target, inputs, expected)
+                if result.clears(margin) or len(keep) >= limit:
+                    break
+                keep.append(ranking[len(keep)][0])
+            judged = judge(target.name, onnxruntime_runner(target), text)
+            results[target] = QuantizeResult(result, len(ranking) - len(keep), keep, merged,
+                                              judged)
+    return results
 
 
 def activation_errors(source: str | Path, inputs: dict[str, np.ndarray]) -> list[tuple[str, float]]:
