@@ -25,6 +25,7 @@ from .resolve.architecture import attention_heads
 from .resolve.model import KeyReport
 from .resolve.prefixes import PrefixInfo
 from .tiers.accuracy import TIERS, Agreement
+from .tiers.corpus import Judgement
 from .variants import Variant
 
 
@@ -308,10 +309,19 @@ def _variant_line(variant: Variant) -> str:
         parts.append(f"parity max abs {_num(worst)} at {len(variant.parity.results)} comparisons")
     if variant.agreement is not None:
         parts.append(_agreement_text(variant.agreement))
-    if variant.name == "int8":
+    if variant.judged is not None:
+        parts.append(_judged_text(variant.judged))
+    if variant.name in ("int8", "int8-static"):
         parts.append(f"query/key/value merged in {variant.merged_projections} layer(s); "
                      f"{len(variant.kept_fp32)} node(s) kept in fp32 for the gate")
     return f"{variant.name}: {variant.file}: " + "; ".join(parts) + f" {verdict}"
+
+
+def _judged_text(judged: Judgement) -> str:
+    """The worst of the batch compositions on text the search never saw."""
+    shown_ = ", ".join(f"{name} {a.token_cosine_mean:.5f} / {a.sentence_cosine_mean:.5f}"
+                       for name, a in judged.compositions.items())
+    return f"judged on unseen text (tokens / sentences): {shown_}"
 
 
 def _agreement_text(a: Agreement) -> str:

@@ -7,6 +7,7 @@ on real tokenised text, including shapes the export dummy never had.
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 
 import numpy as np
@@ -14,11 +15,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from rich.console import Console
 from safetensors.torch import save_file
 from transformers import AutoModel, AutoTokenizer
 
 from extractor import extract
 from extractor.errors import ArchitectureError
+from extractor.report import render_extraction
 from extractor.tiers.corpus import JUDGING_SIZE, LONGEST, SELECTION_SIZE
 from extractor.tiers.quantize import INT8_MARGIN
 
@@ -213,6 +216,10 @@ def test_optimize_fuses_every_block_and_int8_passes_the_real_text_gate(
     assert int8.judged.ok, f"expected the judging part to pass, saw {int8.judged.to_dict()}"
     assert {k: a.sentences for k, a in int8.judged.compositions.items()} == {
         "single": JUDGING_SIZE, "padded": JUDGING_SIZE, "longest": LONGEST}
+    console = Console(file=io.StringIO(), width=300)
+    render_extraction(console, report)  # the summary shows both parts' figures
+    line = next(t for t in console.file.getvalue().splitlines() if t.startswith("int8: "))
+    assert f"on {SELECTION_SIZE} sentences" in line and "judged on unseen text" in line, line
     # The gate kept a few MatMuls in fp32; which ones, and how many, depends on the CPU's
     # int8 kernels (AMX: two FFN output projections; AVX-512 VNNI: three; AVX2, whose
     # kernels saturate, one intermediate one as well). Any correct choice keeps few.
