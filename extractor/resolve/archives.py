@@ -91,7 +91,9 @@ def _open(path: Path) -> Iterator[tarfile.TarFile]:
 
 def _unreadable(path: Path, exc: BaseException) -> CheckpointError:
     what = describe(path) if path.is_file() else "not a file"
-    reason = str(exc).splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+    # tarfile's own first line may end in ":" before the methods it tried, one per line.
+    reason = str(exc).strip().splitlines()[0].rstrip(": ")[:160] if str(exc).strip() else ""
+    reason = reason or type(exc).__name__
     return CheckpointError(f"{path} is {what}, not a readable tar archive (model.tar.gz): "
                            f"{reason}")
 
