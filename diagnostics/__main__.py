@@ -14,13 +14,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rich.console import Console
-
 from .cli.check import add_check, add_show
 from .cli.common import EXIT_CODES, EXIT_FAILED, EXIT_INCOMPLETE, EXIT_OK, EXIT_USAGE
 from .cli.compare import add_compare
 from .cli.repair import add_repair
-from .untrusted import plain
+from .untrusted import console, plain
 from .usage import Parser as _Parser
 from .usage import UsageError as _UsageError
 from .usage import command_parser, for_command, print_usage_error
@@ -44,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    err = Console(stderr=True)
+    err = console(stderr=True)
     parser = _parser()
     try:
         args = parser.parse_args(argv)
@@ -59,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import DiagnosticsError
 
     try:
-        return args.handler(args, Console())
+        return args.handler(args, console())
     except DiagnosticsError as exc:  # its text names the file's values: printed, never read
         err.print(plain(f"error: {exc}", limit=1000), markup=False, highlight=False,
                   soft_wrap=True)

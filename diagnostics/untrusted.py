@@ -4,14 +4,22 @@ Node names, op types, metadata, paths, checkpoint keys and config values are
 written by whoever made the file. Before rich renders them, `shown` escapes
 rich's markup (`[/]`, `[link=...]`) and makes control characters visible
 (`\\x1b`, `\\n`), so a name can neither break the renderer nor rewrite the
-terminal; `plain` does the second only, for text printed with markup off.
+terminal; `plain` does the second only, for text printed with markup off. The CLIs
+print through `console()`, which never turns `:name:` into an emoji (`:factory:` in a
+`module:factory` reference, `:fire:` in a node name stay as written).
 """
 
 from __future__ import annotations
 
+from rich.console import Console
 from rich.markup import escape
 
 _LIMIT = 400
+
+
+def console(stderr: bool = False) -> Console:
+    """A console for the CLIs: rich's emoji codes are off, since text from files is data."""
+    return Console(stderr=stderr, emoji=False)
 
 
 def plain(text: object, limit: int | None = _LIMIT) -> str:

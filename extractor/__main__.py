@@ -21,8 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import argparse  # noqa: E402
 import sys  # noqa: E402
 
-from rich.console import Console  # noqa: E402
-
+from diagnostics.untrusted import console  # noqa: E402
 from diagnostics.usage import Parser, UsageError, for_command, print_usage_error  # noqa: E402
 
 from .cli.bench import add_bench  # noqa: E402
@@ -53,8 +52,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    out = Console()
-    err = Console(stderr=True)
+    out = console()
+    err = console(stderr=True)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in (*COMMANDS, "-h", "--help"):  # extract is the default command
         argv.insert(0, "extract")

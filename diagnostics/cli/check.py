@@ -6,6 +6,7 @@ import argparse
 
 from rich.console import Console
 
+from ..untrusted import console
 from .common import (
     DEFAULT_PROBE,
     EXIT_CODES,
@@ -73,7 +74,7 @@ def _check(args: argparse.Namespace, out: Console) -> int:
     else:
         render_check(out, report)
     if args.netron:
-        serve_netron(args, report, Console(stderr=True) if args.json else out)
+        serve_netron(args, report, console(stderr=True) if args.json else out)
     return EXIT_CODES[report.verdict]
 
 

@@ -6,6 +6,7 @@ import argparse
 
 from rich.console import Console
 
+from ..untrusted import console
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -73,6 +74,6 @@ def _compare(args: argparse.Namespace, out: Console) -> int:
 
         view = open_compare_in_netron(report, focus=args.focus, port=args.port,
                                       browse=not args.no_browser)
-        console = Console(stderr=True) if args.json else out
-        until_ctrl_c(view, lambda: render_compare_netron(console, view, report))
+        shown_on = console(stderr=True) if args.json else out
+        until_ctrl_c(view, lambda: render_compare_netron(shown_on, view, report))
     return EXIT_OK if report.ok else EXIT_FAILED

@@ -6,6 +6,7 @@ import argparse
 
 from rich.console import Console
 
+from ..untrusted import console
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -83,6 +84,6 @@ def _repair(args: argparse.Namespace, out: Console) -> int:
         applied = {c.node: f"applied: {c.action}: {c.before} -> {c.after}" for c in report.changes}
         refused = {r.node: f"refused: {r.reason}" for r in report.refusals}
         original = check(args.model, dummy=parse_dummy(args.dummy) if args.dummy else None)
-        console = Console(stderr=True) if args.json else out
-        serve_netron(args, original, console, repairs={**refused, **applied})
+        shown_on = console(stderr=True) if args.json else out
+        serve_netron(args, original, shown_on, repairs={**refused, **applied})
     return EXIT_OK if report.ok else EXIT_FAILED

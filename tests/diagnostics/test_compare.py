@@ -187,6 +187,7 @@ def _bad_references(tmp_path: Path) -> list[str]:
     (tmp_path / "raises.py").write_text("def build():\n    raise RuntimeError('no\\nmore')\n")
     return [str(tmp_path / "missing"), str(tmp_path / "empty"), str(tmp_path / "broken"),
             "no_such_module_here:build", "not_a_module:build", "raises:build",
+            "no_such_module_here:factory",  # `:factory:` is a rich emoji code: shown as written
             "not_a_module:nothing", str(tmp_path / "not_a_module.py")]
 
 
@@ -198,6 +199,8 @@ def test_bad_reference_exits_2_in_one_line(cases, tmp_path, capsys, monkeypatch)
         lines = captured.err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: --reference"), (reference, lines)
         assert "Traceback" not in captured.err and captured.out == ""
+        if ":" in reference and "/" not in reference:
+            assert f"--reference {reference}" in lines[0], lines[0]
 
 
 def test_reference_or_inputs_the_other_side_fails_on_exit_2_in_one_line(cases, tmp_path, capsys,
