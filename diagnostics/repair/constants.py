@@ -18,7 +18,7 @@ from onnx import helper
 from ..findings import Finding
 from .edit import Anchor, Declined, GraphEdit
 from .results import Change
-from .size_nodes import frozen_expr, size, symbolic_sizes, vector, vector_text
+from .size_nodes import frozen_expr, rebuilt_sizes, size, vector, vector_text
 
 
 def repair_constant(edit: GraphEdit, finding: Finding, index: int) -> Change | Declined:
@@ -167,15 +167,9 @@ def _vector(
 ) -> tuple[str, str, str] | Declined:
     if values.ndim > 1 or values.dtype.kind not in "iu":
         return Declined(f"constant {values.dtype} {list(values.shape)} is not a size vector")
-    sizes = symbolic_sizes(finding, values)
-    if isinstance(sizes, Declined):
-        return sizes
-    literal, new = sizes
-    out = vector(edit, new, anchor, dtype=values.dtype)
-    if isinstance(out, Declined):
-        return out
-    if values.ndim == 0:
-        axes = edit.add_initializer("/subgraft/axes", np.array([0], np.int64))
-        out = edit.add_node(anchor, "Squeeze", [out, axes], "scalar size")
+    rebuilt = rebuilt_sizes(edit, finding, values, anchor)
+    if isinstance(rebuilt, Declined):
+        return rebuilt
+    out, literal, new = rebuilt
     return out, vector_text(literal), vector_text(new)
 

@@ -149,3 +149,22 @@ def vector(
 def _gather(edit: GraphEdit, anchor: Anchor, data: str, axis: int, purpose: str) -> str:
     index = edit.add_initializer("/subgraft/axis", np.array([axis], np.int64))
     return edit.add_node(anchor, "Gather", [edit.shape_of(anchor, data), index], purpose, axis=0)
+
+
+def rebuilt_sizes(
+    edit: GraphEdit, finding: Finding, values: np.ndarray, anchor: Anchor,
+    data: str | None = None,
+) -> tuple[str, list[int], list[int | Expr]] | Declined:
+    """`values` (an integer vector or scalar) computed at run time, each frozen position's
+    size from its expression; a scalar stays a scalar. Also the literal and the new sizes."""
+    sizes = symbolic_sizes(finding, values)
+    if isinstance(sizes, Declined):
+        return sizes
+    literal, new = sizes
+    out = vector(edit, new, anchor, data=data, dtype=values.dtype)
+    if isinstance(out, Declined):
+        return out
+    if values.ndim == 0:
+        axes = edit.add_initializer("/subgraft/axes", np.array([0], np.int64))
+        out = edit.add_node(anchor, "Squeeze", [out, axes], "scalar size")
+    return out, literal, new

@@ -9,12 +9,10 @@ node's data for Slice and Resize, else the graph input that defines the symbol).
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..findings import Finding
 from .edit import Declined, GraphEdit, inputs
 from .results import Change
-from .size_nodes import symbolic_sizes, vector, vector_text
+from .size_nodes import rebuilt_sizes, vector_text
 
 OPS = ("Slice", "Resize", "Expand", "Tile", "ConstantOfShape", "Range")
 _DATA_CARRIES_AXIS = ("Slice", "Resize")
@@ -32,17 +30,11 @@ def repair_sizes(edit: GraphEdit, finding: Finding, index: int) -> Change | Decl
         return Declined(f"{tensor!r} is computed, not a literal: its source is not proved")
     if values.ndim > 1 or values.dtype.kind not in "iu":
         return Declined(f"{tensor!r} is not an integer vector or scalar")
-    sizes = symbolic_sizes(finding, values)
-    if isinstance(sizes, Declined):
-        return sizes
-    literal, new = sizes
     data = inputs(node)[0] if node.op_type in _DATA_CARRIES_AXIS else None
-    name = vector(edit, new, node.name, data=data, dtype=values.dtype)
-    if isinstance(name, Declined):
-        return name
-    if values.ndim == 0:
-        axes = edit.add_initializer("/subgraft/axes", np.array([0], np.int64))
-        name = edit.add_node(node.name, "Squeeze", [name, axes], "scalar size")
+    rebuilt = rebuilt_sizes(edit, finding, values, node.name, data=data)
+    if isinstance(rebuilt, Declined):
+        return rebuilt
+    name, literal, new = rebuilt
     edit.set_input(node, finding.input_index, name)
     edit.release(tensor)
     before, after = vector_text(literal), vector_text(new)
