@@ -310,14 +310,21 @@ def lightning(path: Path, encoder: PreTrainedModel, hyper_parameters: dict[str, 
     return path
 
 
-def hf_cache(root: Path, name: str, source: Path) -> Path:
-    """A local Hugging Face cache holding `name`'s config and tokenizer (as after a
-    `from_pretrained` on a machine that was online once)."""
+def hf_snapshot(root: Path, name: str) -> Path:
+    """The empty snapshot folder of `name` in a local Hugging Face cache at `root`, with
+    the `refs/main` that points the cache at it; the caller writes the files into it."""
     repo = root / f"models--{name.replace('/', '--')}"
     snapshot = repo / "snapshots" / "0123456789abcdef"
     snapshot.mkdir(parents=True)
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("0123456789abcdef")
+    return snapshot
+
+
+def hf_cache(root: Path, name: str, source: Path) -> Path:
+    """A local Hugging Face cache holding `name`'s config and tokenizer (as after a
+    `from_pretrained` on a machine that was online once)."""
+    snapshot = hf_snapshot(root, name)
     for file in ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
                  "special_tokens_map.json"):
         if (source / file).is_file():

@@ -26,7 +26,7 @@ from builders.allennlp_like import (
     hostile_archive,
     serialization_dir,
 )
-from builders.layouts import assert_matches
+from builders.layouts import assert_matches, hf_snapshot
 from builders.peft_like import tiny_bert
 
 from extractor.__main__ import EXIT_OK, EXIT_USAGE, main
@@ -49,7 +49,7 @@ def _refused(capsys, *argv) -> str:
 
 def _model_dir(directory: Path, encoder) -> Path:
     """The transformer as `from_pretrained(model_name)` found it: its config (and no more)."""
-    directory.mkdir(parents=True)
+    directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(encoder.config.to_dict()))
     return directory
 
@@ -84,10 +84,7 @@ def test_archive_model_name_in_the_local_hf_cache(tmp_path, capsys, monkeypatch)
     from huggingface_hub import constants
 
     encoder = tiny_bert(seed=12)
-    snapshot = tmp_path / "hub" / "models--allenai--tiny-scibert" / "snapshots" / "0a1b"
-    _model_dir(snapshot, encoder)
-    (snapshot.parents[1] / "refs").mkdir()
-    (snapshot.parents[1] / "refs" / "main").write_text("0a1b")
+    _model_dir(hf_snapshot(tmp_path / "hub", "allenai/tiny-scibert"), encoder)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     path = archive(tmp_path, classifier_config("allenai/tiny-scibert"),
                    classifier_state(encoder))

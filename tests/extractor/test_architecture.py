@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from builders.layouts import hf_snapshot
 from builders.tiny_encoders import tiny_config
 
 from extractor.errors import ArchitectureError
@@ -68,10 +69,7 @@ def test_hub_name_not_in_local_cache_says_so_and_downloads_nothing():
 
 
 def test_hub_name_found_in_local_cache(tmp_path):
-    snapshot = tmp_path / "hub" / "models--acme--tiny" / "snapshots" / "abc123"
-    _write_config(snapshot)
-    (tmp_path / "hub" / "models--acme--tiny" / "refs").mkdir()
-    (tmp_path / "hub" / "models--acme--tiny" / "refs" / "main").write_text("abc123")
+    _write_config(hf_snapshot(tmp_path / "hub", "acme/tiny"))
     resolved = resolve_config(_weights(), model="acme/tiny", cache_dir=tmp_path / "hub")
     assert resolved.config.num_attention_heads == 3
 

@@ -10,7 +10,7 @@ import json
 
 import pytest
 import torch
-from builders.layouts import assert_matches
+from builders.layouts import assert_matches, hf_snapshot
 from builders.peft_like import (
     adapter_config,
     adapter_folder,
@@ -128,10 +128,7 @@ def test_adapter_folder_over_a_base_in_the_local_hf_cache(tmp_path, capsys, monk
     from huggingface_hub import constants
 
     peft_model = peft_bert(seed=6)
-    snapshot = tmp_path / "hub" / "models--someone--tiny-bert" / "snapshots" / "0123abcd"
-    base_folder(snapshot, peft_model)
-    (snapshot.parents[1] / "refs").mkdir()
-    (snapshot.parents[1] / "refs" / "main").write_text("0123abcd")
+    base_folder(hf_snapshot(tmp_path / "hub", "someone/tiny-bert"), peft_model)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     folder = adapter_folder(tmp_path / "adapter", peft_model, "someone/tiny-bert")
     out = tmp_path / "out"
