@@ -119,7 +119,7 @@ def main() -> None:
     conditions = timed[0].conditions
     print(f"\nbert-base (random weights), {args.threads} threads, median ms (quartiles) and "
           "speed-up over PyTorch fp32 in the same run (quartiles over the turns), ! = flagged; "
-          "accuracy on real text")
+          "accuracy on the corpus's judging part, worst of alone / padded 8 / longest 8")
     print(f"CPU: {conditions['cpu']} ({', '.join(conditions['cpu_flags'])}), "
           f"{conditions['cores']} cores; other processes' busy cores while timing: "
           f"{conditions['other_processes_cores']}; idle threads: {conditions['thread_wait']}; "

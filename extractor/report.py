@@ -383,7 +383,8 @@ def render_peers(console: Console, engines: list[Engine], threads: int) -> None:
         rows = [e for e in engines if e.tier == tier]
         table = Table(title=f"{tier} tier: median ms (quartiles), {threads} threads; x = "
                       "speed-up over PyTorch fp32, same run (quartiles over the turns); ! = "
-                      "not to be trusted; accuracy against PyTorch fp32 on real text",
+                      "not to be trusted; accuracy against PyTorch fp32 on the corpus's judging "
+                      "part, the worst of its batch compositions (alone, padded, longest)",
                       title_justify="left")
         for column in ("engine", *(f"{b}x{s}" for b, s in shapes), "token cos", "sentence cos",
                        "max abs", "gate"):

@@ -5,8 +5,9 @@ int8 within the accuracy gate on real text; beside it static int8 in onnxruntime
 and NNCF's static int8 where OpenVINO is installed, the fastest passing one
 recorded), `--runtime openvino` and `--precision bf16` (OpenVINO IR, gated on real
 text). Every int8 file is selected on the corpus's selection part and judged on its
-judging part (`tiers.corpus`). A variant that misses its check fails the run; a
-static int8 file missing its gate is dropped instead.
+judging part (`tiers.corpus`); the OpenVINO f32 and bf16 files are judged there
+too. A variant that misses its check fails the run; a static int8 file missing its
+gate is dropped instead.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ class Variant:
     file: str
     fused: OptimizeResult | None = None
     parity: ParityReport | None = None
-    agreement: Agreement | None = None  # int8: on the selection part, the search's text
-    judged: Judgement | None = None  # int8: on the judging part, never seen by the search
+    agreement: Agreement | None = None  # gated tiers: on the selection part, the search's text
+    judged: Judgement | None = None  # gated tiers: on the judging part, never seen by a search
     # int8 with a search: how far above the gate the selection part had to be.
     selection_margin: tuple[float, float] | None = None
     kept_fp32: list[str] = field(default_factory=list)  # int8: nodes the gate kept in fp32
@@ -182,17 +183,19 @@ def _optimized_variants(
 
 def _openvino_variants(staging: Path, text: RealText, precision: str | None
                        ) -> list[Variant]:
-    """`openvino/model.xml` (model.onnx as IR) checked in f32, and in bf16 when asked."""
+    """`openvino/model.xml` (model.onnx as IR) checked in f32, and in bf16 when asked, on
+    the selection batch and judged on the judging part like the int8 files."""
     inputs, expected = text.inputs, text.expected
     ir = save_openvino_ir(staging / ONNX_NAME, staging / OPENVINO_NAME)
     variants = []
     for tier, hint in (("exact", "f32"), ("bf16", "bf16")):
         if tier == "bf16" and precision != "bf16":
             continue
-        got = openvino_runner(ir, hint)(inputs)
-        agreement = compare_embeddings(OPENVINO_NAME, got, expected, inputs["attention_mask"],
-                                       tier)
+        run = openvino_runner(ir, hint)
+        agreement = compare_embeddings(OPENVINO_NAME, run(inputs), expected,
+                                       inputs["attention_mask"], tier)
         variants.append(Variant(f"openvino-{hint}", OPENVINO_NAME, agreement=agreement,
+                                judged=judge(OPENVINO_NAME, run, text, tier),
                                 runtime="openvino", precision="fp32" if hint == "f32" else hint))
     return variants
 

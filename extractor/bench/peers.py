@@ -1,8 +1,10 @@
 """subgraft's files against the engines a user would pick instead, timed and measured together.
 
 Every engine runs the same inputs with the same threads, in turns (speed.py),
-and every engine's `last_hidden_state` is compared with PyTorch fp32 on real
-text (the directory's tokenizer), so each speed is read beside its accuracy.
+and every engine's `last_hidden_state` is judged against PyTorch fp32 on the
+corpus's judging part (tiers.corpus; the directory's tokenizer) in the batch
+compositions our int8 files are judged in, so each speed is read beside its
+accuracy on text no file of ours was tuned on.
 Each row names the accuracy tier it claims and whether it meets that tier's
 gate (accuracy.py). An engine that is not installed or cannot run here is a
 row that says why, never a missing row. Each time comes with its spread and
@@ -22,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ..tiers.accuracy import Agreement, compare_embeddings, text_inputs
+from ..tiers.accuracy import Agreement
+from ..tiers.corpus import Judgement, judge, real_text
 from ..tiers.runtimes import (
     Runner,
     RuntimeUnavailable,
@@ -31,6 +34,7 @@ from ..tiers.runtimes import (
     openvino_runner,
     with_thread_wait,
 )
+from ..tiers.static_int8 import STATIC_INT8_NAME
 from .speed import (
     BusyWatch,
     Timing,
@@ -52,7 +56,8 @@ class Engine:
     ours: bool  # one of subgraft's files in its own runtime
     runner: Runner | None = None  # dropped once compare_peers has measured it
     unavailable: str | None = None  # why it is not timed
-    agreement: Agreement | None = None
+    judged: Judgement | None = None  # per batch composition, on the judging part
+    agreement: Agreement | None = None  # the judgement's worst figures: one table row
     ms: dict[tuple[int, int], float] = field(default_factory=dict)  # median, per shape
     timings: dict[tuple[int, int], Timing] = field(default_factory=dict)  # spread, speed-up
 
@@ -68,6 +73,7 @@ class Engine:
             "unavailable": self.unavailable,
             "meets_tier": self.meets_tier,
             "accuracy": self.agreement.to_dict() if self.agreement else None,
+            "judged": self.judged.to_dict() if self.judged else None,
             "ms": {f"{b}x{s}": ms for (b, s), ms in self.ms.items()},
             "timings": {f"{b}x{s}": {k: v for k, v in t.__dict__.items() if k != "conditions"}
                         for (b, s), t in self.timings.items()},
@@ -117,9 +123,9 @@ def engines(directory: str | Path, model: Any, threads: int, spinning: bool | No
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
             found.append(Engine(name, tier, ours, unavailable=f"failed: {first}"))
 
-    def file(name: str) -> Path:
+    def file(name: str, why: str = "extract with the flag that writes it") -> Path:
         if not (directory / name).is_file():
-            raise RuntimeUnavailable(f"no {name} (extract with the flag that writes it)")
+            raise RuntimeUnavailable(f"no {name} ({why})")
         return directory / name
 
     add(PYTORCH_FP32, "exact", False, lambda: _torch_runner(model))
@@ -141,6 +147,9 @@ def engines(directory: str | Path, model: Any, threads: int, spinning: bool | No
 
     add("onnxruntime model.int8.onnx", "int8", True,
         lambda: onnxruntime_runner(file("model.int8.onnx"), threads, spinning))
+    add("onnxruntime model.int8.static.onnx", "int8", True,
+        lambda: onnxruntime_runner(file(STATIC_INT8_NAME, "--quantize int8 keeps it only where it "
+                                                "meets the int8 gate"), threads, spinning))
     add("OpenVINO int8 openvino/model.int8.xml", "int8", True,
         lambda: openvino_runner(file(INT8_IR), "f32", threads))
     add("torch.ao dynamic int8", "int8", False, lambda: _torch_runner(_torch_ao_int8(model)))
@@ -173,20 +182,17 @@ def time_engines(found: list[Engine], vocab: int, shapes: tuple[tuple[int, int],
 
 
 def measure_accuracy(found: list[Engine], directory: str | Path, model: Any) -> None:
-    """Each available engine's agreement with PyTorch fp32 on the tokenizer's real text."""
-    import torch
-
+    """Each available engine judged against PyTorch fp32 on the corpus's judging part,
+    tokenised by the directory's tokenizer: each sentence alone, padded batches of mixed
+    lengths and the longest together, as `extract` judges its int8 files."""
     from ..export_inputs import input_names_for
 
-    names = input_names_for(model)
-    inputs = text_inputs(directory, names)
-    with torch.inference_mode():
-        expected = model(**{k: torch.from_numpy(v) for k, v in inputs.items()})[0].numpy()
+    text = real_text(directory, input_names_for(model), _torch_runner(model))
     for engine in found:
         if engine.runner is None:
             continue
-        engine.agreement = compare_embeddings(engine.name, engine.runner(inputs), expected,
-                                              inputs["attention_mask"], engine.tier)
+        engine.judged = judge(engine.name, engine.runner, text, engine.tier)
+        engine.agreement = engine.judged.worst
 
 
 def fastest(found: list[Engine], tier: str, shape: tuple[int, int], ours: bool

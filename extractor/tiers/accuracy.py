@@ -20,20 +20,6 @@ EXACT_MAX_ABS = 1e-4  # the exact tier: parity on real tokens
 # (token cosine, sentence cosine) each lower tier must reach, as means over the sentences.
 GATES = {"bf16": (0.9995, 0.9999), "int8": (TOKEN_COSINE_MIN, SENTENCE_COSINE_MIN)}
 TIERS = ("exact", "bf16", "int8")
-SENTENCES = (
-    "The president visited the capital on Monday to meet the new prime minister.",
-    "Two soldiers were killed and five wounded in an attack near the border, police said.",
-    "She was born in Lyon in 1970 and moved to New York after the war.",
-    "Shares of the company fell sharply after it reported a loss for the third quarter.",
-    "The court sentenced him to ten years in prison for his role in the bombing.",
-    "Officials from both countries met in Geneva to discuss the results of the election.",
-    "Rescue teams searched the collapsed building for survivors through the night.",
-    "The band announced a world tour, starting in Tokyo next spring.",
-    "Protesters gathered outside parliament demanding the resignation of the minister.",
-    "A new vaccine reduced hospital admissions by half in the first clinical trial.",
-    "He married his longtime partner in a small ceremony attended by family.",
-    "Heavy rain caused flooding across the region, closing roads and schools.",
-)
 
 
 @dataclass(frozen=True)
@@ -76,17 +62,6 @@ class Agreement:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok, "gate": self.gate}
-
-
-def text_inputs(tokenizer_dir: str | Path, input_names: list[str]) -> dict[str, np.ndarray]:
-    """The built-in sentences, tokenised and padded as one batch."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
-    encoded = tokenizer(list(SENTENCES), padding=True, return_tensors="np")
-    batch, sequence = encoded["input_ids"].shape
-    zeros = np.zeros((batch, sequence), dtype=np.int64)
-    return {name: encoded.get(name, zeros).astype(np.int64) for name in input_names}
 
 
 def agreement(

@@ -90,6 +90,23 @@ class Judgement:
     def ok(self) -> bool:
         return all(a.ok for a in self.compositions.values())
 
+    @property
+    def worst(self) -> Agreement:
+        """One row for a table: each figure at its worst over the compositions, so it
+        passes its tier's gate exactly when every composition does."""
+        parts = list(self.compositions.values())
+        first = parts[0]
+        return Agreement(
+            first.file,
+            min(a.token_cosine_mean for a in parts),
+            min(a.token_cosine_min for a in parts),
+            min(a.sentence_cosine_mean for a in parts),
+            min(a.sentence_cosine_min for a in parts),
+            max(a.sentences for a in parts),
+            max(a.max_abs for a in parts),
+            first.tier,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, **{k: a.to_dict() for k, a in self.compositions.items()}}
 

@@ -20,7 +20,7 @@ from extractor.__main__ import EXIT_OK, EXIT_USAGE, main
 from extractor.encode import encode, encode_ids
 from extractor.graft import OnnxEncoder
 from extractor.tiers import runtimes as runtimes_module
-from extractor.tiers.accuracy import Agreement, compare_embeddings, text_inputs
+from extractor.tiers.accuracy import Agreement, compare_embeddings
 from extractor.tiers.runtimes import RuntimeUnavailable, bf16_problem, nncf_problem
 
 OPENVINO = runtimes_module.openvino_problem() is None
@@ -103,6 +103,11 @@ def test_openvino_ir_is_exact_in_f32(tiers_out):
     # bits only (3e-6 here).
     assert f32.agreement.max_abs < 1e-4 and f32.agreement.tiers_met()[0] == "exact", (
         f"expected parity within 1e-4 (the exact tier), saw {f32.agreement}")
+    # ...and on the judging part, alone, padded and longest: every composition exact.
+    assert f32.judged is not None and set(f32.judged.compositions) == {"single", "padded",
+                                                                       "longest"}
+    assert f32.judged.ok and f32.judged.worst.max_abs < 1e-4, (
+        f"expected the judging part exact too, saw {f32.judged.to_dict()}")
     assert "openvino/model.xml" in report.files
 
 
@@ -115,6 +120,8 @@ def test_bf16_file_meets_its_gate_and_is_honestly_not_exact(tiers_out):
     assert bf16.agreement.max_abs > 1e-4, f"expected bf16 rounding above 1e-4, saw {bf16.agreement}"
     assert bf16.agreement.tiers_met() == ["bf16", "int8"], (
         f"expected the bf16 gate met and not exact parity, saw {bf16.agreement}")
+    assert bf16.judged is not None and bf16.judged.worst.tiers_met() == ["bf16", "int8"], (
+        f"expected the bf16 gate met on the judging part, saw {bf16.judged.to_dict()}")
 
 
 @pytest.mark.skipif(nncf_problem() is not None, reason="OpenVINO / NNCF not installed")
@@ -199,7 +206,13 @@ def test_bench_peers_prints_every_engine_with_its_accuracy(tiers_out, capsys):
             "onnxruntime model.int8.onnx", "CTranslate2 int8",
             "Optimum O3 (onnxruntime)"} <= set(rows)
     fp32 = rows["PyTorch fp32"]
-    assert fp32["accuracy"]["max_abs"] == 0 and fp32["meets_tier"] and fp32["ms"]["1x8"] > 0
+    # Judged on the corpus's judging part: each sentence alone against its padded row.
+    assert fp32["accuracy"]["max_abs"] < 1e-4 and fp32["meets_tier"] and fp32["ms"]["1x8"] > 0
+    assert fp32["accuracy"]["sentences"] == 96, fp32["accuracy"]
+    assert set(fp32["judged"]) == {"ok", "single", "padded", "longest"}
+    static = rows["onnxruntime model.int8.static.onnx"]  # timed when the run kept it
+    assert static["subgraft"] and static["tier"] == "int8"
+    assert (static["unavailable"] is None) == (out / "model.int8.static.onnx").is_file()
     assert rows["onnxruntime model.onnx"]["meets_tier"]  # exact: parity on real text
     autocast = rows["PyTorch bf16 autocast"]
     assert autocast["tier"] == "bf16" and autocast["accuracy"]["max_abs"] > 1e-4
@@ -222,9 +235,3 @@ def test_bench_peers_needs_the_tokenizer_for_its_accuracy(tiers_out, tmp_path, c
     (bare / "config.json").write_text((out / "config.json").read_text())
     assert main(["bench", str(bare), "--peers"]) == EXIT_USAGE
     assert "no tokenizer" in capsys.readouterr().err
-
-
-def test_text_inputs_are_real_sentences_of_different_lengths(minilm_dir):
-    inputs = text_inputs(minilm_dir, ["input_ids", "attention_mask", "token_type_ids"])
-    lengths = inputs["attention_mask"].sum(1)
-    assert len(lengths) == 12 and lengths.min() < lengths.max()
