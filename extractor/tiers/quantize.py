@@ -116,6 +116,9 @@ def quantize_each_within_gate(source: str | Path, targets: dict[Path, Quantizer]
         for target, quantize in targets.items():
             limit = int(len(ranking) * (max_kept_share or {}).get(target, 1.0))
             keep: list[str] = []
+            # One step per node kept, not a galloping search (k = 0, 1, 2, 4, ... then bisect):
+            # on MiniLM (3 dynamic, 8 static kept) that saved one step of 13 in all, and the
+            # kept set would no longer be the shortest prefix of the ranking that clears.
             while True:
                 quantize(source, target, keep)
                 result = agreement(target, inputs, expected)

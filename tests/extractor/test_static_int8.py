@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import shutil
+from collections import Counter
+from pathlib import Path
+
 import numpy as np
+import onnx
 import pytest
 import torch
 from transformers import BertConfig, BertModel
@@ -8,7 +13,7 @@ from transformers import BertConfig, BertModel
 from extractor.tiers.corpus import Batch, RealText
 from extractor.tiers.quantize import quantize_each_within_gate, quantize_int8
 from extractor.tiers.runtimes import onnxruntime_runner
-from extractor.tiers.static_int8 import quantize_static_int8
+from extractor.tiers.static_int8 import quantize_static_int8, static_quantizer
 
 NAMES = ["input_ids", "attention_mask", "token_type_ids"]
 
@@ -75,8 +80,6 @@ def test_dynamic_ranges_let_batch_mates_move_a_sentence(tiny_onnx):
 
 
 def test_static_int8_keeps_the_named_matmuls_in_fp32_and_quantizes_no_outputs(tiny_onnx):
-    import onnx
-
     graph = onnx.load(str(tiny_onnx)).graph
     constants = {t.name for t in graph.initializer}
     weights = [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in constants]
@@ -107,3 +110,44 @@ def test_a_search_gives_up_once_it_has_kept_its_share_of_nodes(tiny_onnx, tmp_pa
     nodes = len(result.kept_fp32) + result.quantized
     assert len(result.kept_fp32) == int(nodes * 0.25), (
         f"expected the search to stop at a quarter of {nodes} nodes, saw {result.kept_fp32}")
+
+
+@pytest.mark.parametrize("kept", [
+    ["layer.0/intermediate/dense"],  # its input goes back to float for the residual Add too
+    ["layer.1/attention/self/query", "layer.1/attention/self/key",
+     "layer.1/attention/self/value"],  # their shared input: float again for every reader
+    ["layer.0/attention/self/query"],  # key and value still read its input quantized
+    ["layer.1/attention/output/dense", "layer.1/intermediate/dense"],
+])
+def test_the_searchs_edit_gives_the_model_quantize_static_gives_without_the_kept_nodes(
+        tiny_onnx, tmp_path, kept):
+    source = tmp_path / "source.onnx"  # the quantizer caches its all-quantized file beside it
+    shutil.copy(tiny_onnx, source)
+    graph = onnx.load(str(source)).graph
+    constants = {t.name for t in graph.initializer}
+    keep = [n.name for n in graph.node if n.op_type == "MatMul" and n.input[1] in constants
+            and any(part in n.name for part in kept)]
+    assert len(keep) == len(kept)
+    samples = [{k: v[:1] for k, v in _feeds([row]).items()}
+               for row in ([2, 10, 11, 12, 3], SENTENCE, [2, 50, 60, 70, 80, 3])]
+    quantize = static_quantizer(samples)
+    quantize(source, tmp_path / "every.onnx", [])  # the search's first step
+    edited = quantize(source, tmp_path / "edited.onnx", keep)
+    fresh = quantize_static_int8(source, tmp_path / "fresh.onnx", samples, keep_fp32=keep)
+    assert _dequantized_inputs(edited) == _dequantized_inputs(fresh)
+    assert _op_counts(edited) == _op_counts(fresh)
+    feeds = _feeds([SENTENCE, *MATES_B])
+    gap = np.abs(onnxruntime_runner(edited)(feeds)[0] - onnxruntime_runner(fresh)(feeds)[0]).max()
+    assert gap <= 1e-6, f"the edit is {gap} away from quantizing without {kept}"
+
+
+def _dequantized_inputs(path: Path) -> set[tuple[str, int]]:
+    """Which inputs of which MatMuls are read through a DequantizeLinear."""
+    graph = onnx.load(str(path)).graph
+    made = {o: n.op_type for n in graph.node for o in n.output}
+    return {(n.name, i) for n in graph.node if n.op_type == "MatMul"
+            for i, name in enumerate(n.input) if made.get(name) == "DequantizeLinear"}
+
+
+def _op_counts(path: Path) -> Counter[str]:
+    return Counter(n.op_type for n in onnx.load(str(path)).graph.node)
