@@ -6,20 +6,29 @@ rich's markup (`[/]`, `[link=...]`) and makes control characters visible
 (`\\x1b`, `\\n`), so a name can neither break the renderer nor rewrite the
 terminal; `plain` does the second only, for text printed with markup off. The CLIs
 print through `console()`, which never turns `:name:` into an emoji (`:factory:` in a
-`module:factory` reference, `:fire:` in a node name stay as written).
+`module:factory` reference, `:fire:` in a node name stay as written), and which,
+writing to a file or a pipe, lays tables out on `PIPED_WIDTH` columns rather than
+rich's 80, where a wide table's cells were cut to "subgra…".
 """
 
 from __future__ import annotations
+
+import os
+import sys
 
 from rich.console import Console
 from rich.markup import escape
 
 _LIMIT = 400
+PIPED_WIDTH = 200  # bench --peers' widest table, with its longest engine name
 
 
 def console(stderr: bool = False) -> Console:
-    """A console for the CLIs: rich's emoji codes are off, since text from files is data."""
-    return Console(stderr=stderr, emoji=False)
+    """A console for the CLIs: rich's emoji codes are off, since text from files is data;
+    not a terminal (and no COLUMNS set), `PIPED_WIDTH` columns."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not stream.isatty() and not os.environ.get("COLUMNS")
+    return Console(stderr=stderr, emoji=False, width=PIPED_WIDTH if piped else None)
 
 
 def plain(text: object, limit: int | None = _LIMIT) -> str:
