@@ -214,6 +214,12 @@ def _render_variants(console: Console, report: ExtractionReport) -> None:
     if report.int8_choice:
         console.print(f"int8 chosen: {report.int8_choice['file']}: {report.int8_choice['why']}",
                       soft_wrap=True, highlight=False)
+        if len(report.int8_choice.get("ms") or {}) > 1:
+            # int8 kernels differ by instruction set (AVX2, VNNI, AMX): the winner here
+            # need not win on the machine that serves the model.
+            console.print("  [dim]serving on another CPU? time the files there: python -m "
+                          f"extractor bench {shown(report.output, None)} --peers[/]",
+                          soft_wrap=True, highlight=False)
 
 
 def _render_written(console: Console, report: ExtractionReport) -> None:

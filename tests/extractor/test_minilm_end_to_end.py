@@ -7,6 +7,7 @@ on real tokenised text, including shapes the export dummy never had.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections import Counter
 
@@ -220,6 +221,14 @@ def test_optimize_fuses_every_block_and_int8_passes_the_real_text_gate(
     render_extraction(console, report)  # the summary shows both parts' figures
     line = next(t for t in console.file.getvalue().splitlines() if t.startswith("int8: "))
     assert f"on {SELECTION_SIZE} sentences" in line and "judged on unseen text" in line, line
+    # A choice timed here says how to time it on the serving CPU; a lone file has no race.
+    for timed, hint in (({"model.int8.onnx": 9.0, "model.int8.static.onnx": 12.0}, True),
+                        ({}, False)):
+        console = Console(file=io.StringIO(), width=300)
+        render_extraction(console, dataclasses.replace(report, int8_choice={
+            "file": "model.int8.onnx", "ms": timed, "why": "fastest"}))
+        shown = f"python -m extractor bench {report.output} --peers" in console.file.getvalue()
+        assert shown == hint, console.file.getvalue()
     # The gate kept a few MatMuls in fp32; which ones, and how many, depends on the CPU's
     # int8 kernels (AMX: two FFN output projections; AVX-512 VNNI: three; AVX2, whose
     # kernels saturate, one intermediate one as well). Any correct choice keeps few.
