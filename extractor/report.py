@@ -327,7 +327,8 @@ def _judged_text(judged: Judgement) -> str:
     """The worst of the batch compositions on text the search never saw."""
     shown_ = ", ".join(f"{name} {a.token_cosine_mean:.5f} / {a.sentence_cosine_mean:.5f}"
                        for name, a in judged.compositions.items())
-    return f"judged on unseen text (tokens / sentences): {shown_}"
+    return (f"judged on unseen text in {', '.join(judged.languages)} "
+            f"(tokens / sentences): {shown_}")
 
 
 def _agreement_text(a: Agreement) -> str:

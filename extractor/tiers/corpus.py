@@ -1,10 +1,13 @@
 """Real text for the lower-precision gates: select on one part, judge on another.
 
-`corpus.txt` (shipped with the package) is split by position into a selection part,
-the only text the node-keeping search and static calibration ever see, and a judging
-part, run in the batch compositions users run: each sentence alone, padded batches of
-mixed lengths, and the longest sentences together. A gate judged on its tuning text
-is no gate (FIELD_NOTES: 0.9952 on its own 12 sentences, 0.9932 on 24 others).
+`corpus.txt` (shipped with the package, English) is split by length into a selection
+part, the only text the node-keeping search and static calibration ever see, and a
+judging part, run in the batch compositions users run: each sentence alone, padded
+batches of mixed lengths, and the longest sentences together. A gate judged on its
+tuning text is no gate (FIELD_NOTES: 0.9952 on its own 12 sentences, 0.9932 on 24
+others). Each other language the model's tokenizer encodes about as well as English
+(`languages`; `corpus.<language>.txt`) is split alike and appended to both parts, so a
+multilingual model is gated on every language it reads and an English one as before.
 """
 
 from __future__ import annotations
@@ -18,29 +21,50 @@ from typing import Any
 import numpy as np
 
 from .accuracy import Agreement, cosines, summarise
+from .languages import ENGLISH, usable
 
 SELECTION_SIZE = 48
 JUDGING_SIZE = 96
 PADDED_BATCH = 8  # judging: batches of 8 sentences, short and long mixed
 LONGEST = 8  # judging: the longest sentences, padded together
+# Each other language: a quarter of English's share, so English still weighs most in
+# the search; its judging size is a multiple of PADDED_BATCH, so padded batches (and
+# each sentence alone, cut from them) hold every judged sentence.
+LANGUAGE_SELECTION_SIZE = 12
+LANGUAGE_JUDGING_SIZE = 24
+# One file a language, each with its own header; English's keeps its name and bytes.
+LANGUAGES = (ENGLISH, "fr", "de", "es", "ru")
 Forward = Callable[[dict[str, np.ndarray]], np.ndarray]  # inputs -> last_hidden_state
 
 
-def corpus_sentences() -> list[str]:
-    """The shipped sentences, in file order."""
-    text = resources.files("extractor.tiers").joinpath("corpus.txt").read_text("utf-8")
+def corpus_sentences(language: str = ENGLISH) -> list[str]:
+    """The shipped sentences of one language, in file order."""
+    name = "corpus.txt" if language == ENGLISH else f"corpus.{language}.txt"
+    text = resources.files("extractor.tiers").joinpath(name).read_text("utf-8")
     return [line.strip() for line in text.splitlines()
             if line.strip() and not line.startswith("#")]
 
 
-def split_corpus(sentences: list[str]) -> tuple[list[str], list[str]]:
+def split_corpus(sentences: list[str], selection_size: int = SELECTION_SIZE,
+                 judging_size: int = JUDGING_SIZE) -> tuple[list[str], list[str]]:
     """(selection, judging): by length, every third sentence to selection, two to judging,
-    then thinned evenly to SELECTION_SIZE and JUDGING_SIZE, so both parts span short
-    to long. Deterministic: it depends on the file only."""
+    then thinned evenly to the sizes, so both parts span short to long. Deterministic:
+    it depends on the file only."""
     ranked = sorted(sentences, key=len)  # stable: ties keep file order
     selection = ranked[0::3]
     judging = [s for i, s in enumerate(ranked) if i % 3]
-    return _thin(selection, SELECTION_SIZE), _thin(judging, JUDGING_SIZE)
+    return _thin(selection, selection_size), _thin(judging, judging_size)
+
+
+def split_languages(languages: tuple[str, ...]) -> dict[str, tuple[list[str], list[str]]]:
+    """(selection, judging) per language: English's as `split_corpus` gives it, every
+    other language's at LANGUAGE_SELECTION_SIZE and LANGUAGE_JUDGING_SIZE."""
+    parts: dict[str, tuple[list[str], list[str]]] = {}
+    for language in languages:
+        sizes = ((SELECTION_SIZE, JUDGING_SIZE) if language == ENGLISH
+                 else (LANGUAGE_SELECTION_SIZE, LANGUAGE_JUDGING_SIZE))
+        parts[language] = split_corpus(corpus_sentences(language), *sizes)
+    return parts
 
 
 def _thin(items: list[str], size: int) -> list[str]:
@@ -64,6 +88,7 @@ class RealText:
 
     selection: Batch
     judging: dict[str, list[Batch]]  # "single", "padded", "longest"
+    languages: tuple[str, ...] = (ENGLISH,)  # in both parts, English first
 
     @property
     def inputs(self) -> dict[str, np.ndarray]:  # the selection batch: search, timing
@@ -85,6 +110,7 @@ class Judgement:
     """A file's agreement with fp32 on the judging part, per batch composition."""
 
     compositions: dict[str, Agreement]
+    languages: tuple[str, ...] = (ENGLISH,)  # of the judging part
 
     @property
     def ok(self) -> bool:
@@ -108,11 +134,13 @@ class Judgement:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, **{k: a.to_dict() for k, a in self.compositions.items()}}
+        return {"ok": self.ok, "languages": list(self.languages),
+                **{k: a.to_dict() for k, a in self.compositions.items()}}
 
 
 def real_text(tokenizer_dir: str | Path, input_names: list[str], forward: Forward) -> RealText:
-    """The corpus tokenised with the model's tokenizer, each batch run once in fp32."""
+    """The corpus in every language the model's tokenizer encodes about as well as
+    English, tokenised with that tokenizer, each batch run once in fp32."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
@@ -123,18 +151,23 @@ def real_text(tokenizer_dir: str | Path, input_names: list[str], forward: Forwar
         inputs = {name: encoded.get(name, zeros).astype(np.int64) for name in input_names}
         return Batch(inputs, forward(inputs))
 
-    selection, judging = split_corpus(corpus_sentences())
+    languages = usable(tokenizer, {language: corpus_sentences(language)
+                                   for language in LANGUAGES})
+    parts = split_languages(languages)
+    selection = [s for chosen, _ in parts.values() for s in chosen]
+    judging = [s for _, judged in parts.values() for s in judged]
     # Short and long in every padded batch: sentence i goes with i + n/8, i + 2n/8, ...
     rows = len(judging) // PADDED_BATCH
     padded = [batch([judging[i + k * rows] for k in range(PADDED_BATCH)]) for i in range(rows)]
-    longest = sorted(judging, key=len)[-LONGEST:]
     return RealText(batch(selection), {
         # fp32 PyTorch's rows do not depend on their batch-mates (parity holds on real
         # tokens), so each sentence alone is judged against its padded batch's row.
         "single": [_row(b, k) for k in range(PADDED_BATCH) for b in padded],
         "padded": padded,
-        "longest": [batch(longest)],
-    })
+        # Each language's longest together: English's batch is the one it always was,
+        # and no language's long sentences crowd out another's.
+        "longest": [batch(sorted(judged, key=len)[-LONGEST:]) for _, judged in parts.values()],
+    }, languages)
 
 
 def _row(batch: Batch, row: int) -> Batch:
@@ -151,4 +184,4 @@ def judge(name: str, run: Forward, text: RealText, tier: str = "int8") -> Judgem
                                               b.inputs["attention_mask"]) for b in batches],
                                tier)
         for composition, batches in text.judging.items()
-    })
+    }, text.languages)

@@ -209,7 +209,8 @@ def test_bench_peers_prints_every_engine_with_its_accuracy(tiers_out, capsys):
     # Judged on the corpus's judging part: each sentence alone against its padded row.
     assert fp32["accuracy"]["max_abs"] < 1e-4 and fp32["meets_tier"] and fp32["ms"]["1x8"] > 0
     assert fp32["accuracy"]["sentences"] == 96, fp32["accuracy"]
-    assert set(fp32["judged"]) == {"ok", "single", "padded", "longest"}
+    assert set(fp32["judged"]) == {"ok", "languages", "single", "padded", "longest"}
+    assert fp32["judged"]["languages"] == ["en"], "MiniLM's WordPiece reads English alone"
     static = rows["onnxruntime model.int8.static.onnx"]  # timed when the run kept it
     assert static["subgraft"] and static["tier"] == "int8"
     assert (static["unavailable"] is None) == (out / "model.int8.static.onnx").is_file()
