@@ -7,6 +7,12 @@ line and exits 2. Any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception as one line of a message: its first line, at most `limit` characters
+    (its type's name when it has no text)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
+
+
 class DiagnosticsError(Exception):
     """Bad input or usage; the message is one line for the user."""
 

@@ -22,7 +22,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 from onnx import external_data_helper, numpy_helper
 
-from .errors import ModelFileError
+from .errors import ModelFileError, first_line
 from .file_kinds import describe
 from .validation import location_problem, validate_model
 
@@ -72,7 +72,7 @@ def load_model(source: str | os.PathLike[str] | onnx.ModelProto) -> LoadedModel:
         except DecodeError as exc:
             raise ModelFileError(f"{path}: not an ONNX model or truncated ({exc})") from None
         except Exception as exc:  # it looked like ONNX: whatever the parser says is the file's
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            first = first_line(exc)
             raise ModelFileError(f"{path}: cannot read it as ONNX ({first})") from None
         _check_strings(model, path)
         weights, missing = _weights(model, path.parent)

@@ -21,6 +21,7 @@ from transformers import PreTrainedModel
 
 from diagnostics import Report as FrozenCheck
 from diagnostics import check
+from diagnostics.errors import first_line
 
 from . import __version__
 from .divergence import COMPARE_NAME, FailureComparison, compare_failure
@@ -67,6 +68,7 @@ class TokenizerCopy:
     files: tuple[str, ...] = ()  # names copied into the output; empty when none was found
     directory: Path | None = None  # the folder they came from (absolute)
     given: bool = False  # passed as `tokenizer=` (--tokenizer DIR), not found by resolution
+    problem: str | None = None  # why AutoTokenizer cannot load the files copied, if it cannot
 
     @property
     def found(self) -> bool:
@@ -78,7 +80,9 @@ class TokenizerCopy:
             "files": list(self.files),
             "from": str(self.directory) if self.directory else None,
             "given": self.given,
-            "how_to_supply": None if self.found else HOW_TO_SUPPLY_TOKENIZER,
+            "loads": self.found and self.problem is None,
+            "problem": self.problem,
+            "how_to_supply": None if self.found and not self.problem else HOW_TO_SUPPLY_TOKENIZER,
         }
 
 
@@ -178,7 +182,7 @@ def extract(
         timer.lap("save")
 
         step("running PyTorch at the parity shapes")
-        references, text = _pytorch_outputs(encoder, staging, options)
+        references, text = _pytorch_outputs(encoder, staging, options, resolved.tokenizer_dir)
         step("exporting to ONNX")
         del ckpt  # its tensors share the encoder's memory map; only the encoder is needed now
         settings = _export(encoder, staging, options)
@@ -203,7 +207,8 @@ def extract(
             seconds=timer.seconds, int8_choice=int8_choice,
             provenance=_provenance(resolved, copied, ckpt_dir),
             tokenizer=TokenizerCopy(tuple(copied), resolved.tokenizer_dir if copied else None,
-                                    options.given_tokenizer is not None),
+                                    options.given_tokenizer is not None,
+                                    _tokenizer_problem(staging) if copied else None),
             comparison=comparison,
         )
         _publish(report, staging, destination, options)
@@ -276,14 +281,14 @@ def _save_model(encoder: PreTrainedModel, resolved: ResolvedConfig, staging: Pat
     return _copy_tokenizer(resolved, staging)
 
 
-def _pytorch_outputs(encoder: PreTrainedModel, staging: Path, options: ExtractOptions
-                     ) -> tuple[list[Reference], RealText | None]:
+def _pytorch_outputs(encoder: PreTrainedModel, staging: Path, options: ExtractOptions,
+                     tokenizer_source: Path | None) -> tuple[list[Reference], RealText | None]:
     """PyTorch's outputs at the parity shapes, and on real text where a gate needs them."""
     # The attention every ONNX file is exported from: sdpa and eager agree on real
     # tokens but not always on padded ones (ModernBERT: 0.04 apart there).
     encoder.set_attn_implementation("eager")
     references = _references(encoder, options.hidden_states)
-    text = _text_reference(encoder, staging) if options.real_text else None
+    text = _text_reference(encoder, staging, tokenizer_source) if options.real_text else None
     return references, text
 
 
@@ -371,14 +376,15 @@ def _export(encoder: PreTrainedModel, staging: Path, options: ExtractOptions) ->
     return settings
 
 
-def _text_reference(encoder: PreTrainedModel, staging: Path) -> RealText:
+def _text_reference(encoder: PreTrainedModel, staging: Path, source: Path | None
+                    ) -> RealText:
     """The real-text corpus (the saved tokenizer's) and fp32 PyTorch's last_hidden_state
     on each of its batches: selection and judging parts."""
     def forward(inputs: dict[str, Any]) -> Any:
         with torch.no_grad():
             out = encoder(**{k: torch.from_numpy(v) for k, v in inputs.items()})
         return out.last_hidden_state.numpy()
-    return real_text(staging, input_names_for(encoder), forward)
+    return real_text(staging, input_names_for(encoder), forward, source)
 
 
 def _weight_bytes(model: torch.nn.Module) -> int:
@@ -402,6 +408,19 @@ def _copy_tokenizer(resolved: ResolvedConfig, staging: Path) -> dict[str, str]:
             shutil.copyfile(source, staging / name)
             copied[name] = str(source.resolve())
     return copied
+
+
+def _tokenizer_problem(staging: Path) -> str | None:
+    """Why AutoTokenizer cannot load the tokenizer files copied beside the model, or None:
+    a broken file (truncated JSON, a vocabulary of another format) is said, not shipped
+    silently for the user's first `from_pretrained` to find."""
+    from transformers import AutoTokenizer
+
+    try:
+        AutoTokenizer.from_pretrained(staging, local_files_only=True)
+    except Exception as exc:  # the files' fault, whatever the tokenizer class raises
+        return first_line(exc)
+    return None
 
 
 def _provenance(resolved: ResolvedConfig, copied: dict[str, str], checkpoint_dir: Path

@@ -158,6 +158,14 @@ def _render_config_changes(console: Console, report: ExtractionReport) -> None:
 
 
 def _render_tokenizer_warning(console: Console, report: ExtractionReport) -> None:
+    if report.tokenizer.problem:
+        console.print(
+            f"[bold yellow]tokenizer files copied from {shown(report.tokenizer.directory, None)} "
+            f"do not load ({shown(report.tokenizer.problem)}), so AutoTokenizer.from_pretrained "
+            f"on the output raises; mend them there or supply one with "
+            f"{shown(HOW_TO_SUPPLY_TOKENIZER)}[/]",
+            soft_wrap=True,
+        )
     if not report.tokenizer.found:
         console.print(
             "[bold yellow]no tokenizer written: no tokenizer files were found for this model, "

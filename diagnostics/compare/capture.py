@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from ..errors import CompareRunError
+from ..errors import CompareRunError, first_line
 from ..loading import LoadedModel
 from .reference import call_reference
 
@@ -58,7 +58,7 @@ def capture_torch(module, feed: dict[str, np.ndarray], on_call: Callable[[Call],
     try:
         call_reference(module, feed)
     except Exception as exc:  # the user's module on the model's inputs: a failure is input
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        first = first_line(exc, 300)
         raise CompareRunError(f"the reference fails on the inputs: {type(exc).__name__}: "
                               f"{first}") from None
     finally:
@@ -130,7 +130,7 @@ def run_exposed(loaded: LoadedModel, feed: dict[str, np.ndarray], names: Iterabl
         wanted = [o.name for o in session.get_outputs()]
         values = session.run(wanted, feed)
     except Exception as exc:  # onnxruntime's error types are not exported
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        first = first_line(exc, 300)
         raise CompareRunError(f"onnxruntime fails on the inputs: {first} (python -m "
                               "diagnostics check --probe finds shapes frozen at export)") from None
     return {name: np.asarray(value, dtype=np.float32) if np.issubdtype(

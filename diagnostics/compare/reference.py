@@ -12,7 +12,7 @@ import inspect
 import re
 from pathlib import Path
 
-from ..errors import ReferenceModelError
+from ..errors import ReferenceModelError, first_line
 
 _FACTORY = re.compile(r"([A-Za-z_][\w.]*):([A-Za-z_]\w*)")
 
@@ -50,7 +50,7 @@ def _from_directory(path: Path):
         model = AutoModel.from_pretrained(str(path), local_files_only=True)
     except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ...
         raise ReferenceModelError(f"--reference {path}: transformers cannot load it: "
-                                  f"{_first_line(exc)}") from None
+                                  f"{first_line(exc, 300)}") from None
     finally:
         if quiet:
             hf_logging.enable_progress_bar()
@@ -64,7 +64,7 @@ def _from_factory(module_name: str, factory_name: str):
         module = importlib.import_module(module_name)
     except Exception as exc:  # the user's module: any failure to import is bad input
         raise ReferenceModelError(f"--reference {module_name}:{factory_name}: cannot import "
-                                  f"{module_name}: {_first_line(exc)}") from None
+                                  f"{module_name}: {first_line(exc, 300)}") from None
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise ReferenceModelError(f"--reference {module_name}:{factory_name}: {module_name} "
@@ -73,7 +73,7 @@ def _from_factory(module_name: str, factory_name: str):
         built = factory()
     except Exception as exc:
         raise ReferenceModelError(f"--reference {module_name}:{factory_name}: the factory "
-                                  f"raised {type(exc).__name__}: {_first_line(exc)}") from None
+                                  f"raised {type(exc).__name__}: {first_line(exc, 300)}") from None
     if not isinstance(built, torch.nn.Module):
         raise ReferenceModelError(f"--reference {module_name}:{factory_name} returned a "
                                   f"{type(built).__name__}, not a torch.nn.Module")
@@ -94,7 +94,3 @@ def call_reference(module, feed: dict):
         if all(name in params for name in tensors):
             return module(**tensors)
         return module(*tensors.values())
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from diagnostics.errors import first_line
+
 from ..tiers.accuracy import Agreement
 from ..tiers.corpus import Judgement, judge, real_text
 from ..tiers.runtimes import (
@@ -120,7 +122,7 @@ def engines(directory: str | Path, model: Any, threads: int, spinning: bool | No
         except RuntimeUnavailable as exc:
             found.append(Engine(name, tier, ours, unavailable=str(exc)))
         except Exception as exc:  # a peer that fails to load is a row saying so
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            first = first_line(exc, 160)
             found.append(Engine(name, tier, ours, unavailable=f"failed: {first}"))
 
     def file(name: str, why: str = "extract with the flag that writes it") -> Path:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from diagnostics.errors import first_line
+
 from .exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, print_error
 
 
@@ -83,7 +85,7 @@ def _load_batches(path: Path) -> list:
     try:
         batches = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc)
         raise ExtractorError(f"--batches {path} cannot be read: {first}") from None
     if isinstance(batches, (dict, torch.Tensor)) or not isinstance(batches, (list, tuple)):
         batches = [batches]

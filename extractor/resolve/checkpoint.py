@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from diagnostics import limits
+from diagnostics.errors import first_line
 from diagnostics.file_kinds import describe, read_json, safetensors_problem, torch_zip_problem
 
 from ..errors import CheckpointError
 from .converted import legacy_names
 from .pickled_models import module_configs
-from .safe_unpickle import first_line, torch_load
+from .safe_unpickle import torch_load
 from .state_dicts import StateDict, extra_entries, find_state_dict
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".mdl")

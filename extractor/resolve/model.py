@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from transformers import PretrainedConfig, PreTrainedModel
 
+from diagnostics.errors import first_line
+
 from ..errors import ArchitectureError, WeightMismatchError
 from .encoders import build_meta, encoder_class
 from .keys import POOLER, KeyReport, compare_keys
@@ -63,7 +65,7 @@ def build_model(
         model = encoder_class(config)(config, **kwargs)
     except (RuntimeError, ValueError, TypeError, ArithmeticError) as exc:
         # The meta build passed: what fails now is a value only a real build reads.
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        reason = first_line(exc)
         raise ArchitectureError(f"transformers cannot build a {config.model_type} from this "
                                 f"config: {reason}") from None
     # Tied copies (T5's encoder.embed_tokens and shared) load through the one present.

@@ -17,6 +17,8 @@ from typing import Any
 
 import torch
 
+from diagnostics.errors import first_line
+
 from ..errors import CheckpointError, UnsafeCheckpointError
 
 _MAX_STAND_INS = 64
@@ -134,8 +136,3 @@ def _corrupt(path: Path, exc: BaseException) -> CheckpointError:
         f"{path} cannot be read as a PyTorch checkpoint (truncated, corrupt or not a "
         f"checkpoint): {reason.group(1)[:200] if reason else first_line(exc)}"
     )
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]

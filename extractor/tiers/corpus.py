@@ -20,6 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from diagnostics.errors import first_line
+
+from ..errors import ExtractorError
 from .accuracy import Agreement, cosines, summarise
 from .languages import ENGLISH, usable
 
@@ -138,12 +141,22 @@ class Judgement:
                 **{k: a.to_dict() for k, a in self.compositions.items()}}
 
 
-def real_text(tokenizer_dir: str | Path, input_names: list[str], forward: Forward) -> RealText:
+def real_text(tokenizer_dir: str | Path, input_names: list[str], forward: Forward,
+              source: str | Path | None = None) -> RealText:
     """The corpus in every language the model's tokenizer encodes about as well as
-    English, tokenised with that tokenizer, each batch run once in fp32."""
+    English, tokenised with that tokenizer, each batch run once in fp32.
+
+    Args:
+        source: the folder the tokenizer files were copied from, named when they cannot
+            be loaded (`tokenizer_dir` itself by default).
+    """
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
+    except Exception as exc:  # the folder's files (broken JSON, a missing vocabulary)
+        raise ExtractorError(f"{source or tokenizer_dir}: its tokenizer cannot be loaded for the "
+                             f"accuracy gate's text ({first_line(exc)})") from None
 
     def batch(sentences: list[str]) -> Batch:
         encoded = tokenizer(sentences, padding=True, truncation=True, return_tensors="np")

@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from diagnostics.errors import first_line
+
 from ..errors import ExtractorError
 
 Runner = Callable[[dict[str, np.ndarray]], np.ndarray]
@@ -107,7 +109,7 @@ def checked_session(path: str | Path, options: Any = None,
     except DiagnosticsError as exc:
         raise ExtractorError(str(exc)) from None
     except Exception as exc:  # onnxruntime's own refusal: the file's fault, said in one line
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        reason = first_line(exc)
         raise ExtractorError(f"{path}: onnxruntime cannot load it ({reason})") from None
 
 

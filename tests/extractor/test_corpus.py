@@ -8,6 +8,7 @@ import pytest
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer
 
+from extractor.errors import ExtractorError
 from extractor.tiers.accuracy import Agreement
 from extractor.tiers.corpus import (
     JUDGING_SIZE,
@@ -238,3 +239,13 @@ def test_real_text_carries_every_language_in_selection_and_each_composition(mult
         assert languages(batches, 1) == set(LANGUAGES), composition
     judged = judge("same", _stand_in(), text)
     assert judged.ok and judged.to_dict()["languages"] == list(LANGUAGES)
+
+
+@pytest.mark.parametrize("broken", ['{"model": {"type": "WordPiece"', '{"version": "1.0"}'])
+def test_a_tokenizer_that_cannot_load_is_one_line_naming_its_folder(tmp_path, broken):
+    (tmp_path / "tokenizer.json").write_text(broken)
+    (tmp_path / "tokenizer_config.json").write_text("{}")
+    with pytest.raises(ExtractorError) as caught:
+        real_text(tmp_path, ["input_ids", "attention_mask"], lambda inputs: None)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path}: its tokenizer cannot be loaded") and "\n" not in message

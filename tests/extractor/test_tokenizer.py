@@ -87,7 +87,8 @@ def test_no_tokenizer_is_said_in_the_summary_with_how_to_supply_one(without):
 def test_no_tokenizer_is_a_field_of_report_json(without):
     report = json.loads((without.output / "report.json").read_text())
     assert report["tokenizer"] == {
-        "found": False, "files": [], "from": None, "given": False,
+        "found": False, "files": [], "from": None, "given": False, "loads": False,
+        "problem": None,
         "how_to_supply": "--tokenizer DIR (a folder with its tokenizer files) or --model DIR",
     }
     assert report["provenance"]["copied_from"] == {}
@@ -135,7 +136,7 @@ def test_given_tokenizer_is_in_report_json_and_the_summary(given, tiny_bert):
     report = json.loads((given.output / "report.json").read_text())
     assert report["tokenizer"] == {
         "found": True, "files": list(given.tokenizer.files), "from": str(tiny_bert.resolve()),
-        "given": True, "how_to_supply": None,
+        "given": True, "loads": True, "problem": None, "how_to_supply": None,
     }
     assert report["config"]["tokenizer_dir"] == str(tiny_bert.resolve())
     assert set(report["provenance"]["copied_from"]) == {"vocab.txt", "tokenizer_config.json"}
@@ -209,3 +210,40 @@ def test_cli_refuses_a_bad_tokenizer_folder_in_one_line(well_known, tmp_path, ca
     assert line.startswith("error: --tokenizer ") and "does not exist" in line
     assert "nowhere\\n[red]x" in line and "Traceback" not in captured.err + captured.out
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def broken_tokenizer(tmp_path_factory, tiny_bert) -> Path:
+    """tiny-bert's tokenizer folder with a truncated tokenizer.json beside its vocabulary."""
+    folder = tmp_path_factory.mktemp("broken-tokenizer")
+    for name in ("vocab.txt", "tokenizer_config.json"):
+        (folder / name).write_bytes((tiny_bert / name).read_bytes())
+    (folder / "tokenizer.json").write_text('{"version": "1.0", "model": {')
+    return folder
+
+
+def test_tokenizer_files_that_do_not_load_are_said_not_shipped_silently(well_known, tiny_bert,
+                                                                        broken_tokenizer):
+    folder, checkpoint = well_known
+    report = extract(checkpoint, "bert.", folder / "broken", tokenizer=broken_tokenizer)
+    assert report.ok and report.tokenizer.found and report.tokenizer.problem
+    with pytest.raises(ValueError):  # what the user's own first call would meet
+        AutoTokenizer.from_pretrained(folder / "broken")
+    saved = json.loads((folder / "broken" / "report.json").read_text())["tokenizer"]
+    assert saved["loads"] is False and saved["problem"] == report.tokenizer.problem
+    assert saved["how_to_supply"], saved
+    summary = _summary(report)
+    assert f"tokenizer files copied from {broken_tokenizer} do not load" in summary, summary
+    fine = extract(checkpoint, "bert.", folder / "fine", tokenizer=tiny_bert)
+    assert fine.tokenizer.problem is None and "do not load" not in _summary(fine)
+
+
+def test_a_real_text_gate_refuses_tokenizer_files_that_do_not_load(well_known, broken_tokenizer,
+                                                                  tmp_path):
+    _, checkpoint = well_known
+    with pytest.raises(ExtractorError) as caught:
+        extract(checkpoint, "bert.", tmp_path / "out", tokenizer=broken_tokenizer,
+                quantize="int8")
+    message = str(caught.value)
+    assert message.startswith(f"{broken_tokenizer}: its tokenizer cannot be loaded")
+    assert "\n" not in message and not (tmp_path / "out").exists()
