@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -20,6 +17,7 @@ import onnx
 import pytest
 import torch
 from builders import broken_models, compare_cases
+from builders.processes import start_cli
 from rich.console import Console
 
 from diagnostics import CompareReport, compare
@@ -276,11 +274,9 @@ def test_netron_marks_every_node_of_the_divergent_module_and_only_those(cases, t
 
 
 def test_compare_netron_cli_serves_until_ctrl_c_and_exits_1(cases):
-    argv = [sys.executable, "-m", "diagnostics", "compare", str(cases["torchscript", "weight"]),
-            "--reference", str(cases["reference"]), "--netron", "--no-browser"]
-    process = subprocess.Popen(argv, cwd=Path(__file__).resolve().parents[2],
-                               env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = start_cli("diagnostics", ["compare", str(cases["torchscript", "weight"]),
+                                        "--reference", str(cases["reference"]), "--netron",
+                                        "--no-browser"], Path(__file__).resolve().parents[2])
     try:
         text = ""
         while "Serving until Ctrl+C" not in text:

@@ -8,8 +8,6 @@ import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -19,6 +17,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
+from builders.processes import start_cli
 from onnx import TensorProto, helper, numpy_helper
 from rich.console import Console
 
@@ -221,16 +220,8 @@ def test_terminal_lists_the_exact_names_to_find(tiny, tmp_path):
 )
 def test_cli_serves_until_ctrl_c_then_stops(tiny, command, code):
     model = str(tiny("attention-ints"))
-    argv = [sys.executable, "-m", "diagnostics", command[0], model, *command[1:]]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-    process = subprocess.Popen(
-        [*argv, "--no-browser", "--port", "0"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_cli("diagnostics", [command[0], model, *command[1:], "--no-browser",
+                                        "--port", "0"], REPO)
     try:
         lines = []
         deadline = time.monotonic() + 60
@@ -254,15 +245,8 @@ def test_cli_serves_until_ctrl_c_then_stops(tiny, command, code):
 
 def test_repair_netron_annotates_what_repair_did(tiny, tmp_path):
     model = str(tiny("attention-ints"))
-    argv = [sys.executable, "-m", "diagnostics", "repair", model, "--dry-run", "--netron"]
-    process = subprocess.Popen(
-        [*argv, "--no-browser"],
-        cwd=REPO,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_cli("diagnostics", ["repair", model, "--dry-run", "--netron",
+                                        "--no-browser"], REPO)
     try:
         text = ""
         while "Serving until Ctrl+C" not in text:
