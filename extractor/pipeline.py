@@ -21,7 +21,6 @@ from transformers import PreTrainedModel
 
 from diagnostics import Report as FrozenCheck
 from diagnostics import check
-from diagnostics.errors import first_line
 
 from . import __version__
 from .divergence import COMPARE_NAME, FailureComparison, compare_failure
@@ -49,7 +48,13 @@ from .parity import (
 )
 from .resolve.architecture import ResolvedConfig, resolve_config
 from .resolve.checkpoint import Checkpoint
-from .resolve.config_sources import NO_TOKENIZER_CLASS, TOKENIZER_FILES, tokenizer_dir
+from .resolve.config_sources import (
+    NO_TOKENIZER_CLASS,
+    TOKENIZER_FILES,
+    oversized_tokenizer_file,
+    tokenizer_dir,
+    tokenizer_problem,
+)
 from .resolve.model import KeyReport, build_model
 from .resolve.opening import open_checkpoint
 from .resolve.prefixes import choose_prefix, encoder_match
@@ -208,7 +213,7 @@ def extract(
             provenance=_provenance(resolved, copied, ckpt_dir),
             tokenizer=TokenizerCopy(tuple(copied), resolved.tokenizer_dir if copied else None,
                                     options.given_tokenizer is not None,
-                                    _tokenizer_problem(staging) if copied else None),
+                                    tokenizer_problem(staging) if copied else None),
             comparison=comparison,
         )
         _publish(report, staging, destination, options)
@@ -402,25 +407,15 @@ def _copy_tokenizer(resolved: ResolvedConfig, staging: Path) -> dict[str, str]:
     copied: dict[str, str] = {}
     if resolved.tokenizer_dir is None:
         return copied
+    if problem := oversized_tokenizer_file(resolved.tokenizer_dir):
+        raise ExtractorError(f"{resolved.tokenizer_dir}: {problem}; pass --tokenizer DIR with "
+                             "the model's own tokenizer files")
     for name in TOKENIZER_FILES:
         source = resolved.tokenizer_dir / name
         if source.is_file():
             shutil.copyfile(source, staging / name)
             copied[name] = str(source.resolve())
     return copied
-
-
-def _tokenizer_problem(staging: Path) -> str | None:
-    """Why AutoTokenizer cannot load the tokenizer files copied beside the model, or None:
-    a broken file (truncated JSON, a vocabulary of another format) is said, not shipped
-    silently for the user's first `from_pretrained` to find."""
-    from transformers import AutoTokenizer
-
-    try:
-        AutoTokenizer.from_pretrained(staging, local_files_only=True)
-    except Exception as exc:  # the files' fault, whatever the tokenizer class raises
-        return first_line(exc)
-    return None
 
 
 def _provenance(resolved: ResolvedConfig, copied: dict[str, str], checkpoint_dir: Path

@@ -142,6 +142,62 @@ def candidates(checkpoint: Checkpoint) -> list[Candidate]:
     return list(unique.values())
 
 
+# Any one tokenizer file: real ones are under 40 MB (Gemma's tokenizer.json: 33 MB).
+TOKENIZER_FILE_BYTES = 64 * 2**20
+
+
+def oversized_tokenizer_file(folder: Path) -> str | None:
+    """The first tokenizer file in `folder` over TOKENIZER_FILE_BYTES, said in one line,
+    from its size alone (nothing is read), or None."""
+    from diagnostics.limits import human
+
+    for name in TOKENIZER_FILES:
+        path = folder / name
+        if path.is_file() and (size := path.stat().st_size) > TOKENIZER_FILE_BYTES:
+            return (f"{name} is {human(size)}, over the {human(TOKENIZER_FILE_BYTES)} a "
+                    "tokenizer file may take")
+    return None
+
+
+class TokenizerLoadError(Exception):
+    """The tokenizer files in a folder cannot be loaded; the message says why, in one line."""
+
+
+def load_tokenizer(folder: Path) -> Any:
+    """AutoTokenizer on `folder`'s files, offline, their JSON checked for size and depth
+    before anything parses it: a tokenizer.json of gigabytes, or nested 100,000 deep, is
+    refused in bounded time and memory (real ones: under 40 MB, a few levels deep).
+
+    Raises:
+        TokenizerLoadError: why the files cannot be loaded.
+    """
+    from transformers import AutoTokenizer
+
+    from diagnostics.errors import first_line
+    from diagnostics.limits import json_depth_problem
+
+    if problem := oversized_tokenizer_file(folder):
+        raise TokenizerLoadError(problem)
+    for name in TOKENIZER_FILES:
+        path = folder / name
+        if name.endswith(".json") and path.is_file() and (
+                problem := json_depth_problem(path.read_bytes())):
+            raise TokenizerLoadError(f"{name}: {problem}")
+    try:
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except Exception as exc:  # the files' fault, whatever the tokenizer class raises
+        raise TokenizerLoadError(first_line(exc)) from None
+
+
+def tokenizer_problem(folder: Path) -> str | None:
+    """Why `load_tokenizer(folder)` fails, or None."""
+    try:
+        load_tokenizer(folder)
+    except TokenizerLoadError as exc:
+        return str(exc)
+    return None
+
+
 def tokenizer_dir(directory: Path | None) -> Path | None:
     """`directory` if it holds a tokenizer's vocabulary (not just its settings), else None."""
     if directory is None:

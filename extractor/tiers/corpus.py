@@ -20,9 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from diagnostics.errors import first_line
-
 from ..errors import ExtractorError
+from ..resolve.config_sources import TokenizerLoadError, load_tokenizer
 from .accuracy import Agreement, cosines, summarise
 from .languages import ENGLISH, usable
 
@@ -150,13 +149,11 @@ def real_text(tokenizer_dir: str | Path, input_names: list[str], forward: Forwar
         source: the folder the tokenizer files were copied from, named when they cannot
             be loaded (`tokenizer_dir` itself by default).
     """
-    from transformers import AutoTokenizer
-
     try:
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
-    except Exception as exc:  # the folder's files (broken JSON, a missing vocabulary)
+        tokenizer = load_tokenizer(Path(tokenizer_dir))
+    except TokenizerLoadError as exc:
         raise ExtractorError(f"{source or tokenizer_dir}: its tokenizer cannot be loaded for the "
-                             f"accuracy gate's text ({first_line(exc)})") from None
+                             f"accuracy gate's text ({exc})") from None
 
     def batch(sentences: list[str]) -> Batch:
         encoded = tokenizer(sentences, padding=True, truncation=True, return_tensors="np")

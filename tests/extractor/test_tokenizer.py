@@ -247,3 +247,29 @@ def test_a_real_text_gate_refuses_tokenizer_files_that_do_not_load(well_known, b
     message = str(caught.value)
     assert message.startswith(f"{broken_tokenizer}: its tokenizer cannot be loaded")
     assert "\n" not in message and not (tmp_path / "out").exists()
+
+
+def test_a_tokenizer_file_nested_100000_deep_is_said_unparsed(well_known, tiny_bert, tmp_path):
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    (folder / "vocab.txt").write_bytes((tiny_bert / "vocab.txt").read_bytes())
+    (folder / "tokenizer.json").write_text("[" * 100_000 + "]" * 100_000)
+    _, checkpoint = well_known
+    report = extract(checkpoint, "bert.", tmp_path / "out", tokenizer=folder)
+    assert report.tokenizer.problem.startswith("tokenizer.json: JSON nested"), report.tokenizer
+
+
+def test_a_tokenizer_file_of_8_gib_is_refused_before_it_is_copied(well_known, tiny_bert,
+                                                                    tmp_path):
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    (folder / "vocab.txt").write_bytes((tiny_bert / "vocab.txt").read_bytes())
+    with (folder / "tokenizer.json").open("wb") as handle:  # sparse: copying it writes 8 GiB
+        handle.truncate(8 * 2**30)
+    _, checkpoint = well_known
+    with pytest.raises(ExtractorError) as caught:
+        extract(checkpoint, "bert.", tmp_path / "out", tokenizer=folder)
+    message = str(caught.value)
+    assert message == (f"{folder}: tokenizer.json is 8.0 GiB, over the 64.0 MiB a tokenizer "
+                       "file may take; pass --tokenizer DIR with the model's own tokenizer files")
+    assert not (tmp_path / "out").exists()
