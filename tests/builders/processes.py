@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,17 @@ def start_cli(package: str, args: list[str], cwd: Path) -> subprocess.Popen:
         env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         preexec_fn=_sigint_default)
+
+
+def output_until_serving(process: subprocess.Popen) -> tuple[str, str]:
+    """What a `--netron` CLI printed up to its "Serving until Ctrl+C" line, and the URL
+    it serves Netron at."""
+    text = ""
+    while "Serving until Ctrl+C" not in text:
+        line = process.stdout.readline()
+        assert line, f"exited early: {process.stderr.read()}"
+        text += line
+    return text, re.search(r"Netron: (http://127\.0\.0\.1:\d+)", text)[1]
 
 
 def _sigint_default() -> None:

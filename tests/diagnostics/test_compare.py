@@ -17,7 +17,7 @@ import onnx
 import pytest
 import torch
 from builders import broken_models, compare_cases
-from builders.processes import start_cli
+from builders.processes import output_until_serving, start_cli
 from rich.console import Console
 
 from diagnostics import CompareReport, compare
@@ -278,12 +278,7 @@ def test_compare_netron_cli_serves_until_ctrl_c_and_exits_1(cases):
                                         "--reference", str(cases["reference"]), "--netron",
                                         "--no-browser"], Path(__file__).resolve().parents[2])
     try:
-        text = ""
-        while "Serving until Ctrl+C" not in text:
-            line = process.stdout.readline()
-            assert line, f"exited early: {process.stderr.read()}"
-            text += line
-        url = re.search(r"Netron: (http://127\.0\.0\.1:\d+)", text)[1]
+        text, url = output_until_serving(process)
         assert '"/model/encoder/layer.1/attention/output/dense/MatMul"' in text
         node = next(n for n in _served(url).graph.node
                     if n.name == "/model/encoder/layer.1/attention/output/dense/MatMul")

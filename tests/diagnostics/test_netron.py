@@ -9,7 +9,6 @@ import re
 import signal
 import socket
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
-from builders.processes import start_cli
+from builders.processes import output_until_serving, start_cli
 from onnx import TensorProto, helper, numpy_helper
 from rich.console import Console
 
@@ -223,17 +222,9 @@ def test_cli_serves_until_ctrl_c_then_stops(tiny, command, code):
     process = start_cli("diagnostics", [command[0], model, *command[1:], "--no-browser",
                                         "--port", "0"], REPO)
     try:
-        lines = []
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            assert line, f"exited early: {process.stderr.read()}"
-            lines.append(line)
-            if line.startswith("Serving until Ctrl+C"):
-                break
-        url = re.search(r"Netron: (http://127\.0\.0\.1:\d+)", "".join(lines))[1]
+        text, url = output_until_serving(process)
         assert _served_model(url)[0] == f"/data/{Path(model).stem}.annotated.onnx"
-        assert f'"{FROZEN}"' in "".join(lines)
+        assert f'"{FROZEN}"' in text
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=20) == code
     finally:
@@ -248,12 +239,7 @@ def test_repair_netron_annotates_what_repair_did(tiny, tmp_path):
     process = start_cli("diagnostics", ["repair", model, "--dry-run", "--netron",
                                         "--no-browser"], REPO)
     try:
-        text = ""
-        while "Serving until Ctrl+C" not in text:
-            line = process.stdout.readline()
-            assert line, f"exited early: {process.stderr.read()}"
-            text += line
-        url = re.search(r"Netron: (http://127\.0\.0\.1:\d+)", text)[1]
+        text, url = output_until_serving(process)
         _, served = _served_model(url)
         node = next(n for n in served.graph.node if n.name == FROZEN)
         props = {p.key: p.value for p in node.metadata_props}
